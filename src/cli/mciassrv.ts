@@ -1,0 +1,173 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { Command, Option } from 'commander';
+import { pino } from 'pino';
+import { CONFIG_FILE_NAME, loadConfig } from '../config/load.ts';
+import { startServer } from '../server.ts';
+import { openDatabase } from '../store/database.ts';
+import { VERSION } from '../version.ts';
+import { backupSqlite } from './backup.ts';
+import { checkConfig } from './check.ts';
+import { initDataDir, type InitResult } from './init.ts';
+
+/**
+ * The server daemon's own CLI: set up a data directory, serve, migrate, check the configuration, back up.
+ * Administration of accounts goes through the API (mciasctl), not through here.
+ */
+interface Location {
+  dataDir?: string;
+  config?: string;
+}
+
+const dataDirOption = () => new Option('-d, --data-dir <dir>', 'data directory (holds mcias.toml)').env('MCIAS_DATA_DIR');
+const configOption = () => new Option('-c, --config <file>', 'config file (default: <data-dir>/mcias.toml)').env('MCIAS_CONFIG');
+
+function configFileOf(options: Location): string {
+  if (options.config) return path.resolve(options.config);
+  return path.resolve(options.dataDir ?? 'data', CONFIG_FILE_NAME);
+}
+
+function printInit(result: InitResult): void {
+  const lines = [
+    `Initialised ${path.dirname(result.configFile)}`,
+    `  config:        ${result.configFile}`,
+    `  server URL:    ${result.url}`,
+    `  administrator: ${result.adminUsername}`,
+  ];
+  if (result.caCertFile) lines.push(`  certificate:   ${result.caCertFile} (self-signed: give it to clients with --ca-cert)`);
+  if (result.generatedPassword !== undefined) {
+    lines.push(
+      '',
+      `  One-time password for ${result.adminUsername} (shown only now; change it after you log in):`,
+      `    ${result.generatedPassword}`,
+    );
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+const DEFAULT_LISTEN = '127.0.0.1:8443';
+
+export function program(): Command {
+  const cli = new Command('mciassrv')
+    .description('MCIAS server: serves the HTTPS API and manages its data directory')
+    .version(VERSION)
+    .showHelpAfterError()
+    .configureOutput({ outputError: (text, write) => write(text) });
+
+  cli
+    .command('init')
+    .description('create a data directory: config, master key, TLS certificate, database and first administrator')
+    .addOption(dataDirOption().default('data'))
+    .option('--admin-username <name>', 'the first administrator', 'admin')
+    .option('--admin-password-file <file>', "read the administrator's password from a file (otherwise one is generated and printed once)")
+    .option('--listen <host:port>', 'address to serve on', DEFAULT_LISTEN)
+    .option('--storage-url <url>', 'sqlite:PATH (default sqlite:mcias.db) or postgres://...')
+    .option('--cert <file>', 'use this TLS certificate instead of generating a self-signed one')
+    .option('--key <file>', 'the private key for --cert')
+    .option('--issuer <url>', 'token issuer (default: the server URL)')
+    .action(async (o) => {
+      printInit(
+        await initDataDir({
+          dataDir: o.dataDir,
+          adminUsername: o.adminUsername,
+          adminPasswordFile: o.adminPasswordFile,
+          listen: o.listen,
+          storageUrl: o.storageUrl,
+          certFile: o.cert,
+          keyFile: o.key,
+          issuer: o.issuer,
+        }),
+      );
+    });
+
+  cli
+    .command('serve')
+    .description('serve the API over HTTPS (SIGHUP reloads the certificate; SIGTERM shuts down gracefully)')
+    .addOption(dataDirOption())
+    .addOption(configOption())
+    .option('--listen <host:port>', 'override server.listen')
+    .option('--init', 'initialise the data directory first if it has no config (first run)')
+    .action(async (o) => {
+      const file = configFileOf(o);
+      if (o.init && !existsSync(file)) {
+        printInit(await initDataDir({ dataDir: path.dirname(file), adminUsername: 'admin', listen: o.listen ?? DEFAULT_LISTEN }));
+      }
+      const env = { ...process.env, ...(o.listen ? { MCIAS_SERVER_LISTEN: o.listen } : {}) };
+      const config = loadConfig({ file, env });
+      const logger = pino({ level: config.log.level, base: { service: 'mciassrv' } });
+      const server = await startServer(config, logger);
+      logger.info({ url: server.url, version: VERSION }, 'mciassrv is serving');
+      process.on('SIGHUP', () => server.reloadTls());
+      const stop = (signal: string) => {
+        logger.info({ signal }, 'shutting down');
+        server.close().then(
+          () => process.exit(0),
+          (error: unknown) => {
+            logger.error({ err: error }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
+      };
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+    });
+
+  cli
+    .command('migrate')
+    .description('bring the database schema up to date (serve also does this on start)')
+    .addOption(dataDirOption())
+    .addOption(configOption())
+    .action(async (o) => {
+      const config = loadConfig({ file: configFileOf(o) });
+      const database = openDatabase(config.storage);
+      try {
+        const { error, results = [] } = await database.migrate();
+        for (const r of results) process.stdout.write(`${r.status === 'Success' ? 'applied' : r.status}: ${r.migrationName}\n`);
+        if (error !== undefined) throw new Error(`migration failed: ${(error as Error).message}`);
+        if (results.length === 0) process.stdout.write('the database schema is up to date\n');
+      } finally {
+        await database.close();
+      }
+    });
+
+  cli
+    .command('config')
+    .description('configuration tools')
+    .command('check')
+    .description('check the config, master key, TLS files and database; report every problem at once')
+    .addOption(dataDirOption())
+    .addOption(configOption())
+    .action(async (o) => {
+      const file = configFileOf(o);
+      const problems = await checkConfig(file, process.env);
+      if (problems.length === 0) {
+        process.stdout.write(`${file}: OK\n`);
+        return;
+      }
+      process.stderr.write(`${file}: ${problems.length} problem${problems.length === 1 ? '' : 's'}\n${problems.map((p) => `  - ${p}\n`).join('')}`);
+      process.exitCode = 1;
+    });
+
+  cli
+    .command('backup')
+    .description('write a consistent copy of the SQLite database, safe while the server runs')
+    .argument('<file>', 'where to write the copy (must not exist)')
+    .addOption(dataDirOption())
+    .addOption(configOption())
+    .action(async (file: string, o) => {
+      const config = loadConfig({ file: configFileOf(o) });
+      const { pages } = await backupSqlite(config, path.resolve(file));
+      process.stdout.write(`backed up ${pages} pages to ${path.resolve(file)} (the master key is not in it: back it up separately)\n`);
+    });
+
+  return cli;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await program().parseAsync(argv);
+  } catch (error) {
+    process.stderr.write(`mciassrv: ${(error as Error).message}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,238 @@
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import path from 'node:path';
+import { parse as parseToml } from 'smol-toml';
+import Value from 'typebox/value';
+import { ConfigFileSchema, type ConfigFile } from './schema.ts';
+import { parseDuration } from './duration.ts';
+
+export const CONFIG_FILE_NAME = 'mcias.toml';
+
+export type StorageConfig =
+  | { readonly kind: 'sqlite'; readonly path: string; readonly busyTimeoutMs: number }
+  | { readonly kind: 'postgres'; readonly url: string; readonly caFile: string | undefined; readonly poolSize: number };
+
+export interface Config {
+  readonly configFile: string | undefined;
+  readonly masterKey: { readonly file: string; readonly inline: string | undefined };
+  readonly server: {
+    readonly host: string;
+    readonly port: number;
+    readonly trustedProxies: readonly string[];
+    readonly bodyLimit: number;
+    readonly shutdownTimeoutMs: number;
+  };
+  readonly tls: { readonly certFile: string; readonly keyFile: string; readonly minVersion: 'TLSv1.2' | 'TLSv1.3' };
+  readonly storage: StorageConfig;
+  readonly tokens: {
+    readonly issuer: string;
+    readonly audience: string;
+    readonly userTtlMs: number;
+    readonly serviceTtlMs: number;
+  };
+  readonly passwords: {
+    readonly scrypt: { readonly ln: number; readonly r: number; readonly p: number };
+    readonly maxConcurrentHashes: number;
+    readonly maxQueuedHashes: number;
+    readonly minLength: number;
+  };
+  readonly log: { readonly level: string };
+}
+
+export type ConfigResult = { config: Config; problems: [] } | { config: undefined; problems: string[] };
+
+/** Thrown by `loadConfig` with every problem found, so an operator can fix them all in one pass. */
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Reads the config file (if any), applies `MCIAS_*` overrides, validates, and returns a frozen Config. */
+export function loadConfig(options: { file: string; env?: Env; mustExist?: boolean }): Config {
+  const result = readConfig(options);
+  if (result.config === undefined) throw new ConfigError(result.problems);
+  return result.config;
+}
+
+export function readConfig(options: { file: string; env?: Env; mustExist?: boolean }): ConfigResult {
+  const file = path.resolve(options.file);
+  let raw: Record<string, unknown> = {};
+  try {
+    raw = parseToml(readFileSync(file, 'utf8'));
+  } catch (error) {
+    const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
+    if (!missing || options.mustExist !== false) {
+      return { config: undefined, problems: [`${file}: ${missing ? 'no such file' : (error as Error).message}`] };
+    }
+  }
+  return resolveConfig(raw, { baseDir: path.dirname(file), configFile: file, env: options.env ?? process.env });
+}
+
+/** Validates raw settings (file contents) plus environment overrides; reports every problem at once. */
+export function resolveConfig(
+  raw: Record<string, unknown>,
+  options: { baseDir: string; configFile?: string; env?: Env },
+): ConfigResult {
+  const problems: string[] = [];
+  if ('master_key' in raw) problems.push('master_key: the master key belongs in its own file or MCIAS_MASTER_KEY, not in the config file');
+  const merged = structuredClone(raw);
+  applyEnvironment(merged, options.env ?? {}, problems);
+  const withDefaults = Value.Default(ConfigFileSchema, merged) as ConfigFile;
+  for (const error of Value.Errors(ConfigFileSchema, withDefaults)) {
+    if (error.keyword === 'boolean') continue; // reported again, more usefully, as additionalProperties
+    const where = error.instancePath.slice(1).replaceAll('/', '.') || '(top level)';
+    const extra = error.keyword === 'additionalProperties' ? `: ${JSON.stringify(error.params)}` : '';
+    problems.push(`${where}: ${error.message}${extra}`);
+  }
+  if (problems.length > 0) return { config: undefined, problems };
+
+  const file = withDefaults;
+  const at = (p: string) => path.resolve(options.baseDir, p);
+  const duration = (name: string, text: string) => {
+    const ms = parseDuration(text);
+    if (ms === undefined) problems.push(`${name}: "${text}" is not a duration (examples: 30d, 12h, 15m, 10s)`);
+    return ms ?? 0;
+  };
+  const listen = parseListen(file.server.listen);
+  if (typeof listen === 'string') problems.push(`server.listen: ${listen}`);
+  for (const proxy of file.server.trusted_proxies) {
+    if (!isAddressOrCidr(proxy)) problems.push(`server.trusted_proxies: "${proxy}" is not an IP address or CIDR`);
+  }
+  const storage = resolveStorage(file.storage, at, duration, problems);
+  if (!/^https:\/\/\S+$/.test(file.tokens.issuer)) problems.push('tokens.issuer: must be an https:// URL');
+
+  const config: Config = {
+    configFile: options.configFile,
+    masterKey: { file: at(file.master_key_file), inline: file.master_key },
+    server: {
+      host: typeof listen === 'string' ? '' : listen.host,
+      port: typeof listen === 'string' ? 0 : listen.port,
+      trustedProxies: file.server.trusted_proxies,
+      bodyLimit: file.server.body_limit,
+      shutdownTimeoutMs: duration('server.shutdown_timeout', file.server.shutdown_timeout),
+    },
+    tls: {
+      certFile: at(file.tls.cert_file),
+      keyFile: at(file.tls.key_file),
+      minVersion: file.tls.min_version === '1.3' ? 'TLSv1.3' : 'TLSv1.2',
+    },
+    storage,
+    tokens: {
+      issuer: file.tokens.issuer,
+      audience: file.tokens.audience,
+      userTtlMs: duration('tokens.user_ttl', file.tokens.user_ttl),
+      serviceTtlMs: duration('tokens.service_ttl', file.tokens.service_ttl),
+    },
+    passwords: {
+      scrypt: { ln: file.passwords.scrypt_ln, r: file.passwords.scrypt_r, p: file.passwords.scrypt_p },
+      maxConcurrentHashes: file.passwords.max_concurrent_hashes,
+      maxQueuedHashes: file.passwords.max_queued_hashes,
+      minLength: file.passwords.min_length,
+    },
+    log: { level: file.log.level },
+  };
+  if (problems.length > 0) return { config: undefined, problems };
+  return { config: deepFreeze(config), problems: [] };
+}
+
+function resolveStorage(
+  storage: ConfigFile['storage'],
+  at: (p: string) => string,
+  duration: (name: string, text: string) => number,
+  problems: string[],
+): StorageConfig {
+  const busyTimeoutMs = duration('storage.busy_timeout', storage.busy_timeout);
+  if (storage.url.startsWith('sqlite:')) {
+    const file = storage.url.slice('sqlite:'.length);
+    if (file === '') problems.push('storage.url: sqlite: needs a path, e.g. sqlite:mcias.db');
+    return { kind: 'sqlite', path: file === ':memory:' ? file : at(file), busyTimeoutMs };
+  }
+  if (/^postgres(ql)?:\/\//.test(storage.url)) {
+    return { kind: 'postgres', url: storage.url, caFile: storage.ca_file ? at(storage.ca_file) : undefined, poolSize: storage.pool_size };
+  }
+  // Never echo the URL: it may carry a database password.
+  problems.push('storage.url: must start with sqlite: or postgres://');
+  return { kind: 'sqlite', path: '', busyTimeoutMs };
+}
+
+export function parseListen(text: string): { host: string; port: number } | string {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(text);
+  if (!match) return `"${text}" is not HOST:PORT (IPv6 as [::1]:8443)`;
+  const port = Number(match[3]);
+  if (port > 65_535) return `port ${port} is out of range`;
+  return { host: match[1] ?? match[2] ?? '', port };
+}
+
+function isAddressOrCidr(text: string): boolean {
+  const [address = '', prefix, ...rest] = text.split('/');
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+}
+
+/**
+ * `MCIAS_SECTION_KEY` overrides `[section] key`; `MCIAS_SECTION_KEY_FILE` reads that value from a file, so secrets
+ * such as a PostgreSQL URL with a password can come from a mounted secret. Lists are comma-separated.
+ */
+function applyEnvironment(target: Record<string, unknown>, env: Env, problems: string[]): void {
+  const all = [...leaves(ConfigFileSchema, [])].map(([name, leaf, container]) => ({
+    name,
+    leaf,
+    container,
+    envName: `MCIAS_${name.join('_').toUpperCase()}`,
+  }));
+  const leafNames = new Set(all.map((l) => l.envName));
+  for (const { name, leaf, container, envName } of all) {
+    let value = env[envName];
+    // MCIAS_MASTER_KEY_FILE names the master_key_file setting itself, not a file holding MCIAS_MASTER_KEY.
+    const fileVariant = leafNames.has(`${envName}_FILE`) ? undefined : env[`${envName}_FILE`];
+    if (value === undefined && fileVariant !== undefined) {
+      try {
+        value = readFileSync(fileVariant, 'utf8').trim();
+      } catch (error) {
+        problems.push(`${envName}_FILE: cannot read: ${(error as NodeJS.ErrnoException).code ?? 'error'}`);
+        continue;
+      }
+    }
+    if (value === undefined) continue;
+    let node = target;
+    for (const key of container) {
+      if (typeof node[key] !== 'object' || node[key] === null) node[key] = {};
+      node = node[key] as Record<string, unknown>;
+    }
+    const key = name.at(-1) as string;
+    if (leaf === 'integer') {
+      node[key] = /^-?\d+$/.test(value.trim()) ? Number(value) : value;
+    } else if (leaf === 'array') {
+      node[key] = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    } else {
+      node[key] = value;
+    }
+  }
+}
+
+type Leaf = 'string' | 'integer' | 'array';
+
+function* leaves(schema: unknown, prefix: string[]): Generator<[string[], Leaf, string[]]> {
+  const properties = (schema as { properties?: Record<string, unknown> }).properties ?? {};
+  for (const [key, child] of Object.entries(properties)) {
+    const type = (child as { type?: string }).type;
+    if (type === 'object') yield* leaves(child, [...prefix, key]);
+    else yield [[...prefix, key], type === 'integer' ? 'integer' : type === 'array' ? 'array' : 'string', prefix];
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,63 @@
+import { Type, type Static } from 'typebox';
+
+/**
+ * The configuration file's shape, with every default. The file (TOML) and `MCIAS_*` environment variables are
+ * merged, checked against this schema once at start-up, then resolved into a frozen `Config` (src/config/load.ts).
+ */
+const section = <T extends Parameters<typeof Type.Object>[0]>(properties: T) =>
+  Type.Object(properties, { additionalProperties: false, default: {} });
+
+const Duration = (fallback: string, description: string) =>
+  Type.String({ default: fallback, description: `${description} (a duration such as 30d, 15m, 10s)` });
+
+export const ConfigFileSchema = Type.Object(
+  {
+    /** Path of the 0600 file holding the base64 master key (relative paths: to the config file's folder). */
+    master_key_file: Type.String({ default: 'master.key' }),
+    /** The master key itself (base64); environment only (MCIAS_MASTER_KEY), never in the file. */
+    master_key: Type.Optional(Type.String()),
+    server: section({
+      listen: Type.String({ default: '127.0.0.1:8443', description: 'HOST:PORT to listen on (HTTPS only)' }),
+      trusted_proxies: Type.Array(Type.String(), {
+        default: [],
+        description: 'addresses or CIDRs of reverse proxies whose X-Forwarded-For is believed',
+      }),
+      body_limit: Type.Integer({ default: 65_536, minimum: 1_024, maximum: 1_048_576 }),
+      shutdown_timeout: Duration('30s', 'how long in-flight requests may take to finish on SIGTERM'),
+    }),
+    tls: section({
+      cert_file: Type.String({ default: 'tls/cert.pem' }),
+      key_file: Type.String({ default: 'tls/key.pem' }),
+      min_version: Type.Union([Type.Literal('1.2'), Type.Literal('1.3')], { default: '1.2' }),
+    }),
+    storage: section({
+      url: Type.String({ default: 'sqlite:mcias.db', description: 'sqlite:PATH or postgres://...' }),
+      ca_file: Type.String({ default: '', description: 'CA bundle for PostgreSQL sslmode=verify-full' }),
+      busy_timeout: Duration('5s', 'SQLite busy timeout'),
+      pool_size: Type.Integer({ default: 10, minimum: 1, maximum: 200 }),
+    }),
+    tokens: section({
+      issuer: Type.String({ default: 'https://127.0.0.1:8443' }),
+      audience: Type.String({ default: 'mcias', minLength: 1 }),
+      user_ttl: Duration('30d', 'lifetime of a human session token'),
+      service_ttl: Duration('30d', 'lifetime of a system account token'),
+    }),
+    passwords: section({
+      scrypt_ln: Type.Integer({ default: 17, minimum: 1, maximum: 22, description: 'log2 of the scrypt cost N' }),
+      scrypt_r: Type.Integer({ default: 8, minimum: 1, maximum: 32 }),
+      scrypt_p: Type.Integer({ default: 1, minimum: 1, maximum: 16 }),
+      max_concurrent_hashes: Type.Integer({ default: 2, minimum: 1, maximum: 64 }),
+      max_queued_hashes: Type.Integer({ default: 64, minimum: 0, maximum: 10_000 }),
+      min_length: Type.Integer({ default: 15, minimum: 8, maximum: 256 }),
+    }),
+    log: section({
+      level: Type.Union(
+        ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+        { default: 'info' },
+      ),
+    }),
+  },
+  { additionalProperties: false },
+);
+
+export type ConfigFile = Static<typeof ConfigFileSchema>;

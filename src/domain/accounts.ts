@@ -1,0 +1,268 @@
+import { randomUUID } from 'node:crypto';
+import type { AuditEvent } from './audit.ts';
+import type { Clock } from './clock.ts';
+import { MciasError, fail } from './errors.ts';
+import {
+  ADMIN_ROLE,
+  NAME_PATTERN,
+  type Account,
+  type AccountKind,
+  type AccountRecord,
+  type AccountStatus,
+  type Principal,
+  type RequestContext,
+  type Role,
+} from './model.ts';
+import { checkNewPassword, type PasswordHasher } from './password.ts';
+import type { Store } from './ports.ts';
+
+/** Lower-cases and checks a username or role name; anything else is a 400 naming the rule. */
+export function normalizeName(name: string, what: 'username' | 'role'): string {
+  const lowered = name.toLowerCase();
+  if (!NAME_PATTERN.test(lowered)) {
+    fail('invalid_request', `${what} must be 1-64 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit`);
+  }
+  return lowered;
+}
+
+export interface AccountServiceDeps {
+  readonly store: Store;
+  readonly hasher: PasswordHasher;
+  readonly clock: Clock;
+  readonly minPasswordLength: number;
+}
+
+/** Account, password and role administration. Every change writes its audit row in the same transaction. */
+export class AccountService {
+  readonly #store: Store;
+  readonly #hasher: PasswordHasher;
+  readonly #clock: Clock;
+  readonly #minPasswordLength: number;
+
+  constructor(deps: AccountServiceDeps) {
+    this.#store = deps.store;
+    this.#hasher = deps.hasher;
+    this.#clock = deps.clock;
+    this.#minPasswordLength = deps.minPasswordLength;
+  }
+
+  async list(): Promise<Account[]> {
+    const records = await this.#store.accounts.list();
+    const roles = await this.#store.roles.rolesOf(records.map((r) => r.id));
+    return records.map((r) => ({ ...r, roles: roles.get(r.id) ?? [] }));
+  }
+
+  async get(username: string, store: Store = this.#store): Promise<Account> {
+    const record = await store.accounts.findByUsername(normalizeName(username, 'username'));
+    if (record === undefined) fail('not_found', 'no such account');
+    return this.#withRoles(store, record);
+  }
+
+  async create(
+    input: { username: string; kind: AccountKind; password?: string | undefined },
+    actor: Principal,
+    ctx: RequestContext,
+  ): Promise<Account> {
+    const username = normalizeName(input.username, 'username');
+    if (input.kind === 'human' && input.password === undefined) fail('invalid_request', 'a human account needs a password');
+    if (input.kind === 'system' && input.password !== undefined) {
+      fail('invalid_request', 'a system account has no password: it only ever presents a token');
+    }
+    const passwordHash = input.password === undefined ? null : await this.#newPasswordHash(input.password, username);
+    return this.#store.transaction(async (tx) => {
+      const account = await this.#insert(tx, { username, kind: input.kind, passwordHash });
+      await this.#audit(tx, ctx, actor, account, 'account_created', { kind: account.kind });
+      return account;
+    });
+  }
+
+  /**
+   * The first administrator (security.md 11: no default accounts). Refuses once any account exists, so it cannot
+   * be used to take over an initialised server.
+   */
+  async bootstrapAdmin(username: string, password: string): Promise<Account> {
+    const name = normalizeName(username, 'username');
+    const passwordHash = await this.#newPasswordHash(password, name);
+    return this.#store.transaction(async (tx) => {
+      if ((await tx.accounts.count()) > 0) fail('conflict', 'accounts already exist; bootstrap is only for an empty server');
+      const account = await this.#insert(tx, { username: name, kind: 'human', passwordHash });
+      await tx.roles.grant(account.id, ADMIN_ROLE, this.#clock.now());
+      await tx.audit.insert({
+        type: 'account_bootstrapped',
+        outcome: 'success',
+        occurredAt: this.#clock.now(),
+        subject: { id: account.id, username: account.username },
+      });
+      return { ...account, roles: [ADMIN_ROLE] };
+    });
+  }
+
+  /** Disabling revokes every token of the account in the same transaction. */
+  async setStatus(username: string, status: AccountStatus, actor: Principal, ctx: RequestContext): Promise<Account> {
+    return this.#store.transaction(async (tx) => {
+      const account = await this.get(username, tx);
+      if (account.id === actor.account.id && status === 'disabled') fail('conflict', 'an administrator cannot disable their own account');
+      const now = this.#clock.now();
+      await tx.accounts.updateStatus(account.id, status, now);
+      const revoked = status === 'disabled' ? await tx.tokens.revokeAllOf(account.id, now, 'account_disabled') : 0;
+      await this.#audit(tx, ctx, actor, account, 'account_status_changed', { status, tokens_revoked: revoked });
+      return { ...account, status, updatedAt: now };
+    });
+  }
+
+  /** Deletes the account; its tokens and credentials go with it (foreign keys cascade); audit rows stay. */
+  async delete(username: string, actor: Principal, ctx: RequestContext): Promise<void> {
+    await this.#store.transaction(async (tx) => {
+      const account = await this.get(username, tx);
+      if (account.id === actor.account.id) fail('conflict', 'an administrator cannot delete their own account');
+      await tx.tokens.revokeAllOf(account.id, this.#clock.now(), 'account_deleted');
+      await tx.accounts.delete(account.id);
+      await this.#audit(tx, ctx, actor, account, 'account_deleted', { kind: account.kind });
+    });
+  }
+
+  /** An administrator's reset: a new password and every token of the account revoked. */
+  async resetPassword(username: string, password: string, actor: Principal, ctx: RequestContext): Promise<void> {
+    const target = await this.get(username);
+    if (target.kind !== 'human') fail('invalid_request', 'a system account has no password');
+    const hash = await this.#newPasswordHash(password, target.username);
+    await this.#store.transaction(async (tx) => {
+      const now = this.#clock.now();
+      await tx.accounts.updatePasswordHash(target.id, hash, now);
+      const revoked = await tx.tokens.revokeAllOf(target.id, now, 'password_reset');
+      await this.#audit(tx, ctx, actor, target, 'password_reset', { tokens_revoked: revoked });
+    });
+  }
+
+  /** Own change (security.md 5): the current password is required; every other token is revoked. */
+  async changeOwnPassword(
+    principal: Principal,
+    input: { currentPassword: string; newPassword: string },
+    ctx: RequestContext,
+  ): Promise<void> {
+    const account = principal.account;
+    if (account.kind !== 'human') fail('forbidden', 'a system account has no password');
+    const stored = await this.#store.accounts.findById(account.id);
+    const { ok } = await this.#hasher.verify(input.currentPassword, stored?.passwordHash);
+    if (!ok) {
+      await this.#store.audit.insert(this.#event(ctx, principal, account, 'password_changed', 'failure', { reason: 'wrong_current_password' }));
+      fail('invalid_credentials', 'the current password is not correct');
+    }
+    const hash = await this.#newPasswordHash(input.newPassword, account.username);
+    await this.#store.transaction(async (tx) => {
+      const now = this.#clock.now();
+      await tx.accounts.updatePasswordHash(account.id, hash, now);
+      const revoked = await tx.tokens.revokeAllOf(account.id, now, 'password_changed', principal.token.jti);
+      await this.#audit(tx, ctx, principal, account, 'password_changed', { tokens_revoked: revoked });
+    });
+  }
+
+  listRoles(): Promise<Role[]> {
+    return this.#store.roles.list();
+  }
+
+  async createRole(name: string, actor: Principal, ctx: RequestContext): Promise<Role> {
+    const role = normalizeName(name, 'role');
+    return this.#store.transaction(async (tx) => {
+      if (await tx.roles.exists(role)) fail('conflict', 'a role with that name exists');
+      await tx.roles.insert(role, this.#clock.now());
+      await tx.audit.insert(this.#event(ctx, actor, undefined, 'role_created', 'success', { role }));
+      return { name: role, permissions: [] };
+    });
+  }
+
+  async deleteRole(name: string, actor: Principal, ctx: RequestContext): Promise<void> {
+    const role = normalizeName(name, 'role');
+    if (role === ADMIN_ROLE) fail('conflict', 'the admin role cannot be deleted');
+    await this.#store.transaction(async (tx) => {
+      if (!(await tx.roles.exists(role))) fail('not_found', 'no such role');
+      await tx.roles.delete(role);
+      await tx.audit.insert(this.#event(ctx, actor, undefined, 'role_deleted', 'success', { role }));
+    });
+  }
+
+  async grantRole(username: string, roleName: string, actor: Principal, ctx: RequestContext): Promise<void> {
+    const role = normalizeName(roleName, 'role');
+    await this.#store.transaction(async (tx) => {
+      const account = await this.get(username, tx);
+      if (!(await tx.roles.exists(role))) fail('not_found', 'no such role');
+      if (account.roles.includes(role)) return;
+      await tx.roles.grant(account.id, role, this.#clock.now());
+      await this.#audit(tx, ctx, actor, account, 'role_granted', { role });
+    });
+  }
+
+  async revokeRole(username: string, roleName: string, actor: Principal, ctx: RequestContext): Promise<void> {
+    const role = normalizeName(roleName, 'role');
+    await this.#store.transaction(async (tx) => {
+      const account = await this.get(username, tx);
+      if (role === ADMIN_ROLE && account.id === actor.account.id) fail('conflict', 'an administrator cannot remove their own admin role');
+      if (!(await tx.roles.revoke(account.id, role))) fail('not_found', 'the account does not hold that role');
+      await this.#audit(tx, ctx, actor, account, 'role_revoked', { role });
+    });
+  }
+
+  async #newPasswordHash(password: string, username: string): Promise<string> {
+    checkNewPassword(password, { username, minLength: this.#minPasswordLength });
+    return this.#hasher.hash(password);
+  }
+
+  async #insert(tx: Store, input: { username: string; kind: AccountKind; passwordHash: string | null }): Promise<Account> {
+    if (await tx.accounts.findByUsername(input.username)) fail('conflict', 'an account with that username exists');
+    const now = this.#clock.now();
+    const record: AccountRecord = {
+      id: randomUUID(),
+      username: input.username,
+      kind: input.kind,
+      status: 'active',
+      passwordHash: input.passwordHash,
+      totpConfirmedAt: null,
+      createdAt: now,
+      updatedAt: now,
+    };
+    try {
+      await tx.accounts.insert(record);
+    } catch (cause) {
+      // Lost a race with a concurrent create of the same name: the unique index decided.
+      throw new MciasError('conflict', 'an account with that username exists', { cause });
+    }
+    return { ...record, roles: [] };
+  }
+
+  async #withRoles(store: Store, record: AccountRecord): Promise<Account> {
+    const roles = await store.roles.rolesOf([record.id]);
+    return { ...record, roles: roles.get(record.id) ?? [] };
+  }
+
+  #audit(
+    tx: Store,
+    ctx: RequestContext,
+    actor: Principal,
+    subject: AccountRecord,
+    type: AuditEvent['type'],
+    details: AuditEvent['details'],
+  ): Promise<void> {
+    return tx.audit.insert(this.#event(ctx, actor, subject, type, 'success', details));
+  }
+
+  #event(
+    ctx: RequestContext,
+    actor: Principal,
+    subject: AccountRecord | undefined,
+    type: AuditEvent['type'],
+    outcome: AuditEvent['outcome'],
+    details: AuditEvent['details'],
+  ): AuditEvent {
+    return {
+      type,
+      outcome,
+      occurredAt: this.#clock.now(),
+      actor: { id: actor.account.id, username: actor.account.username },
+      subject: subject && { id: subject.id, username: subject.username },
+      ip: ctx.ip,
+      userAgent: ctx.userAgent,
+      requestId: ctx.requestId,
+      details,
+    };
+  }
+}

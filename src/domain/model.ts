@@ -1,0 +1,69 @@
+/** The records the domain works with. Times are epoch milliseconds; the HTTP layer formats them. */
+export const ACCOUNT_KINDS = ['human', 'system'] as const;
+export type AccountKind = (typeof ACCOUNT_KINDS)[number];
+
+export const ACCOUNT_STATUSES = ['active', 'disabled'] as const;
+export type AccountStatus = (typeof ACCOUNT_STATUSES)[number];
+
+export const TOKEN_KINDS = ['session', 'service'] as const;
+export type TokenKind = (typeof TOKEN_KINDS)[number];
+
+export const ADMIN_ROLE = 'admin';
+
+/** Usernames and role names: lower-case letters, digits, `.`, `_`, `-`; first a letter or digit; at most 64. */
+export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+
+export interface AccountRecord {
+  readonly id: string;
+  readonly username: string;
+  readonly kind: AccountKind;
+  readonly status: AccountStatus;
+  readonly passwordHash: string | null;
+  readonly totpConfirmedAt: number | null;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+}
+
+/** An account with its current roles: what the API shows. */
+export interface Account extends AccountRecord {
+  readonly roles: readonly string[];
+}
+
+export interface TokenRecord {
+  readonly jti: string;
+  readonly accountId: string;
+  readonly kind: TokenKind;
+  readonly kid: string;
+  readonly issuedAt: number;
+  readonly expiresAt: number;
+  readonly sessionStartedAt: number;
+  readonly issuedBy: string | null;
+  readonly revokedAt: number | null;
+}
+
+export interface SigningKeyRecord {
+  readonly kid: string;
+  readonly algorithm: string;
+  readonly publicJwk: string;
+  readonly privateKey: Uint8Array;
+  readonly createdAt: number;
+  readonly retiredAt: number | null;
+}
+
+export interface Role {
+  readonly name: string;
+  readonly permissions: readonly { readonly id: string; readonly resource: string; readonly action: string }[];
+}
+
+/** Who is calling, established from a bearer token whose row, account and roles were read just now. */
+export interface Principal {
+  readonly account: Account;
+  readonly token: TokenRecord;
+}
+
+/** Facts about the request that the audit trail keeps. */
+export interface RequestContext {
+  readonly ip: string | null;
+  readonly userAgent: string | null;
+  readonly requestId: string | null;
+}

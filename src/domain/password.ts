@@ -1,0 +1,141 @@
+import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import pLimit, { type LimitFunction } from 'p-limit';
+import { dictionary } from '@zxcvbn-ts/language-common';
+import { MciasError, fail } from './errors.ts';
+
+/**
+ * Password storage (security.md 1-7): scrypt in PHC string form, NFKC-normalised input, never truncated.
+ * Hashing runs on libuv's thread pool (async `crypto.scrypt`), and at most `maxConcurrent` hashes run at once so
+ * memory stays bounded (128·N·r bytes each: 128 MiB at N=2^17) and the event loop stays free for token checks.
+ */
+export interface ScryptParams {
+  readonly ln: number;
+  readonly r: number;
+  readonly p: number;
+}
+
+export const DEFAULT_SCRYPT: ScryptParams = { ln: 17, r: 8, p: 1 };
+const SALT_BYTES = 16;
+const HASH_BYTES = 32;
+/** NIST SP 800-63B asks to allow at least 64; the cap only keeps absurd inputs out. */
+export const MAX_PASSWORD_LENGTH = 1024;
+
+const PHC = /^\$scrypt\$ln=(\d{1,2}),r=(\d{1,3}),p=(\d{1,3})\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)$/;
+
+interface ParsedHash {
+  readonly params: ScryptParams;
+  readonly salt: Buffer;
+  readonly hash: Buffer;
+}
+
+export function parsePhc(phc: string): ParsedHash | undefined {
+  const m = PHC.exec(phc);
+  if (!m) return undefined;
+  const [, ln, r, p, salt, hash] = m as unknown as [string, string, string, string, string, string];
+  return { params: { ln: Number(ln), r: Number(r), p: Number(p) }, salt: Buffer.from(salt, 'base64'), hash: Buffer.from(hash, 'base64') };
+}
+
+function formatPhc({ params, salt, hash }: ParsedHash): string {
+  const b64 = (b: Buffer) => b.toString('base64').replace(/=+$/, '');
+  return `$scrypt$ln=${params.ln},r=${params.r},p=${params.p}$${b64(salt)}$${b64(hash)}`;
+}
+
+export function normalizePassword(password: string): string {
+  return password.normalize('NFKC');
+}
+
+export interface VerifyResult {
+  readonly ok: boolean;
+  /** The stored hash is weaker than the configured parameters: store a fresh one. */
+  readonly needsRehash: boolean;
+}
+
+export class PasswordHasher {
+  readonly params: ScryptParams;
+  readonly #limit: LimitFunction;
+  readonly #maxQueued: number;
+  #dummy: Promise<string> | undefined;
+
+  constructor(params: ScryptParams, options: { maxConcurrent: number; maxQueued: number }) {
+    this.params = params;
+    this.#limit = pLimit(options.maxConcurrent);
+    this.#maxQueued = options.maxQueued;
+  }
+
+  /** Computes the dummy hash up front, so the first unknown-user login costs what every other one does. */
+  async warmUp(): Promise<void> {
+    await this.#dummyHash();
+  }
+
+  async hash(password: string): Promise<string> {
+    const salt = randomBytes(SALT_BYTES);
+    const hash = await this.#derive(password, salt, this.params, HASH_BYTES);
+    return formatPhc({ params: this.params, salt, hash });
+  }
+
+  /** Verifies against a stored hash; with `undefined` (unknown user, system account) it does the same work and fails. */
+  async verify(password: string, stored: string | null | undefined): Promise<VerifyResult> {
+    const parsed = stored ? parsePhc(stored) : undefined;
+    if (parsed === undefined) {
+      await this.#verifyParsed(password, parsePhc(await this.#dummyHash()) as ParsedHash);
+      return { ok: false, needsRehash: false };
+    }
+    const ok = await this.#verifyParsed(password, parsed);
+    return { ok, needsRehash: ok && isWeaker(parsed.params, this.params) };
+  }
+
+  async #verifyParsed(password: string, parsed: ParsedHash): Promise<boolean> {
+    const derived = await this.#derive(password, parsed.salt, parsed.params, parsed.hash.length);
+    return derived.length === parsed.hash.length && timingSafeEqual(derived, parsed.hash);
+  }
+
+  /** A hash of a random password at the configured cost, so that failing for an unknown user costs the same. */
+  #dummyHash(): Promise<string> {
+    this.#dummy ??= this.hash(randomBytes(32).toString('base64'));
+    return this.#dummy;
+  }
+
+  #derive(password: string, salt: Buffer, params: ScryptParams, length: number): Promise<Buffer> {
+    if (this.#limit.pendingCount >= this.#maxQueued && this.#limit.activeCount >= this.#limit.concurrency) {
+      throw new MciasError('rate_limited', 'the server is busy checking passwords; try again shortly', { retryAfter: 1 });
+    }
+    const N = 2 ** params.ln;
+    const options: ScryptOptions = { N, r: params.r, p: params.p, maxmem: 256 * N * params.r };
+    const input = Buffer.from(normalizePassword(password), 'utf8');
+    return this.#limit(
+      () =>
+        new Promise<Buffer>((resolve, reject) => {
+          scrypt(input, salt, length, options, (error, key) => (error ? reject(error) : resolve(key)));
+        }),
+    );
+  }
+}
+
+function isWeaker(stored: ScryptParams, wanted: ScryptParams): boolean {
+  return stored.ln < wanted.ln || stored.r < wanted.r || stored.p < wanted.p;
+}
+
+let commonPasswords: Set<string> | undefined;
+
+/**
+ * Rules for a new password (security.md 4, NIST SP 800-63B): a minimum length, no composition rules, not a
+ * commonly used password, not built from the username. Each refusal carries a machine-readable reason.
+ */
+export function checkNewPassword(password: string, options: { username: string; minLength: number }): void {
+  const normalized = normalizePassword(password);
+  const length = [...normalized].length;
+  if (length < options.minLength) {
+    fail('invalid_request', `the password must have at least ${options.minLength} characters`, 'password_too_short');
+  }
+  if (length > MAX_PASSWORD_LENGTH) {
+    fail('invalid_request', `the password must have at most ${MAX_PASSWORD_LENGTH} characters`, 'password_too_long');
+  }
+  const folded = normalized.toLowerCase();
+  commonPasswords ??= new Set(dictionary['passwords-common']);
+  if (commonPasswords.has(folded) || commonPasswords.has(folded.replace(/[\d\W_]+$/u, ''))) {
+    fail('invalid_request', 'the password is on a list of commonly used passwords', 'password_common');
+  }
+  if (options.username.length >= 3 && folded.includes(options.username.toLowerCase())) {
+    fail('invalid_request', 'the password must not contain the username', 'password_contains_username');
+  }
+}

@@ -1,0 +1,60 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { MciasError, fail } from '../domain/errors.ts';
+import { ADMIN_ROLE, type Principal, type RequestContext } from '../domain/model.ts';
+import type { Store } from '../domain/ports.ts';
+import type { TokenService } from '../domain/tokens.ts';
+
+/**
+ * Who may call a route (security.md 20): every route declares one of these in `config.access`, and a route that
+ * declares nothing cannot be registered. `token` is any valid token, human or system.
+ */
+export const ACCESS_LEVELS = ['public', 'token', 'human', 'admin'] as const;
+export type Access = (typeof ACCESS_LEVELS)[number];
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    access?: Access;
+  }
+  interface FastifyRequest {
+    principal: Principal | undefined;
+  }
+}
+
+const BEARER = /^Bearer ([A-Za-z0-9_.-]{1,8192})$/;
+
+/** The caller of a route whose access is not `public`. */
+export function principalOf(request: FastifyRequest): Principal {
+  if (request.principal === undefined) throw new Error(`route ${request.routeOptions.url} read a principal it did not require`);
+  return request.principal;
+}
+
+export function requestContext(request: FastifyRequest): RequestContext {
+  const userAgent = request.headers['user-agent'];
+  return { ip: request.ip, userAgent: userAgent === undefined ? null : userAgent.slice(0, 256), requestId: request.id };
+}
+
+export const accessControl = fp(
+  async (app: FastifyInstance, deps: { tokens: TokenService; store: Store }) => {
+    app.decorateRequest('principal', undefined);
+    app.addHook('onRoute', (route) => {
+      const access = route.config?.access;
+      if (access === undefined || !ACCESS_LEVELS.includes(access)) {
+        throw new Error(`route ${route.method} ${route.url} does not declare config.access`);
+      }
+    });
+    // Before the body is read: an unauthenticated caller learns nothing from validation errors.
+    app.addHook('onRequest', async (request) => {
+      if (request.is404) return;
+      const access = request.routeOptions.config.access ?? 'admin';
+      if (access === 'public') return;
+      const match = BEARER.exec(request.headers.authorization ?? '');
+      if (match === null) throw new MciasError('unauthenticated', 'a bearer token is required');
+      const principal = await deps.tokens.authenticate(deps.store, match[1] as string);
+      if (access === 'human' && principal.account.kind !== 'human') fail('forbidden', 'this route is for human accounts');
+      if (access === 'admin' && !principal.account.roles.includes(ADMIN_ROLE)) fail('forbidden', 'this route needs the admin role');
+      request.principal = principal;
+    });
+  },
+  { name: 'mcias-access-control' },
+);

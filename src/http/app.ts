@@ -1,0 +1,102 @@
+import { randomUUID } from 'node:crypto';
+import type { ServerOptions as HttpsServerOptions } from 'node:https';
+import swagger from '@fastify/swagger';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { AccountService } from '../domain/accounts.ts';
+import type { LoginService } from '../domain/auth.ts';
+import { MciasError } from '../domain/errors.ts';
+import type { KeyRing } from '../domain/keys.ts';
+import type { Store } from '../domain/ports.ts';
+import type { TokenService } from '../domain/tokens.ts';
+import { accessControl } from './access.ts';
+import { sendProblem } from './problem.ts';
+import { accountRoutes } from './routes/accounts.ts';
+import { authRoutes } from './routes/auth.ts';
+import { meRoutes } from './routes/me.ts';
+import { publicRoutes } from './routes/public.ts';
+import { roleRoutes } from './routes/roles.ts';
+import { ProblemSchema } from './schemas.ts';
+
+/** What the routes call: domain services, built once by the caller (src/server.ts, or a test). */
+export interface AppServices {
+  readonly store: Store;
+  readonly accounts: AccountService;
+  readonly login: LoginService;
+  readonly tokens: TokenService;
+  readonly keys: KeyRing;
+  /** Throws when the database does not answer. */
+  readonly ready: () => Promise<void>;
+}
+
+export interface AppOptions {
+  readonly bodyLimit: number;
+  readonly trustedProxies: readonly string[];
+  readonly logger: FastifyServerOptions['loggerInstance'] | false;
+  /** TLS for a real listener; tests that use `inject` leave it out. */
+  readonly https?: HttpsServerOptions;
+  readonly version?: string;
+}
+
+export const HSTS = 'max-age=63072000; includeSubDomains';
+
+/** Builds the application without listening, so tests can `inject` into it (src/server.ts listens). */
+export async function buildApp(services: AppServices, options: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    ...(options.https ? { https: options.https } : {}),
+    bodyLimit: options.bodyLimit,
+    trustProxy: options.trustedProxies.length > 0 ? [...options.trustedProxies] : false,
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    return503OnClosing: true,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  // JSON only: a text/plain body gets 415 instead of reaching a handler.
+  app.removeContentTypeParser('text/plain');
+  app.setErrorHandler((error, _request, reply) => sendProblem(reply, error));
+  app.setNotFoundHandler((_request, reply) => sendProblem(reply, new MciasError('not_found', 'no such route')));
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+    reply.header('strict-transport-security', HSTS);
+    reply.header('x-content-type-options', 'nosniff');
+    reply.header('cache-control', 'no-store');
+    reply.header('content-security-policy', "default-src 'none'; frame-ancestors 'none'");
+    reply.header('referrer-policy', 'no-referrer');
+  });
+  // A body sent to a route that takes none is refused rather than ignored (security.md 22).
+  app.addHook('preValidation', async (request) => {
+    if (request.routeOptions.schema?.body === undefined && request.body !== undefined && request.body !== null) {
+      throw new MciasError('invalid_request', 'this route takes no request body');
+    }
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'MCIAS', version: options.version ?? '1', description: 'Metacircular Identity and Access System, API version 1' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+    },
+    transform: ({ schema, url, route }) => {
+      const access = route.config?.access ?? 'admin';
+      const documented = {
+        ...schema,
+        ...(access === 'public' ? {} : { security: [{ bearer: [] }] }),
+        'x-mcias-access': access,
+        response: { ...(schema?.response as object), '4XX': ProblemSchema, '5XX': ProblemSchema },
+      };
+      return { schema: documented as typeof schema, url };
+    },
+  });
+  await app.register(accessControl, { tokens: services.tokens, store: services.store });
+  await app.register(publicRoutes, services);
+  await app.register(authRoutes, services);
+  await app.register(meRoutes, services);
+  await app.register(accountRoutes, services);
+  await app.register(roleRoutes, services);
+  return app;
+}

@@ -1,0 +1,128 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import type { AppServices } from '../app.ts';
+import { principalOf, requestContext } from '../access.ts';
+import { AccountView, NoContent, Password, RoleName, Username, UsernameParams, accountView, noContent } from '../schemas.ts';
+
+/** Account and role-membership administration (admin). */
+export const accountRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, services) => {
+  const admin = { access: 'admin' } as const;
+
+  app.get(
+    '/v1/accounts',
+    {
+      config: admin,
+      schema: { tags: ['accounts'], summary: 'List accounts', response: { 200: Type.Object({ accounts: Type.Array(AccountView) }) } },
+    },
+    async () => ({ accounts: (await services.accounts.list()).map(accountView) }),
+  );
+
+  app.post(
+    '/v1/accounts',
+    {
+      config: admin,
+      schema: {
+        tags: ['accounts'],
+        summary: 'Create an account (password required for human, refused for system)',
+        body: Type.Object(
+          {
+            username: Username,
+            kind: Type.Union([Type.Literal('human'), Type.Literal('system')]),
+            password: Type.Optional(Password),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 201: AccountView },
+      },
+    },
+    async (request, reply) => {
+      const account = await services.accounts.create(request.body, principalOf(request), requestContext(request));
+      return reply.code(201).send(accountView(account));
+    },
+  );
+
+  app.get(
+    '/v1/accounts/:username',
+    { config: admin, schema: { tags: ['accounts'], summary: 'Show an account', params: UsernameParams, response: { 200: AccountView } } },
+    async (request) => accountView(await services.accounts.get(request.params.username)),
+  );
+
+  app.patch(
+    '/v1/accounts/:username',
+    {
+      config: admin,
+      schema: {
+        tags: ['accounts'],
+        summary: 'Enable or disable an account; disabling revokes all of its tokens',
+        params: UsernameParams,
+        body: Type.Object({ status: Type.Union([Type.Literal('active'), Type.Literal('disabled')]) }, { additionalProperties: false }),
+        response: { 200: AccountView },
+      },
+    },
+    async (request) =>
+      accountView(await services.accounts.setStatus(request.params.username, request.body.status, principalOf(request), requestContext(request))),
+  );
+
+  app.delete(
+    '/v1/accounts/:username',
+    {
+      config: admin,
+      schema: {
+        tags: ['accounts'],
+        summary: 'Delete an account, its tokens and credentials (audit rows stay)',
+        params: UsernameParams,
+        response: { 204: NoContent },
+      },
+    },
+    async (request, reply) => {
+      await services.accounts.delete(request.params.username, principalOf(request), requestContext(request));
+      return noContent(reply);
+    },
+  );
+
+  app.put(
+    '/v1/accounts/:username/password',
+    {
+      config: admin,
+      schema: {
+        tags: ['accounts'],
+        summary: "Reset a human account's password; revokes its tokens",
+        params: UsernameParams,
+        body: Type.Object({ password: Password }, { additionalProperties: false }),
+        response: { 204: NoContent },
+      },
+    },
+    async (request, reply) => {
+      await services.accounts.resetPassword(request.params.username, request.body.password, principalOf(request), requestContext(request));
+      return noContent(reply);
+    },
+  );
+
+  const RoleParams = Type.Object({ username: Username, role: RoleName }, { additionalProperties: false });
+
+  app.put(
+    '/v1/accounts/:username/roles/:role',
+    {
+      config: admin,
+      schema: {
+        tags: ['accounts'],
+        summary: 'Grant a role (404 if the role does not exist)',
+        params: RoleParams,
+        response: { 204: NoContent },
+      },
+    },
+    async (request, reply) => {
+      await services.accounts.grantRole(request.params.username, request.params.role, principalOf(request), requestContext(request));
+      return noContent(reply);
+    },
+  );
+
+  app.delete(
+    '/v1/accounts/:username/roles/:role',
+    { config: admin, schema: { tags: ['accounts'], summary: 'Revoke a role', params: RoleParams, response: { 204: NoContent } } },
+    async (request, reply) => {
+      await services.accounts.revokeRole(request.params.username, request.params.role, principalOf(request), requestContext(request));
+      return noContent(reply);
+    },
+  );
+};

@@ -1,0 +1,77 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import type { AppServices } from '../app.ts';
+import { ProblemSchema } from '../schemas.ts';
+
+const Status = Type.Object({ status: Type.String() }, { additionalProperties: false });
+
+/** Liveness, readiness, the JWKS for offline validation, and the OpenAPI document. */
+export const publicRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, services) => {
+  app.get(
+    '/healthz',
+    { config: { access: 'public' }, schema: { tags: ['public'], summary: 'Liveness (no database access)', response: { 200: Status } } },
+    async () => ({ status: 'ok' }),
+  );
+
+  app.get(
+    '/readyz',
+    {
+      config: { access: 'public' },
+      schema: { tags: ['public'], summary: 'Readiness: the database answers', response: { 200: Status, 503: ProblemSchema } },
+    },
+    async (_request, reply) => {
+      try {
+        await services.ready();
+      } catch (error) {
+        reply.log.warn({ err: error }, 'readiness check failed');
+        return reply.code(503).type('application/problem+json; charset=utf-8').send({
+          type: 'about:blank',
+          title: 'Service Unavailable',
+          status: 503,
+          code: 'internal',
+          detail: 'the database is not reachable',
+          request_id: reply.request.id,
+        });
+      }
+      return { status: 'ok' };
+    },
+  );
+
+  app.get(
+    '/.well-known/jwks.json',
+    {
+      config: { access: 'public' },
+      schema: {
+        tags: ['public'],
+        summary: 'Every public key that can still verify an unexpired token',
+        response: {
+          200: Type.Object({
+            keys: Type.Array(
+              Type.Object({
+                kty: Type.String(),
+                crv: Type.String(),
+                x: Type.String(),
+                kid: Type.String(),
+                alg: Type.String(),
+                use: Type.String(),
+              }),
+            ),
+          }),
+        },
+      },
+    },
+    async (_request, reply) => {
+      reply.header('cache-control', 'public, max-age=300');
+      return { keys: services.keys.publicJwks() as never };
+    },
+  );
+
+  app.get(
+    '/openapi.json',
+    { config: { access: 'public' }, schema: { tags: ['public'], summary: 'This OpenAPI 3.1 document' } },
+    async (_request, reply) => {
+      reply.header('cache-control', 'public, max-age=300');
+      return app.swagger();
+    },
+  );
+};

@@ -1,0 +1,59 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import type { AppServices } from '../app.ts';
+import { principalOf, requestContext } from '../access.ts';
+import { NoContent, RoleName, noContent, roleView } from '../schemas.ts';
+
+const RoleView = Type.Object(
+  {
+    name: Type.String(),
+    permissions: Type.Array(
+      Type.Object({ id: Type.String(), resource: Type.String(), action: Type.String() }, { additionalProperties: false }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const roleRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, services) => {
+  const admin = { access: 'admin' } as const;
+
+  app.get(
+    '/v1/roles',
+    { config: admin, schema: { tags: ['roles'], summary: 'List roles and their permissions', response: { 200: Type.Object({ roles: Type.Array(RoleView) }) } } },
+    async () => ({ roles: (await services.accounts.listRoles()).map(roleView) }),
+  );
+
+  app.post(
+    '/v1/roles',
+    {
+      config: admin,
+      schema: {
+        tags: ['roles'],
+        summary: 'Create a role',
+        body: Type.Object({ name: RoleName }, { additionalProperties: false }),
+        response: { 201: RoleView },
+      },
+    },
+    async (request, reply) => {
+      const role = await services.accounts.createRole(request.body.name, principalOf(request), requestContext(request));
+      return reply.code(201).send(roleView(role));
+    },
+  );
+
+  app.delete(
+    '/v1/roles/:role',
+    {
+      config: admin,
+      schema: {
+        tags: ['roles'],
+        summary: 'Delete a role (not admin); its grants go with it',
+        params: Type.Object({ role: RoleName }, { additionalProperties: false }),
+        response: { 204: NoContent },
+      },
+    },
+    async (request, reply) => {
+      await services.accounts.deleteRole(request.params.role, principalOf(request), requestContext(request));
+      return noContent(reply);
+    },
+  );
+};

@@ -1,0 +1,76 @@
+import { Type, type Static } from 'typebox';
+import type { FastifyReply } from 'fastify';
+import type { Account, Role } from '../domain/model.ts';
+
+/** Schemas shared by several routes, and the one mapping from domain records to API views. */
+const NAME = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
+
+export const Username = Type.String({ pattern: NAME, maxLength: 64, description: 'lower-cased before matching' });
+export const RoleName = Type.String({ pattern: NAME, maxLength: 64 });
+/** Long enough for any real password, short enough that nothing absurd reaches scrypt. */
+export const Password = Type.String({ minLength: 1, maxLength: 4096 });
+export const Timestamp = Type.String({ format: 'date-time', description: 'RFC 3339, UTC' });
+
+export const AccountView = Type.Object(
+  {
+    id: Type.String({ format: 'uuid' }),
+    username: Type.String(),
+    kind: Type.Union([Type.Literal('human'), Type.Literal('system')]),
+    status: Type.Union([Type.Literal('active'), Type.Literal('disabled')]),
+    roles: Type.Array(Type.String()),
+    totp_enabled: Type.Boolean(),
+    created_at: Timestamp,
+  },
+  { $id: 'Account', additionalProperties: false },
+);
+
+export const TokenResponse = Type.Object(
+  {
+    token: Type.String(),
+    token_type: Type.Literal('Bearer'),
+    expires_at: Timestamp,
+  },
+  { additionalProperties: false },
+);
+
+export const ProblemSchema = Type.Object(
+  {
+    type: Type.String(),
+    title: Type.String(),
+    status: Type.Integer(),
+    code: Type.String(),
+    detail: Type.Optional(Type.String()),
+    reason: Type.Optional(Type.String()),
+    request_id: Type.String(),
+  },
+  { $id: 'Problem', description: 'RFC 9457 problem details (application/problem+json)' },
+);
+
+export const UsernameParams = Type.Object({ username: Username }, { additionalProperties: false });
+
+export const NoContent = Type.Null({ description: 'No Content' });
+
+export function rfc3339(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+export function accountView(account: Account): Static<typeof AccountView> {
+  return {
+    id: account.id,
+    username: account.username,
+    kind: account.kind,
+    status: account.status,
+    roles: [...account.roles],
+    totp_enabled: account.totpConfirmedAt !== null,
+    created_at: rfc3339(account.createdAt),
+  };
+}
+
+/** 204 No Content (the reply's generic type, so the typed route's body schema does not demand a payload). */
+export function noContent(reply: FastifyReply): FastifyReply {
+  return reply.code(204).send();
+}
+
+export function roleView(role: Role): { name: string; permissions: { id: string; resource: string; action: string }[] } {
+  return { name: role.name, permissions: role.permissions.map((p) => ({ id: p.id, resource: p.resource, action: p.action })) };
+}

@@ -1,0 +1,119 @@
+import type { Server as HttpsServer } from 'node:https';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { loadMasterKey } from './config/files.ts';
+import type { Config } from './config/load.ts';
+import { AccountService } from './domain/accounts.ts';
+import { LoginService } from './domain/auth.ts';
+import { systemClock, type Clock } from './domain/clock.ts';
+import { KeyRing } from './domain/keys.ts';
+import { PasswordHasher } from './domain/password.ts';
+import { Sealer } from './domain/sealing.ts';
+import { TokenService } from './domain/tokens.ts';
+import { buildApp, type AppServices } from './http/app.ts';
+import { tlsServerOptions } from './http/tls.ts';
+import { openMigratedDatabase, type Database } from './store/database.ts';
+
+export interface Runtime {
+  readonly services: AppServices;
+  readonly database: Database;
+  close(): Promise<void>;
+}
+
+/** The composition root: opens the database (migrating it), unseals the signing keys, and wires the services. */
+export async function createRuntime(config: Config, options: { clock?: Clock; masterKey?: Buffer } = {}): Promise<Runtime> {
+  const clock = options.clock ?? systemClock;
+  const sealer = new Sealer(options.masterKey ?? loadMasterKey(config));
+  const database = await openMigratedDatabase(config.storage);
+  try {
+    const store = database.store;
+    const hasher = new PasswordHasher(config.passwords.scrypt, {
+      maxConcurrent: config.passwords.maxConcurrentHashes,
+      maxQueued: config.passwords.maxQueuedHashes,
+    });
+    const keys = new KeyRing({
+      store,
+      sealer,
+      clock,
+      maxTokenLifetimeMs: Math.max(config.tokens.userTtlMs, config.tokens.serviceTtlMs),
+    });
+    await Promise.all([keys.load(), hasher.warmUp()]);
+    const tokens = new TokenService({ keys, clock, settings: config.tokens });
+    const services: AppServices = {
+      store,
+      keys,
+      tokens,
+      accounts: new AccountService({ store, hasher, clock, minPasswordLength: config.passwords.minLength }),
+      login: new LoginService({ store, hasher, tokens, clock }),
+      ready: () => database.ping(),
+    };
+    return { services, database, close: () => database.close() };
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
+}
+
+export interface RunningServer {
+  readonly app: FastifyInstance;
+  readonly url: string;
+  /** Stops accepting connections, lets in-flight requests finish (up to the shutdown timeout), closes the database. */
+  close(): Promise<void>;
+  /** Re-reads the certificate and key; the old ones stay in use if the new ones cannot be loaded. */
+  reloadTls(): void;
+}
+
+/** Serves HTTPS only (security.md 27): there is no plain-HTTP listener, not even for redirects. */
+export async function startServer(config: Config, logger: Logger, options: { clock?: Clock } = {}): Promise<RunningServer> {
+  const https = tlsServerOptions(config.tls);
+  const runtime = await createRuntime(config, options);
+  const app = await buildApp(runtime.services, {
+    https,
+    logger,
+    bodyLimit: config.server.bodyLimit,
+    trustedProxies: config.server.trustedProxies,
+  }).catch(async (error: unknown) => {
+    await runtime.close();
+    throw error;
+  });
+  try {
+    await app.listen({ host: config.server.host, port: config.server.port });
+  } catch (error) {
+    await app.close();
+    await runtime.close();
+    throw error;
+  }
+  const address = app.server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : config.server.port;
+  const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;
+
+  let closing: Promise<void> | undefined;
+  return {
+    app,
+    url: `https://${host}:${port}`,
+    reloadTls() {
+      try {
+        (app.server as HttpsServer).setSecureContext(tlsServerOptions(config.tls));
+        logger.info({ cert: config.tls.certFile }, 'TLS certificate and key reloaded');
+      } catch (error) {
+        logger.error({ err: error }, 'TLS reload failed; still serving the previous certificate');
+      }
+    },
+    close() {
+      closing ??= (async () => {
+        const timer = setTimeout(() => {
+          logger.warn('shutdown timeout reached; closing remaining connections');
+          app.server.closeAllConnections();
+        }, config.server.shutdownTimeoutMs);
+        timer.unref();
+        try {
+          await app.close();
+        } finally {
+          clearTimeout(timer);
+          await runtime.close();
+        }
+      })();
+      return closing;
+    },
+  };
+}

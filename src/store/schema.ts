@@ -1,0 +1,116 @@
+import type { Generated } from 'kysely';
+
+/**
+ * The database as Kysely sees it, identical on SQLite and PostgreSQL. Times are epoch milliseconds (BIGINT on
+ * PostgreSQL, INTEGER on SQLite); sealed secrets are bytes (BYTEA / BLOB); lists are JSON text.
+ */
+export interface DB {
+  accounts: AccountsTable;
+  roles: RolesTable;
+  account_roles: AccountRolesTable;
+  permissions: PermissionsTable;
+  role_permissions: RolePermissionsTable;
+  tokens: TokensTable;
+  signing_keys: SigningKeysTable;
+  pg_credentials: PgCredentialsTable;
+  registrations: RegistrationsTable;
+  audit_events: AuditEventsTable;
+}
+
+export interface AccountsTable {
+  id: string;
+  username: string;
+  kind: 'human' | 'system';
+  status: 'active' | 'disabled';
+  password_hash: string | null;
+  /** Sealed TOTP secret; present from enrollment on, active once totp_confirmed_at is set. */
+  totp_secret: Uint8Array | null;
+  totp_confirmed_at: number | null;
+  /** The last accepted TOTP step, so a code is accepted once (RFC 6238 §5.2). */
+  totp_last_step: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface RolesTable {
+  name: string;
+  created_at: number;
+}
+
+export interface AccountRolesTable {
+  account_id: string;
+  role_name: string;
+  granted_at: number;
+}
+
+export interface PermissionsTable {
+  id: string;
+  resource: string;
+  action: string;
+  description: string;
+  created_at: number;
+}
+
+export interface RolePermissionsTable {
+  role_name: string;
+  permission_id: string;
+}
+
+export interface TokensTable {
+  jti: string;
+  account_id: string;
+  kind: 'session' | 'service';
+  kid: string;
+  issued_at: number;
+  expires_at: number;
+  /** When the password login that started this chain of renewals happened (humans' absolute session cap). */
+  session_started_at: number;
+  issued_by: string | null;
+  revoked_at: number | null;
+  revoked_reason: string | null;
+}
+
+export interface SigningKeysTable {
+  kid: string;
+  algorithm: string;
+  public_jwk: string;
+  private_key: Uint8Array;
+  created_at: number;
+  retired_at: number | null;
+}
+
+export interface PgCredentialsTable {
+  account_id: string;
+  host: string;
+  port: number;
+  database: string;
+  username: string;
+  password: Uint8Array;
+  sslmode: string;
+  updated_at: number;
+}
+
+export interface RegistrationsTable {
+  id: string;
+  code_hash: string;
+  roles: string;
+  uses_left: number;
+  expires_at: number;
+  created_by: string | null;
+  created_at: number;
+}
+
+export interface AuditEventsTable {
+  seq: Generated<number>;
+  occurred_at: number;
+  type: string;
+  outcome: 'success' | 'failure';
+  actor_id: string | null;
+  actor_username: string | null;
+  subject_id: string | null;
+  subject_username: string | null;
+  ip: string | null;
+  user_agent: string | null;
+  request_id: string | null;
+  details: string;
+}
