@@ -1,6 +1,6 @@
 import type { Clock } from './clock.ts';
 import { MciasError } from './errors.ts';
-import type { Account, RequestContext } from './model.ts';
+import type { Account, Principal, RequestContext } from './model.ts';
 import type { PasswordHasher } from './password.ts';
 import type { Store } from './ports.ts';
 import type { TokenService } from './tokens.ts';
@@ -72,6 +72,25 @@ export class LoginService {
         details: { factor: 'password', jti: issued.record.jti, rehashed: rehash !== undefined },
       });
       return { token: issued.token, expiresAt: issued.record.expiresAt, account };
+    });
+  }
+
+  /** Revokes the presented token. */
+  async logout(principal: Principal, ctx: RequestContext): Promise<void> {
+    await this.#store.transaction(async (tx) => {
+      const now = this.#clock.now();
+      await tx.tokens.revoke(principal.token.jti, now, 'logout');
+      await tx.audit.insert({
+        type: 'token_revoked',
+        outcome: 'success',
+        occurredAt: now,
+        actor: { id: principal.account.id, username: principal.account.username },
+        subject: { id: principal.account.id, username: principal.account.username },
+        ip: ctx.ip,
+        userAgent: ctx.userAgent,
+        requestId: ctx.requestId,
+        details: { jti: principal.token.jti, reason: 'logout' },
+      });
     });
   }
 }

@@ -46,6 +46,8 @@ export interface TokenWithAccount {
 export interface TokenStore {
   insert(token: TokenRecord): Promise<void>;
   findWithAccount(jti: string): Promise<TokenWithAccount | undefined>;
+  /** Revokes one token if it is not revoked yet; returns whether it did. */
+  revoke(jti: string, now: number, reason: string): Promise<boolean>;
   /** Revokes the account's unrevoked tokens, except one; returns how many. */
   revokeAllOf(accountId: string, now: number, reason: string, exceptJti?: string): Promise<number>;
 }

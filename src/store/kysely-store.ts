@@ -249,6 +249,16 @@ class KyselyTokenStore implements TokenStore {
     return { token: toToken({ ...first, kind: first.token_kind }), account: toAccount(first), roles };
   }
 
+  async revoke(jti: string, now: number, reason: string): Promise<boolean> {
+    const result = await this.#db
+      .updateTable('tokens')
+      .set({ revoked_at: now, revoked_reason: reason })
+      .where('jti', '=', jti)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) > 0;
+  }
+
   async revokeAllOf(accountId: string, now: number, reason: string, exceptJti?: string): Promise<number> {
     let query = this.#db
       .updateTable('tokens')

@@ -1,8 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { AppServices } from '../app.ts';
-import { requestContext } from '../access.ts';
-import { AccountView, Password, ProblemSchema, TokenResponse, Username, accountView, rfc3339 } from '../schemas.ts';
+import { principalOf, requestContext } from '../access.ts';
+import { AccountView, NoContent, Password, ProblemSchema, TokenResponse, Username, accountView, noContent, rfc3339 } from '../schemas.ts';
 
 export const authRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, services) => {
   app.post(
@@ -45,6 +45,15 @@ export const authRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, se
         expires_at: rfc3339(result.expiresAt),
         account: accountView(result.account),
       };
+    },
+  );
+
+  app.post(
+    '/v1/auth/logout',
+    { config: { access: 'token' }, schema: { tags: ['auth'], summary: 'Revoke the presented token', response: { 204: NoContent } } },
+    async (request, reply) => {
+      await services.login.logout(principalOf(request), requestContext(request));
+      return noContent(reply);
     },
   );
 };

@@ -1,0 +1,67 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import type { StorageConfig } from '../../src/config/load.ts';
+
+/**
+ * Every storage and domain test runs once per dialect in this list; MCIAS_TEST_DIALECTS narrows it
+ * (e.g. `MCIAS_TEST_DIALECTS=sqlite npm test`). PostgreSQL is the server on 127.0.0.1:5432 unless
+ * MCIAS_TEST_PG_URL names another.
+ */
+export const ALL_DIALECTS = ['sqlite', 'postgres'] as const;
+export type TestDialect = (typeof ALL_DIALECTS)[number];
+
+export const DIALECTS: readonly TestDialect[] = (process.env['MCIAS_TEST_DIALECTS'] ?? ALL_DIALECTS.join(','))
+  .split(',')
+  .map((d) => d.trim())
+  .filter((d): d is TestDialect => (ALL_DIALECTS as readonly string[]).includes(d));
+
+export const PG_ADMIN_URL = process.env['MCIAS_TEST_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+export interface TestDatabase {
+  readonly dialect: TestDialect;
+  readonly storage: StorageConfig;
+  /** A connection URL (PostgreSQL) or file path (SQLite) for tests that look at the raw data. */
+  readonly location: string;
+  drop(): Promise<void>;
+}
+
+/** A fresh, empty database of the given dialect, for one test file or test. */
+export async function createTestDatabase(dialect: TestDialect): Promise<TestDatabase> {
+  if (dialect === 'sqlite') {
+    const dir = mkdtempSync(path.join(tmpdir(), 'mcias-test-'));
+    const file = path.join(dir, 'mcias.db');
+    return {
+      dialect,
+      location: file,
+      storage: { kind: 'sqlite', path: file, busyTimeoutMs: 5_000 },
+      drop: async () => rmSync(dir, { recursive: true, force: true }),
+    };
+  }
+  const name = `mcias_test_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
+  await admin.connect();
+  try {
+    await admin.query(`create database ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(PG_ADMIN_URL);
+  url.pathname = `/${name}`;
+  return {
+    dialect,
+    location: url.toString(),
+    storage: { kind: 'postgres', url: url.toString(), caFile: undefined, poolSize: 5 },
+    drop: async () => {
+      const client = new pg.Client({ connectionString: PG_ADMIN_URL });
+      await client.connect();
+      try {
+        await client.query(`drop database if exists ${name} with (force)`);
+      } finally {
+        await client.end();
+      }
+    },
+  };
+}

@@ -1,0 +1,99 @@
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import { resolveConfig, type Config } from '../../src/config/load.ts';
+import { ManualClock, type Clock } from '../../src/domain/clock.ts';
+import type { Principal } from '../../src/domain/model.ts';
+import { buildApp } from '../../src/http/app.ts';
+import { createRuntime, type Runtime } from '../../src/server.ts';
+import { createTestDatabase, type TestDatabase, type TestDialect } from './databases.ts';
+
+/** Cheap scrypt for tests (ln=4, about 0.1 ms); production keeps its default of ln=17, set in the config schema. */
+export const TEST_SCRYPT = { scrypt_ln: 4, scrypt_r: 8, scrypt_p: 1 } as const;
+export const ADMIN_PASSWORD = 'correct horse battery staple for tests';
+export const USER_PASSWORD = 'a sufficiently long test password';
+
+export function testConfig(db: TestDatabase, raw: Record<string, unknown> = {}): Config {
+  const passwords = { ...TEST_SCRYPT, ...((raw['passwords'] as object | undefined) ?? {}) };
+  const result = resolveConfig({ ...raw, passwords }, { baseDir: '/nonexistent', env: {} });
+  if (result.config === undefined) throw new Error(result.problems.join('; '));
+  return { ...result.config, storage: db.storage };
+}
+
+export interface Harness {
+  readonly db: TestDatabase;
+  readonly config: Config;
+  readonly clock: ManualClock;
+  readonly runtime: Runtime;
+  readonly app: FastifyInstance;
+  readonly masterKey: Buffer;
+  /** The bootstrap administrator's token. */
+  readonly adminToken: string;
+  request(options: {
+    method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+    url: string;
+    token?: string | undefined;
+    body?: unknown;
+    headers?: Record<string, string>;
+  }): Promise<LightMyRequestResponse>;
+  /** Creates a human (with password) or system account as the admin; returns its username. */
+  createAccount(username: string, kind?: 'human' | 'system', password?: string): Promise<string>;
+  login(username: string, password: string): Promise<string>;
+  principal(token: string): Promise<Principal>;
+  close(): Promise<void>;
+}
+
+/** A migrated database of one dialect, the services, an injectable app, and a logged-in bootstrap admin. */
+export async function createHarness(
+  dialect: TestDialect,
+  options: { config?: Record<string, unknown>; clock?: ManualClock } = {},
+): Promise<Harness> {
+  const db = await createTestDatabase(dialect);
+  const config = testConfig(db, options.config);
+  const clock = options.clock ?? new ManualClock(Date.now());
+  const masterKey = randomBytes(32);
+  const runtime = await createRuntime(config, { clock: clock as Clock, masterKey });
+  const app = await buildApp(runtime.services, { bodyLimit: config.server.bodyLimit, trustedProxies: config.server.trustedProxies, logger: false });
+  await runtime.services.accounts.bootstrapAdmin('admin', ADMIN_PASSWORD);
+
+  const request: Harness['request'] = ({ method, url, token, body, headers = {} }) => {
+    const all: Record<string, string> = { ...headers };
+    if (token !== undefined) all['authorization'] = `Bearer ${token}`;
+    // A string body is sent as-is (malformed JSON tests); anything else is serialised by inject.
+    if (typeof body === 'string' && all['content-type'] === undefined) all['content-type'] = 'application/json';
+    return app.inject({ method, url, headers: all, ...(body === undefined ? {} : { payload: body as string | object }) });
+  };
+  const login = async (username: string, password: string) => {
+    const response = await request({ method: 'POST', url: '/v1/auth/login', body: { username, password } });
+    if (response.statusCode !== 200) throw new Error(`login of ${username} failed: ${response.body}`);
+    return (response.json() as { token: string }).token;
+  };
+  const adminToken = await login('admin', ADMIN_PASSWORD);
+
+  return {
+    db,
+    config,
+    clock,
+    runtime,
+    app,
+    masterKey,
+    adminToken,
+    request,
+    login,
+    async createAccount(username, kind = 'human', password = USER_PASSWORD) {
+      const response = await request({
+        method: 'POST',
+        url: '/v1/accounts',
+        token: adminToken,
+        body: kind === 'human' ? { username, kind, password } : { username, kind },
+      });
+      if (response.statusCode !== 201) throw new Error(`creating ${username} failed: ${response.body}`);
+      return username;
+    },
+    principal: (token) => runtime.services.tokens.authenticate(runtime.services.store, token),
+    async close() {
+      await app.close();
+      await runtime.close();
+      await db.drop();
+    },
+  };
+}

@@ -1,0 +1,125 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { ADMIN_PASSWORD } from './harness.ts';
+
+/** The repository root, and the shipped entry points (bin/ runs the compiled dist/, as an installed package does). */
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const MCIASSRV = path.join(ROOT, 'bin', 'mciassrv.js');
+export const MCIASCTL = path.join(ROOT, 'bin', 'mciasctl.js');
+
+/** Cheap scrypt for spawned servers (the production default stays ln=17). */
+export const CHEAP_SCRYPT_ENV = { MCIAS_PASSWORDS_SCRYPT_LN: '4' } as const;
+
+export interface CommandResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs one of the programs to completion with Node 24 (the runtime running the tests). */
+export async function run(
+  script: string,
+  args: readonly string[],
+  options: { env?: Record<string, string>; input?: string; cwd?: string } = {},
+): Promise<CommandResult> {
+  const child = spawn(process.execPath, [script, ...args], {
+    cwd: options.cwd ?? ROOT,
+    env: { ...process.env, ...CHEAP_SCRYPT_ENV, ...options.env },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdin.end(options.input ?? '');
+  const [code] = (await once(child, 'close')) as [number | null];
+  return { code, stdout, stderr };
+}
+
+export interface ServerProcess {
+  readonly url: string;
+  readonly dataDir: string;
+  readonly caCertFile: string;
+  readonly adminPassword: string;
+  readonly child: ChildProcessWithoutNullStreams;
+  /** Every log line the server has written so far (JSON, one per line). */
+  readonly logs: string[];
+  /** Sends a signal and waits for the process to exit; returns its exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** Stops the server (if running) and removes its data directory. */
+  dispose(): Promise<void>;
+}
+
+/**
+ * Initialises a data directory with `mciassrv init` (no terminal, password from a file) and starts
+ * `mciassrv serve` on a free loopback port, over real TLS with the generated self-signed certificate.
+ */
+export async function startServerProcess(
+  options: { storageUrl?: string; env?: Record<string, string>; initArgs?: string[] } = {},
+): Promise<ServerProcess> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'mcias-e2e-'));
+  const passwordFile = path.join(dataDir, 'admin-password');
+  writeFileSync(passwordFile, `${ADMIN_PASSWORD}\n`, { mode: 0o600 });
+  const init = await run(MCIASSRV, [
+    'init',
+    '--data-dir',
+    dataDir,
+    '--admin-password-file',
+    passwordFile,
+    '--listen',
+    '127.0.0.1:0',
+    ...(options.storageUrl ? ['--storage-url', options.storageUrl] : []),
+    ...(options.initArgs ?? []),
+  ], { env: options.env ?? {} });
+  if (init.code !== 0) throw new Error(`mciassrv init failed: ${init.stderr}`);
+  rmSync(passwordFile);
+  return serveDataDir(dataDir, options.env);
+}
+
+/** Starts `mciassrv serve` on an initialised data directory and waits until it listens. */
+export async function serveDataDir(dataDir: string, env: Record<string, string> = {}): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [MCIASSRV, 'serve', '--data-dir', dataDir], {
+    cwd: ROOT,
+    env: { ...process.env, ...CHEAP_SCRYPT_ENV, ...env },
+  });
+  const logs: string[] = [];
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = once(child, 'exit') as Promise<[number | null]>;
+  const url = await new Promise<string>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout });
+    lines.on('line', (line) => {
+      logs.push(line);
+      try {
+        const entry = JSON.parse(line) as { msg?: string; url?: string };
+        if (entry.msg === 'mciassrv is serving' && entry.url) resolve(entry.url);
+      } catch {
+        // not a log line
+      }
+    });
+    void exited.then(([code]) => reject(new Error(`mciassrv serve exited with ${code}: ${stderr}`)));
+  });
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
+    if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+    child.kill(signal);
+    const [code] = await exited;
+    return code;
+  };
+  return {
+    url,
+    dataDir,
+    caCertFile: path.join(dataDir, 'tls', 'cert.pem'),
+    adminPassword: ADMIN_PASSWORD,
+    child,
+    logs,
+    stop,
+    async dispose() {
+      await stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
