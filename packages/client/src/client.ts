@@ -1,0 +1,163 @@
+import { MciasClientError, MciasConnectionError } from './errors.ts';
+import { Transport, type Method } from './transport.ts';
+import type { Account, AccountStatus, HealthStatus, Jwks, LoginResult, NewAccount, Role } from './types.ts';
+
+export interface MciasClientOptions {
+  /** The server's https:// URL, e.g. `https://mcias.example.net:8443`. Anything else is refused. */
+  readonly server: string;
+  /** The bearer token sent with every authenticated call. */
+  readonly token?: string | undefined;
+  /** PEM certificate(s) to trust instead of the bundled public roots (for a self-signed server certificate). */
+  readonly caCert?: string | Buffer | undefined;
+  /** Deadline for each whole request; default 30 s. */
+  readonly timeoutMs?: number | undefined;
+}
+
+/** Lets withToken() share the connection pool without widening the public options. */
+const SHARED_TRANSPORT = Symbol('shared transport');
+interface InternalOptions extends MciasClientOptions {
+  readonly [SHARED_TRANSPORT]?: Transport;
+}
+
+/**
+ * A typed client for the MCIAS HTTP API. A client is immutable: login() returns the token and never changes the
+ * client, so one client can log many people in; withToken() gives a client that acts as one of them.
+ */
+export class MciasClient {
+  readonly #transport: Transport;
+  readonly #token: string | undefined;
+
+  constructor(options: MciasClientOptions) {
+    this.#transport = (options as InternalOptions)[SHARED_TRANSPORT] ?? new Transport(options);
+    this.#token = options.token;
+  }
+
+  /** The normalised server URL. */
+  get server(): string {
+    return this.#transport.server;
+  }
+
+  /** A client that sends `token`, sharing this one's connections. */
+  withToken(token: string): MciasClient {
+    const options: InternalOptions = { server: this.server, token, [SHARED_TRANSPORT]: this.#transport };
+    return new MciasClient(options);
+  }
+
+  /** Closes idle connections (optional: they never keep the process alive). */
+  close(): void {
+    this.#transport.close();
+  }
+
+  // Public
+
+  async health(): Promise<HealthStatus> {
+    return this.#call('GET', '/healthz', { auth: false });
+  }
+
+  /** Readiness: resolves when the server's database answers, throws MciasApiError (503) otherwise. */
+  async ready(): Promise<HealthStatus> {
+    return this.#call('GET', '/readyz', { auth: false });
+  }
+
+  async jwks(): Promise<Jwks> {
+    return this.#call('GET', '/.well-known/jwks.json', { auth: false });
+  }
+
+  async openapi(): Promise<Record<string, unknown>> {
+    return this.#call('GET', '/openapi.json', { auth: false });
+  }
+
+  /** Logs a person in; the result's token is not kept by this client (see withToken). */
+  async login(username: string, password: string, totpCode?: string): Promise<LoginResult> {
+    const body = totpCode === undefined ? { username, password } : { username, password, totp_code: totpCode };
+    return this.#call('POST', '/v1/auth/login', { auth: false, body });
+  }
+
+  // Any valid token
+
+  /** Revokes this client's token. */
+  async logout(): Promise<void> {
+    await this.#call('POST', '/v1/auth/logout');
+  }
+
+  async me(): Promise<Account> {
+    return this.#call('GET', '/v1/me');
+  }
+
+  /** Changes the caller's own password; every other token of the account is revoked. */
+  async changePassword(currentPassword: string, newPassword: string): Promise<void> {
+    await this.#call('PUT', '/v1/me/password', { body: { current_password: currentPassword, new_password: newPassword } });
+  }
+
+  // Administration (role admin)
+
+  async listAccounts(): Promise<Account[]> {
+    const { accounts } = await this.#call<{ accounts: Account[] }>('GET', '/v1/accounts');
+    return accounts;
+  }
+
+  async createAccount(account: NewAccount): Promise<Account> {
+    const body = account.password === undefined
+      ? { username: account.username, kind: account.kind }
+      : { username: account.username, kind: account.kind, password: account.password };
+    return this.#call('POST', '/v1/accounts', { body });
+  }
+
+  async getAccount(username: string): Promise<Account> {
+    return this.#call('GET', `/v1/accounts/${segment(username)}`);
+  }
+
+  /** Enables or disables an account; disabling revokes all of its tokens. */
+  async setAccountStatus(username: string, status: AccountStatus): Promise<Account> {
+    return this.#call('PATCH', `/v1/accounts/${segment(username)}`, { body: { status } });
+  }
+
+  async deleteAccount(username: string): Promise<void> {
+    await this.#call('DELETE', `/v1/accounts/${segment(username)}`);
+  }
+
+  /** Sets a human account's password (admin reset); revokes its tokens. */
+  async resetPassword(username: string, password: string): Promise<void> {
+    await this.#call('PUT', `/v1/accounts/${segment(username)}/password`, { body: { password } });
+  }
+
+  async grantRole(username: string, role: string): Promise<void> {
+    await this.#call('PUT', `/v1/accounts/${segment(username)}/roles/${segment(role)}`);
+  }
+
+  async revokeRole(username: string, role: string): Promise<void> {
+    await this.#call('DELETE', `/v1/accounts/${segment(username)}/roles/${segment(role)}`);
+  }
+
+  async listRoles(): Promise<Role[]> {
+    const { roles } = await this.#call<{ roles: Role[] }>('GET', '/v1/roles');
+    return roles;
+  }
+
+  async createRole(name: string): Promise<Role> {
+    return this.#call('POST', '/v1/roles', { body: { name } });
+  }
+
+  async deleteRole(name: string): Promise<void> {
+    await this.#call('DELETE', `/v1/roles/${segment(name)}`);
+  }
+
+  async #call<T>(method: Method, path: string, options: { auth?: boolean; body?: unknown } = {}): Promise<T> {
+    const response = await this.#transport.send(method, path, {
+      token: options.auth === false ? undefined : this.#token,
+      body: options.body,
+    });
+    if (response.status !== 204 && (typeof response.body !== 'object' || response.body === null)) {
+      throw new MciasConnectionError('invalid_response', `${this.#transport.origin} answered ${method} ${path} with ${response.status} and no JSON object`);
+    }
+    return response.body as T;
+  }
+}
+
+/** One path segment: percent-encoded, and never empty or a dot segment that would change the path. */
+function segment(value: string): string {
+  if (typeof value !== 'string' || value === '' || value === '.' || value === '..') {
+    throw new MciasClientError('invalid_argument', `${JSON.stringify(value)} is not a valid name`);
+  }
+  return encodeURIComponent(value);
+}

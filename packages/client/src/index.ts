@@ -1,0 +1,31 @@
+/**
+ * The MCIAS client SDK: a typed client for the HTTP API (docs/integration.md), used by mciasctl, the tests and apps.
+ *
+ *   const client = new MciasClient({ server: 'https://127.0.0.1:8443', caCert: readFileSync('data/tls/cert.pem') });
+ *   const { token } = await client.login('alice', password);
+ *   const me = await client.withToken(token).me();
+ */
+export { MciasClient, type MciasClientOptions } from './client.ts';
+export {
+  CONNECTION_ERROR_CODES,
+  MciasApiError,
+  MciasClientError,
+  MciasConnectionError,
+  isMciasApiError,
+  type ConnectionErrorCode,
+} from './errors.ts';
+export { normalizeServerUrl } from './transport.ts';
+export {
+  ACCOUNT_KINDS,
+  ACCOUNT_STATUSES,
+  type Account,
+  type AccountKind,
+  type AccountStatus,
+  type HealthStatus,
+  type Jwk,
+  type Jwks,
+  type LoginResult,
+  type NewAccount,
+  type Role,
+  type RolePermission,
+} from './types.ts';

@@ -1,0 +1,207 @@
+import { STATUS_CODES, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import { Agent, request } from 'node:https';
+import { MciasApiError, MciasClientError, MciasConnectionError } from './errors.ts';
+
+/** The largest response body read (the OpenAPI document is the biggest by far, at a few hundred KiB). */
+const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
+const DEFAULT_TIMEOUT_MS = 30_000;
+
+export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+export interface TransportOptions {
+  readonly server: string;
+  readonly caCert?: string | Buffer | undefined;
+  readonly timeoutMs?: number | undefined;
+}
+
+export interface Response {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  /** The parsed JSON body, or undefined when there is none (204). */
+  readonly body: unknown;
+}
+
+/**
+ * HTTPS to one server: one keep-alive agent whose only trust anchors are `caCert` when given (else Node's
+ * bundled roots). Verification cannot be turned off, not even by NODE_TLS_REJECT_UNAUTHORIZED=0.
+ */
+export class Transport {
+  readonly origin: string;
+  readonly #basePath: string;
+  readonly #hostname: string;
+  readonly #port: number;
+  readonly #timeoutMs: number;
+  readonly #agent: Agent;
+
+  constructor(options: TransportOptions) {
+    const url = parseServerUrl(options.server);
+    this.origin = url.origin;
+    this.#basePath = url.pathname.replace(/\/+$/, '');
+    this.#hostname = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    this.#port = url.port === '' ? 443 : Number(url.port);
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    if (!Number.isFinite(this.#timeoutMs) || this.#timeoutMs <= 0) throw new MciasClientError('invalid_argument', 'timeoutMs must be a positive number');
+    this.#agent = new Agent({
+      keepAlive: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.2',
+      ...(options.caCert === undefined ? {} : { ca: options.caCert }),
+    });
+  }
+
+  /** The server's URL, normalised (no trailing slash). */
+  get server(): string {
+    return `${this.origin}${this.#basePath}`;
+  }
+
+  send(method: Method, path: string, options: { token?: string | undefined; body?: unknown } = {}): Promise<Response> {
+    const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'mcias-client' };
+    if (options.token !== undefined) headers['authorization'] = `Bearer ${options.token}`;
+    let payload: Buffer | undefined;
+    if (options.body !== undefined) {
+      payload = Buffer.from(JSON.stringify(options.body), 'utf8');
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = String(payload.length);
+    }
+    return new Promise<Response>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const fail = (error: Error) => {
+        clearTimeout(timer);
+        reject(this.#connectionError(error));
+      };
+      const onResponse = (res: IncomingMessage) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > MAX_RESPONSE_BYTES) {
+            res.destroy(new MciasConnectionError('invalid_response', `the response from ${this.origin} is too large`));
+            return;
+          }
+          chunks.push(chunk);
+        });
+        res.on('error', fail);
+        res.on('end', () => {
+          clearTimeout(timer);
+          try {
+            resolve(this.#toResponse(res.statusCode ?? 0, res.headers, Buffer.concat(chunks)));
+          } catch (error) {
+            reject(error);
+          }
+        });
+      };
+      let req: ClientRequest;
+      try {
+        req = request({ agent: this.#agent, hostname: this.#hostname, port: this.#port, method, path: `${this.#basePath}${path}`, headers }, onResponse);
+      } catch (error) {
+        // e.g. a control character in the token; Node's message names the header, never its value.
+        reject(new MciasClientError('invalid_argument', `cannot send the request: ${(error as Error).message}`));
+        return;
+      }
+      // A deadline for the whole exchange, not just socket idleness.
+      timer = setTimeout(() => {
+        const error = new MciasConnectionError('timeout', `${this.origin} did not answer within ${this.#timeoutMs} ms`);
+        fail(error);
+        req.destroy(error);
+      }, this.#timeoutMs);
+      req.on('error', fail);
+      req.end(payload);
+    });
+  }
+
+  /** Closes idle keep-alive connections (they never hold the process open, so this is optional). */
+  close(): void {
+    this.#agent.destroy();
+  }
+
+  #toResponse(status: number, headers: IncomingHttpHeaders, raw: Buffer): Response {
+    const body = parseBody(raw, headers['content-type']);
+    if (status >= 200 && status < 300) {
+      if (body === INVALID) throw new MciasConnectionError('invalid_response', `${this.origin} answered ${status} with a body that is not JSON`);
+      return { status, headers, body };
+    }
+    throw apiError(status, headers, body === INVALID ? undefined : body);
+  }
+
+  #connectionError(error: Error): MciasClientError {
+    if (error instanceof MciasClientError) return error;
+    const code = (error as NodeJS.ErrnoException).code ?? '';
+    const reason = `${error.message}${code !== '' && !error.message.includes(code) ? ` (${code})` : ''}`;
+    if (TLS_VERIFY_CODES.test(code)) {
+      return new MciasConnectionError('tls_verification_failed', `the certificate of ${this.origin} did not verify: ${reason}`, { cause: error });
+    }
+    if (code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS')) {
+      return new MciasConnectionError('tls_failed', `TLS with ${this.origin} failed: ${reason}`, { cause: error });
+    }
+    return new MciasConnectionError('connection_failed', `cannot reach ${this.origin}: ${reason}`, { cause: error });
+  }
+}
+
+/** OpenSSL verification results as Node names them, and Node's own hostname check. */
+const TLS_VERIFY_CODES = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY|DECRYPT|DECODE)|ALTNAME|HOSTNAME|ISSUER|SIGNATURE_FAILURE|CHAIN_TOO_LONG|PATH_LENGTH/;
+
+/** The server URL as the SDK uses it (https only, no trailing slash); throws MciasClientError `invalid_argument`. */
+export function normalizeServerUrl(server: string): string {
+  const url = parseServerUrl(server);
+  return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
+}
+
+function parseServerUrl(server: string): URL {
+  let url: URL;
+  try {
+    url = new URL(server);
+  } catch {
+    throw new MciasClientError('invalid_argument', `the server URL ${JSON.stringify(server)} is not a URL`);
+  }
+  if (url.protocol !== 'https:') throw new MciasClientError('invalid_argument', `the server URL must be https:// (got ${url.protocol}//)`);
+  if (url.username !== '' || url.password !== '') throw new MciasClientError('invalid_argument', 'the server URL must not contain credentials');
+  if (url.search !== '' || url.hash !== '') throw new MciasClientError('invalid_argument', 'the server URL must not have a query or fragment');
+  return url;
+}
+
+const INVALID = Symbol('invalid JSON');
+
+function parseBody(raw: Buffer, contentType: string | undefined): unknown {
+  if (raw.length === 0) return undefined;
+  if (contentType === undefined || !/^application\/([a-z.+-]*\+)?json\b/i.test(contentType)) return INVALID;
+  try {
+    return JSON.parse(raw.toString('utf8')) as unknown;
+  } catch {
+    return INVALID;
+  }
+}
+
+/** Used only when the answer is not problem+json (a proxy's error page, say). */
+const CODE_BY_STATUS: Readonly<Record<number, string>> = {
+  400: 'invalid_request',
+  401: 'unauthenticated',
+  403: 'forbidden',
+  404: 'not_found',
+  409: 'conflict',
+  413: 'payload_too_large',
+  429: 'rate_limited',
+};
+
+function apiError(status: number, headers: IncomingHttpHeaders, body: unknown): MciasApiError {
+  const problem = typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {};
+  const text = (key: string): string | undefined => {
+    const value = problem[key];
+    // Server text goes into terminals and logs: keep it one short line of printable characters.
+    return typeof value === 'string' && value !== '' ? value.replace(/[\p{Cc}\p{Cf}]+/gu, ' ').slice(0, 500) : undefined;
+  };
+  const header = (name: string): string | undefined => {
+    const value = headers[name];
+    return typeof value === 'string' ? value : undefined;
+  };
+  const retryAfter = Number(header('retry-after'));
+  const reason = text('reason');
+  const requestId = text('request_id') ?? header('x-request-id');
+  return new MciasApiError({
+    status,
+    code: text('code') ?? CODE_BY_STATUS[status] ?? (status >= 500 ? 'internal' : 'http_error'),
+    message: text('detail') ?? text('title') ?? STATUS_CODES[status] ?? `HTTP ${status}`,
+    ...(reason === undefined ? {} : { reason }),
+    ...(requestId === undefined ? {} : { requestId }),
+    ...(Number.isFinite(retryAfter) && header('retry-after') !== undefined ? { retryAfter } : {}),
+  });
+}

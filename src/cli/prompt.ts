@@ -1,0 +1,58 @@
+import { readFileSync } from 'node:fs';
+import { read } from 'read';
+import { CliError } from './output.ts';
+
+/**
+ * Asking people for names and passwords. Prompts go to stderr so stdout stays clean for --json; passwords are read
+ * without echo, and only from a terminal: a script passes a password file instead.
+ */
+function requireTerminal(what: string, hint: string): void {
+  if (!process.stdin.isTTY) throw new CliError(`no terminal to ask for ${what}: ${hint}`, 'usage');
+}
+
+export async function promptLine(prompt: string, hint: string): Promise<string> {
+  requireTerminal('input', hint);
+  const answer = (await ask({ prompt, silent: false })).trim();
+  if (answer === '') throw new CliError('no answer given', 'usage');
+  return answer;
+}
+
+export async function promptPassword(prompt: string): Promise<string> {
+  requireTerminal('a password', 'use --password-file');
+  const password = await ask({ prompt, silent: true });
+  if (password === '') throw new CliError('the password is empty', 'usage');
+  return password;
+}
+
+/** A new password, typed twice. */
+export async function promptNewPassword(prompt: string): Promise<string> {
+  const first = await promptPassword(prompt);
+  const second = await promptPassword('Repeat it:');
+  if (first !== second) throw new CliError('the two passwords differ', 'usage');
+  return first;
+}
+
+/** A password from a file: its first line, without the line ending (so `echo secret > file` works). */
+export function readPasswordFile(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new CliError(`cannot read the password file ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, 'usage');
+  }
+  const password = text.replace(/\r?\n$/, '');
+  if (password === '') throw new CliError(`the password file ${file} is empty`, 'usage');
+  if (/[\r\n]/.test(password)) throw new CliError(`the password file ${file} has more than one line`, 'usage');
+  return password;
+}
+
+async function ask(options: { prompt: string; silent: boolean }): Promise<string> {
+  try {
+    return await read({ prompt: options.prompt, silent: options.silent, input: process.stdin, output: process.stderr, terminal: true });
+  } catch (error) {
+    // read() rejects with 'canceled' on Ctrl-C, after restoring the terminal.
+    throw new CliError((error as Error).message === 'canceled' ? 'canceled' : `cannot read from the terminal: ${(error as Error).message}`, 'canceled');
+  } finally {
+    if (options.silent) process.stderr.write('\n');
+  }
+}

@@ -1,0 +1,333 @@
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, afterEach, before, describe, test } from 'node:test';
+import { MciasClient } from '../../packages/client/src/index.ts';
+import { USER_PASSWORD } from '../support/harness.ts';
+import { MCIASCTL, ROOT, run, startServerProcess, type CommandResult, type ServerProcess } from '../support/server-process.ts';
+
+const HAVE_SCRIPT = spawnSync('script', ['--version'], { stdio: 'ignore' }).status === 0;
+
+/** `script` runs the command under a pseudo-terminal; answers are typed only once their prompt has appeared. */
+async function inTerminal(
+  args: readonly string[],
+  env: Record<string, string>,
+  answers: readonly (readonly [prompt: string, answer: string])[],
+): Promise<{ code: number | null; output: string }> {
+  const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+  const command = [process.execPath, MCIASCTL, ...args].map(quote).join(' ');
+  const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: ROOT, env: { ...process.env, ...env } });
+  let output = '';
+  let next = 0;
+  let searchFrom = 0;
+  const onOutput = (d: Buffer) => {
+    output += d.toString();
+    const answer = answers[next];
+    if (answer === undefined) return;
+    const at = output.indexOf(answer[0], searchFrom);
+    if (at === -1) return;
+    next += 1;
+    searchFrom = at + answer[0].length;
+    child.stdin.write(`${answer[1]}\r`);
+  };
+  child.stdout.on('data', onOutput);
+  child.stderr.on('data', onOutput);
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  const [code] = (await once(child, 'close')) as [number | null];
+  clearTimeout(timer);
+  return { code, output };
+}
+
+/** Exactly one line on stderr, in the `mciasctl: <message> (<code>)` form, and a non-zero exit. */
+function assertOneLineError(result: CommandResult, code: string, exitCode = 1): void {
+  assert.equal(result.code, exitCode, result.stderr);
+  assert.match(result.stderr, new RegExp(`^mciasctl: [^\\n]+ \\(${code}\\)\\n$`));
+}
+
+describe('mciasctl against a real mciassrv', () => {
+  let server: ServerProcess;
+  let passwordFile: string;
+  let userPasswordFile: string;
+  let scratch: string;
+  let otherCaFile: string;
+  const dirs: string[] = [];
+
+  /** A fresh config directory, and the environment that points mciasctl at it and at the server. */
+  function freshEnv(): Record<string, string> {
+    const dir = mkdtempSync(path.join(tmpdir(), 'mciasctl-config-'));
+    dirs.push(dir);
+    return { MCIAS_CONFIG_DIR: path.join(dir, 'mcias'), MCIAS_SERVER: server.url, MCIAS_CA_CERT: server.caCertFile, MCIAS_TOKEN: '' };
+  }
+  const ctl = (env: Record<string, string>, ...args: string[]) => run(MCIASCTL, args, { env });
+  const sessionPath = (env: Record<string, string>) => path.join(env['MCIAS_CONFIG_DIR'] as string, 'session.json');
+  const storedToken = (env: Record<string, string>) => (JSON.parse(readFileSync(sessionPath(env), 'utf8')) as { token: string }).token;
+
+  async function loggedIn(username = 'admin', file = passwordFile): Promise<Record<string, string>> {
+    const env = freshEnv();
+    const result = await ctl(env, 'login', '--username', username, '--password-file', file);
+    assert.equal(result.code, 0, result.stderr);
+    return env;
+  }
+
+  before(async () => {
+    server = await startServerProcess();
+    scratch = mkdtempSync(path.join(tmpdir(), 'mciasctl-scratch-'));
+    passwordFile = path.join(scratch, 'admin-password');
+    writeFileSync(passwordFile, `${server.adminPassword}\n`, { mode: 0o600 });
+    userPasswordFile = path.join(scratch, 'user-password');
+    writeFileSync(userPasswordFile, `${USER_PASSWORD}\n`, { mode: 0o600 });
+    otherCaFile = path.join(scratch, 'other-ca.pem');
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=127.0.0.1',
+      '-keyout', path.join(scratch, 'other-ca.key'), '-out', otherCaFile, '-days', '1',
+    ], { stdio: 'ignore' });
+  });
+  afterEach(() => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+  after(async () => {
+    rmSync(scratch, { recursive: true, force: true });
+    await server?.dispose();
+  });
+
+  test('login --password-file keeps the token in a 0600 file in a 0700 directory, and never the password', async () => {
+    const env = freshEnv();
+    const result = await ctl(env, 'login', '--username', 'admin', '--password-file', passwordFile);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, 'logged in as admin\n');
+    assert.equal(result.stderr, '');
+
+    assert.equal(statSync(env['MCIAS_CONFIG_DIR'] as string).mode & 0o777, 0o700);
+    assert.equal(statSync(sessionPath(env)).mode & 0o777, 0o600);
+    const text = readFileSync(sessionPath(env), 'utf8');
+    const session = JSON.parse(text) as Record<string, unknown>;
+    assert.equal(session['server'], server.url);
+    assert.equal(session['caCert'], path.resolve(server.caCertFile));
+    assert.equal(session['username'], 'admin');
+    assert.match(String(session['token']), /^[\w-]+\.[\w-]+\.[\w-]+$/);
+    assert.ok(!text.includes(server.adminPassword));
+    assert.ok(!`${result.stdout}${result.stderr}`.includes(String(session['token'])));
+  });
+
+  test('after login, the stored server and CA certificate are used without --server or --ca-cert', async () => {
+    const env = await loggedIn();
+    const result = await ctl({ ...env, MCIAS_SERVER: '', MCIAS_CA_CERT: '' }, 'whoami');
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, 'admin (human, active; roles: admin)\n');
+  });
+
+  test('whoami, and --json on every read command prints JSON', async () => {
+    const env = await loggedIn();
+    const me = JSON.parse((await ctl(env, 'whoami', '--json')).stdout) as { username: string; roles: string[] };
+    assert.equal(me.username, 'admin');
+    assert.deepEqual(me.roles, ['admin']);
+    const accounts = JSON.parse((await ctl(env, '--json', 'account', 'list')).stdout) as { username: string }[];
+    assert.ok(accounts.some((a) => a.username === 'admin'));
+    const shown = JSON.parse((await ctl(env, 'account', 'show', 'admin', '--json')).stdout) as { username: string; kind: string };
+    assert.deepEqual([shown.username, shown.kind], ['admin', 'human']);
+    const roles = JSON.parse((await ctl(env, 'role', 'list', '--json')).stdout) as { name: string }[];
+    assert.ok(roles.some((r) => r.name === 'admin'));
+  });
+
+  test('account create, list, show, disable, enable, set-password and delete', async () => {
+    const env = await loggedIn();
+    let result = await ctl(env, 'account', 'create', 'alice', '--password-file', userPasswordFile);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, 'created human account alice\n');
+    result = await ctl(env, 'account', 'create', 'backup-bot', '--system');
+    assert.equal(result.stdout, 'created system account backup-bot\n');
+
+    const accounts = JSON.parse((await ctl(env, 'account', 'list', '--json')).stdout) as { username: string; kind: string; status: string }[];
+    assert.deepEqual(
+      accounts.filter((a) => a.username !== 'admin' && ['alice', 'backup-bot'].includes(a.username)).map((a) => `${a.username}:${a.kind}:${a.status}`).sort(),
+      ['alice:human:active', 'backup-bot:system:active'],
+    );
+    const table = (await ctl(env, 'account', 'list')).stdout.split('\n');
+    assert.match(table[0] ?? '', /^USERNAME\s+KIND\s+STATUS/);
+    assert.ok(table.some((line) => /^alice\s+human\s+active\b/.test(line)));
+
+    result = await ctl(env, 'account', 'show', 'alice');
+    assert.match(result.stdout, /^username:\s+alice$/m);
+    assert.match(result.stdout, /^status:\s+active$/m);
+
+    assert.equal((await ctl(env, 'account', 'disable', 'alice')).stdout, 'disabled account alice\n');
+    assert.match((await ctl(env, 'account', 'show', 'alice')).stdout, /^status:\s+disabled$/m);
+    assertOneLineError(await ctl(freshEnv(), 'login', '--username', 'alice', '--password-file', userPasswordFile), 'invalid_credentials');
+    assert.equal((await ctl(env, 'account', 'enable', 'alice')).stdout, 'enabled account alice\n');
+    assert.equal((await ctl(freshEnv(), 'login', '--username', 'alice', '--password-file', userPasswordFile)).code, 0);
+
+    const newPasswordFile = path.join(scratch, 'alice-new-password');
+    writeFileSync(newPasswordFile, 'another long password for the test\n', { mode: 0o600 });
+    result = await ctl(env, 'account', 'set-password', 'alice', '--password-file', newPasswordFile);
+    assert.equal(result.code, 0, result.stderr);
+    assertOneLineError(await ctl(freshEnv(), 'login', '--username', 'alice', '--password-file', userPasswordFile), 'invalid_credentials');
+    assert.equal((await ctl(freshEnv(), 'login', '--username', 'alice', '--password-file', newPasswordFile)).stdout, 'logged in as alice\n');
+
+    assert.equal((await ctl(env, 'account', 'delete', 'alice')).stdout, 'deleted account alice\n');
+    assertOneLineError(await ctl(env, 'account', 'show', 'alice'), 'not_found');
+    assertOneLineError(await ctl(env, 'account', 'create', 'backup-bot', '--system'), 'conflict');
+  });
+
+  test('role create, grant, revoke, list and delete', async () => {
+    const env = await loggedIn();
+    await ctl(env, 'account', 'create', 'bob', '--password-file', userPasswordFile);
+    assert.equal((await ctl(env, 'role', 'create', 'wiki')).stdout, 'created role wiki\n');
+    assert.equal((await ctl(env, 'role', 'grant', 'wiki', 'bob')).stdout, 'granted role wiki to bob\n');
+    assert.match((await ctl(env, 'account', 'show', 'bob')).stdout, /^roles:\s+wiki$/m);
+    const list = (await ctl(env, 'role', 'list')).stdout;
+    assert.match(list, /^NAME\s+PERMISSIONS$/m);
+    assert.match(list, /^wiki\s+-$/m);
+    assert.equal((await ctl(env, 'role', 'revoke', 'wiki', 'bob')).stdout, 'revoked role wiki from bob\n');
+    assert.match((await ctl(env, 'account', 'show', 'bob')).stdout, /^roles:\s+-$/m);
+    assert.equal((await ctl(env, 'role', 'delete', 'wiki')).stdout, 'deleted role wiki\n');
+    const roles = JSON.parse((await ctl(env, 'role', 'list', '--json')).stdout) as { name: string }[];
+    assert.ok(!roles.some((r) => r.name === 'wiki'));
+    assertOneLineError(await ctl(env, 'role', 'grant', 'nosuchrole', 'bob'), 'not_found');
+    assertOneLineError(await ctl(env, 'role', 'delete', 'admin'), 'conflict');
+  });
+
+  test('password changes your own password; the session stays logged in', async () => {
+    const env = await loggedIn();
+    await ctl(env, 'account', 'create', 'erin', '--password-file', userPasswordFile);
+    const erin = await loggedIn('erin', userPasswordFile);
+    assert.equal((await ctl(erin, 'whoami')).stdout, 'erin (human, active; roles: -)\n');
+    const next = fileWith('a brand new long password for her');
+    assertOneLineError(await ctl(erin, 'password', '--current-password-file', next, '--password-file', next), 'invalid_credentials');
+    const result = await ctl(erin, 'password', '--current-password-file', userPasswordFile, '--password-file', next);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal((await ctl(erin, 'whoami')).code, 0);
+    assertOneLineError(await ctl(freshEnv(), 'login', '--username', 'erin', '--password-file', userPasswordFile), 'invalid_credentials');
+    assert.equal((await ctl(freshEnv(), 'login', '--username', 'erin', '--password-file', next)).code, 0);
+  });
+
+  test('with --json, write commands print the changed object or {}', async () => {
+    const env = await loggedIn();
+    const role = JSON.parse((await ctl(env, '--json', 'role', 'create', 'jsonrole')).stdout) as unknown;
+    assert.deepEqual(role, { name: 'jsonrole', permissions: [] });
+    const created = JSON.parse((await ctl(env, '--json', 'account', 'create', 'jsonbot', '--system')).stdout) as { username: string; kind: string };
+    assert.deepEqual([created.username, created.kind], ['jsonbot', 'system']);
+    assert.deepEqual(JSON.parse((await ctl(env, '--json', 'role', 'grant', 'jsonrole', 'jsonbot')).stdout), {});
+    assert.equal((JSON.parse((await ctl(env, '--json', 'account', 'disable', 'jsonbot')).stdout) as { status: string }).status, 'disabled');
+    assert.deepEqual(JSON.parse((await ctl(env, '--json', 'account', 'delete', 'jsonbot')).stdout), {});
+  });
+
+  test('a damaged session file is a one-line error, and login replaces it', async () => {
+    const env = await loggedIn();
+    writeFileSync(sessionPath(env), '{not json');
+    assertOneLineError(await ctl(env, 'whoami'), 'session_file');
+    assert.equal((await ctl(env, 'login', '--username', 'admin', '--password-file', passwordFile)).code, 0);
+    assert.equal((await ctl(env, 'whoami')).code, 0);
+  });
+
+  test('logout revokes the token and forgets it; whoami then fails with one clear line', async () => {
+    const env = await loggedIn();
+    const token = storedToken(env);
+    const result = await ctl(env, 'logout');
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, 'logged out\n');
+    assert.ok(!readFileSync(sessionPath(env), 'utf8').includes(token));
+
+    const whoami = await ctl(env, 'whoami');
+    assertOneLineError(whoami, 'unauthenticated');
+    assert.match(whoami.stderr, /not logged in/);
+
+    const client = new MciasClient({ server: server.url, caCert: readFileSync(server.caCertFile), token });
+    await assert.rejects(client.me(), { code: 'unauthenticated', status: 401 });
+  });
+
+  test('a wrong password is one line on stderr, a non-zero exit, and no session', async () => {
+    const env = freshEnv();
+    const wrong = path.join(scratch, 'wrong-password');
+    writeFileSync(wrong, 'this is not the password\n');
+    const result = await ctl(env, 'login', '--username', 'admin', '--password-file', wrong);
+    assertOneLineError(result, 'invalid_credentials');
+    assert.equal(result.stdout, '');
+    assert.ok(!result.stderr.includes('this is not the password'));
+    assert.throws(() => statSync(sessionPath(env)), { code: 'ENOENT' });
+  });
+
+  test('an expired or revoked stored token is a one-line unauthenticated error that says to log in', async () => {
+    const env = await loggedIn();
+    await new MciasClient({ server: server.url, caCert: readFileSync(server.caCertFile), token: storedToken(env) }).logout();
+    const result = await ctl(env, 'account', 'list');
+    assertOneLineError(result, 'unauthenticated');
+    assert.match(result.stderr, /mciasctl login/);
+  });
+
+  test('the stored token is never sent to a server other than the one it came from', async () => {
+    const env = await loggedIn();
+    // Nothing listens on port 1; if mciasctl tried to connect, this would be connection_failed instead.
+    const result = await ctl({ ...env, MCIAS_SERVER: 'https://127.0.0.1:1' }, 'whoami');
+    assertOneLineError(result, 'unauthenticated');
+    assert.match(result.stderr, /not logged in to https:\/\/127\.0\.0\.1:1/);
+  });
+
+  test('MCIAS_TOKEN, MCIAS_SERVER and MCIAS_CA_CERT work without a session file', async () => {
+    const token = storedToken(await loggedIn());
+    const result = await ctl({ ...freshEnv(), MCIAS_TOKEN: token }, 'whoami');
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, 'admin (human, active; roles: admin)\n');
+  });
+
+  test('a server certificate that the given CA did not sign is a one-line TLS error', async () => {
+    const env = await loggedIn();
+    assertOneLineError(await ctl({ ...env, MCIAS_CA_CERT: '' }, '--ca-cert', otherCaFile, 'whoami'), 'tls_verification_failed');
+    // Without any CA certificate only the public roots are trusted.
+    const anonymous = await ctl({ ...freshEnv(), MCIAS_CA_CERT: '' }, 'login', '--username', 'admin', '--password-file', passwordFile);
+    assertOneLineError(anonymous, 'tls_verification_failed');
+    assertOneLineError(await ctl({ ...env, MCIAS_CA_CERT: path.join(scratch, 'missing.pem') }, 'whoami'), 'usage', 2);
+  });
+
+  test('usage mistakes are one line and exit 2', async () => {
+    const env = freshEnv();
+    assertOneLineError(await ctl(env, 'acount', 'list'), 'usage', 2);
+    assertOneLineError(await ctl(env, 'account', 'create'), 'usage', 2);
+    assertOneLineError(await ctl(env, 'account', 'create', 'x', '--system', '--password-file', passwordFile), 'usage', 2);
+    assertOneLineError(await ctl({ ...env, MCIAS_SERVER: 'http://127.0.0.1:8443' }, 'whoami'), 'invalid_argument', 2);
+    // No terminal to ask on and no --password-file: say so rather than hang or read a password that echoes.
+    const noTerminal = await ctl(env, 'login', '--username', 'admin');
+    assertOneLineError(noTerminal, 'usage', 2);
+    assert.match(noTerminal.stderr, /--password-file/);
+  });
+
+  test('login asks for the password on a terminal without echoing it', { skip: HAVE_SCRIPT ? false : 'util-linux script is not installed' }, async () => {
+    const env = freshEnv();
+    const { code, output } = await inTerminal(['login', '--username', 'admin'], env, [['Password for admin:', server.adminPassword]]);
+    assert.equal(code, 0, output);
+    assert.match(output, /Password for admin:/);
+    assert.match(output, /logged in as admin/);
+    assert.ok(!output.includes(server.adminPassword), 'the password was echoed');
+    assert.equal(statSync(sessionPath(env)).mode & 0o777, 0o600);
+  });
+
+  test('account create asks twice on a terminal, without echo, and refuses two different passwords', { skip: HAVE_SCRIPT ? false : 'util-linux script is not installed' }, async () => {
+    const env = await loggedIn();
+    const password = 'typed twice and never shown';
+    let { code, output } = await inTerminal(['account', 'create', 'carol'], env, [
+      ['Password for carol:', password],
+      ['Repeat it:', password],
+    ]);
+    assert.equal(code, 0, output);
+    assert.match(output, /created human account carol/);
+    assert.ok(!output.includes(password), 'the password was echoed');
+    assert.equal((await ctl(freshEnv(), 'login', '--username', 'carol', '--password-file', fileWith(password))).code, 0);
+
+    ({ code, output } = await inTerminal(['account', 'create', 'dave'], env, [
+      ['Password for dave:', password],
+      ['Repeat it:', `${password}!`],
+    ]));
+    assert.equal(code, 2, output);
+    assert.match(output, /mciasctl: the two passwords differ \(usage\)/);
+    assertOneLineError(await ctl(env, 'account', 'show', 'dave'), 'not_found');
+  });
+
+  let files = 0;
+  function fileWith(content: string): string {
+    const file = path.join(scratch, `password-${(files += 1)}`);
+    writeFileSync(file, `${content}\n`, { mode: 0o600 });
+    return file;
+  }
+});
