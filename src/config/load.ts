@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
@@ -39,7 +40,14 @@ export interface Config {
   readonly log: { readonly level: string };
 }
 
-export type ConfigResult = { config: Config; problems: [] } | { config: undefined; problems: string[] };
+/**
+ * `draft` is the best-effort configuration despite the problems (invalid values replaced by their defaults), so
+ * `mciassrv config check` can go on to check the files and the database and report everything in one run.
+ * It is never served from.
+ */
+export type ConfigResult =
+  | { config: Config; problems: []; draft?: undefined }
+  | { config: undefined; problems: string[]; draft?: Config | undefined };
 
 /** Thrown by `loadConfig` with every problem found, so an operator can fix them all in one pass. */
 export class ConfigError extends Error {
@@ -83,16 +91,8 @@ export function resolveConfig(
   if ('master_key' in raw) problems.push('master_key: the master key belongs in its own file or MCIAS_MASTER_KEY, not in the config file');
   const merged = structuredClone(raw);
   applyEnvironment(merged, options.env ?? {}, problems);
-  const withDefaults = Value.Default(ConfigFileSchema, merged) as ConfigFile;
-  for (const error of Value.Errors(ConfigFileSchema, withDefaults)) {
-    if (error.keyword === 'boolean') continue; // reported again, more usefully, as additionalProperties
-    const where = error.instancePath.slice(1).replaceAll('/', '.') || '(top level)';
-    const extra = error.keyword === 'additionalProperties' ? `: ${JSON.stringify(error.params)}` : '';
-    problems.push(`${where}: ${error.message}${extra}`);
-  }
-  if (problems.length > 0) return { config: undefined, problems };
-
-  const file = withDefaults;
+  const file = checkSchema(merged, problems);
+  if (file === undefined) return { config: undefined, problems };
   const at = (p: string) => path.resolve(options.baseDir, p);
   const duration = (name: string, text: string) => {
     const ms = parseDuration(text);
@@ -131,14 +131,59 @@ export function resolveConfig(
     },
     passwords: {
       scrypt: { ln: file.passwords.scrypt_ln, r: file.passwords.scrypt_r, p: file.passwords.scrypt_p },
-      maxConcurrentHashes: file.passwords.max_concurrent_hashes,
+      maxConcurrentHashes: file.passwords.max_concurrent_hashes || Math.max(1, availableParallelism() - 1),
       maxQueuedHashes: file.passwords.max_queued_hashes,
       minLength: file.passwords.min_length,
     },
     log: { level: file.log.level },
   };
-  if (problems.length > 0) return { config: undefined, problems };
+  if (problems.length > 0) return { config: undefined, problems, draft: deepFreeze(config) };
   return { config: deepFreeze(config), problems: [] };
+}
+
+/**
+ * Checks the settings against the schema, reporting each invalid value and then dropping it (so its default
+ * applies) and checking again: every problem is reported, not just the first few (TypeBox buffers at most
+ * `maxErrors` errors per pass), and the later semantic checks still run on the valid rest.
+ */
+function checkSchema(merged: Record<string, unknown>, problems: string[]): ConfigFile | undefined {
+  let value = Value.Default(ConfigFileSchema, merged) as Record<string, unknown>;
+  const dropped = new Set<string>();
+  for (;;) {
+    const errors = Value.Errors(ConfigFileSchema, value);
+    if (errors.length === 0) return value as ConfigFile;
+    const byPointer = new Map<string, typeof errors>();
+    for (const error of errors) {
+      // The property itself is reported through its own `boolean` error (`additionalProperties: false`).
+      if (error.keyword === 'additionalProperties') continue;
+      byPointer.set(error.instancePath, [...(byPointer.get(error.instancePath) ?? []), error]);
+    }
+    // No progress possible (the document itself is wrong, or a dropped value's default is still invalid).
+    if (byPointer.size === 0 || [...byPointer.keys()].some((p) => p === '' || dropped.has(p))) break;
+    for (const [pointer, pointerErrors] of byPointer) {
+      const where = pointer.slice(1).replaceAll('/', '.');
+      const allowed = allowedValues(pointer);
+      const messages = pointerErrors.some((e) => e.keyword === 'boolean')
+        ? ['unknown setting']
+        : allowed !== undefined
+          ? [`must be one of ${allowed.map((v) => JSON.stringify(v)).join(', ')}`]
+          : pointerErrors.map((e) => e.message);
+      for (const message of new Set(messages)) problems.push(`${where}: ${message}`);
+      Value.Pointer.Delete(value, pointer);
+      dropped.add(pointer);
+    }
+    value = Value.Default(ConfigFileSchema, value) as Record<string, unknown>;
+  }
+  problems.push('the configuration does not have the expected shape');
+  return undefined;
+}
+
+/** The values a setting defined as a union of literals accepts (for a readable message). */
+function allowedValues(pointer: string): unknown[] | undefined {
+  let schema: unknown = ConfigFileSchema;
+  for (const key of pointer.split('/').slice(1)) schema = (schema as { properties?: Record<string, unknown> }).properties?.[key];
+  const anyOf = (schema as { anyOf?: { const?: unknown }[] } | undefined)?.anyOf;
+  return anyOf?.every((s) => 'const' in s) ? anyOf.map((s) => s.const) : undefined;
 }
 
 function resolveStorage(

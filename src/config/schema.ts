@@ -46,7 +46,12 @@ export const ConfigFileSchema = Type.Object(
       scrypt_ln: Type.Integer({ default: 17, minimum: 1, maximum: 22, description: 'log2 of the scrypt cost N' }),
       scrypt_r: Type.Integer({ default: 8, minimum: 1, maximum: 32 }),
       scrypt_p: Type.Integer({ default: 1, minimum: 1, maximum: 16 }),
-      max_concurrent_hashes: Type.Integer({ default: 2, minimum: 1, maximum: 64 }),
+      max_concurrent_hashes: Type.Integer({
+        default: 0,
+        minimum: 0,
+        maximum: 64,
+        description: '0 means one fewer than the CPU cores (at least 1), so a core stays free for token checks',
+      }),
       max_queued_hashes: Type.Integer({ default: 64, minimum: 0, maximum: 10_000 }),
       min_length: Type.Integer({ default: 15, minimum: 8, maximum: 256 }),
     }),

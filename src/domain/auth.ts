@@ -60,19 +60,20 @@ export class LoginService {
     }
 
     const rehash = needsRehash ? await this.#hasher.hash(input.password) : undefined;
-    return this.#store.transaction(async (tx) => {
+    const roles = (await this.#store.roles.rolesOf([record.id])).get(record.id) ?? [];
+    const account: Account = { ...record, roles };
+    const issued = await this.#tokens.mint(account, { kind: 'session', issuedBy: record.id });
+    await this.#store.transaction(async (tx) => {
       if (rehash !== undefined) await tx.accounts.updatePasswordHash(record.id, rehash, this.#clock.now());
-      const roles = (await tx.roles.rolesOf([record.id])).get(record.id) ?? [];
-      const account: Account = { ...record, roles };
-      const issued = await this.#tokens.issue(tx, account, { kind: 'session', issuedBy: record.id });
+      await tx.tokens.insert(issued.record);
       await tx.audit.insert({
         ...event,
         type: 'login_succeeded',
         outcome: 'success',
         details: { factor: 'password', jti: issued.record.jti, rehashed: rehash !== undefined },
       });
-      return { token: issued.token, expiresAt: issued.record.expiresAt, account };
     });
+    return { token: issued.token, expiresAt: issued.record.expiresAt, account };
   }
 
   /** Revokes the presented token. */

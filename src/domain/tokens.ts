@@ -33,9 +33,11 @@ export class TokenService {
     this.settings = deps.settings;
   }
 
-  /** Records the token and signs it; call inside the transaction that the issue belongs to. */
-  async issue(
-    tx: Store,
+  /**
+   * Signs a new token and returns it with the row to record. It touches no database, so callers sign before their
+   * transaction opens and keep the transaction short; a token whose row was never inserted authenticates nothing.
+   */
+  async mint(
     account: Account,
     options: { kind: TokenKind; issuedBy: string | null; sessionStartedAt?: number },
   ): Promise<IssuedToken> {
@@ -53,7 +55,6 @@ export class TokenService {
       issuedBy: options.issuedBy,
       revokedAt: null,
     };
-    await tx.tokens.insert(record);
     const seconds = (ms: number) => Math.floor(ms / 1000);
     const token = await new SignJWT({ username: account.username, kind: account.kind, roles: [...account.roles] })
       .setProtectedHeader({ alg: TOKEN_ALGORITHM, typ: 'JWT', kid })

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { AccountService } from '../domain/accounts.ts';
 import type { LoginService } from '../domain/auth.ts';
 import { MciasError } from '../domain/errors.ts';
@@ -40,6 +40,23 @@ export interface AppOptions {
 
 export const HSTS = 'max-age=63072000; includeSubDomains';
 
+/** Headers on every response, including the ones Fastify's router answers before any hook runs. */
+function securityHeaders(request: FastifyRequest, reply: FastifyReply): void {
+  reply.header('x-request-id', request.id);
+  reply.header('strict-transport-security', HSTS);
+  reply.header('x-content-type-options', 'nosniff');
+  reply.header('cache-control', 'no-store');
+  reply.header('content-security-policy', "default-src 'none'; frame-ancestors 'none'");
+  reply.header('referrer-policy', 'no-referrer');
+}
+
+/** A body is present if one was parsed, or the request announces one (GET and HEAD bodies are never parsed). */
+function hasBody(request: FastifyRequest): boolean {
+  if (request.body !== undefined && request.body !== null) return true;
+  const length = request.headers['content-length'];
+  return (length !== undefined && length !== '0') || request.headers['transfer-encoding'] !== undefined;
+}
+
 /** Builds the application without listening, so tests can `inject` into it (src/server.ts listens). */
 export async function buildApp(services: AppServices, options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
@@ -52,6 +69,13 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     return503OnClosing: true,
+    // One access-log line per request (below) instead of Fastify's two.
+    disableRequestLogging: true,
+    // Errors the router raises before any hook runs (an over-long or malformed path parameter) are problem+json too.
+    frameworkErrors: (error, request, reply) => {
+      securityHeaders(request, reply);
+      sendProblem(reply, error);
+    },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
@@ -60,17 +84,16 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
   app.setErrorHandler((error, _request, reply) => sendProblem(reply, error));
   app.setNotFoundHandler((_request, reply) => sendProblem(reply, new MciasError('not_found', 'no such route')));
 
-  app.addHook('onRequest', async (request, reply) => {
-    reply.header('x-request-id', request.id);
-    reply.header('strict-transport-security', HSTS);
-    reply.header('x-content-type-options', 'nosniff');
-    reply.header('cache-control', 'no-store');
-    reply.header('content-security-policy', "default-src 'none'; frame-ancestors 'none'");
-    reply.header('referrer-policy', 'no-referrer');
+  app.addHook('onRequest', async (request, reply) => securityHeaders(request, reply));
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info(
+      { method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10, ip: request.ip },
+      'request',
+    );
   });
   // A body sent to a route that takes none is refused rather than ignored (security.md 22).
   app.addHook('preValidation', async (request) => {
-    if (request.routeOptions.schema?.body === undefined && request.body !== undefined && request.body !== null) {
+    if (request.routeOptions.schema?.body === undefined && hasBody(request)) {
       throw new MciasError('invalid_request', 'this route takes no request body');
     }
   });
