@@ -1,37 +1,70 @@
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { loadMasterKey } from '../config/files.ts';
-import { readConfig } from '../config/load.ts';
-import { readTlsMaterial } from '../http/tls.ts';
+import { readConfig, type Config } from '../config/load.ts';
+import { readTlsCertificate, readTlsKey } from '../http/tls.ts';
 import { openDatabase } from '../store/database.ts';
 
-/** Checks everything `serve` needs and reports every problem at once (an empty list means ready to serve). */
+/**
+ * Checks everything `serve` needs and reports every problem at once (an empty list means ready to serve): the
+ * settings, then, even when some settings are wrong, the master key, the TLS files and the database.
+ */
 export async function checkConfig(file: string, env: Readonly<Record<string, string | undefined>>, now = Date.now()): Promise<string[]> {
-  const { config, problems } = readConfig({ file, env });
+  const { config: valid, problems, draft } = readConfig({ file, env });
+  const config = valid ?? draft;
   if (config === undefined) return problems;
-  const found: string[] = [];
-  const attempt = async (work: () => unknown) => {
+  const found = [...problems];
+  const attempt = async <T>(work: () => T | Promise<T>): Promise<T | undefined> => {
     try {
-      await work();
+      return await work();
     } catch (error) {
       found.push((error as Error).message);
+      return undefined;
     }
   };
   await attempt(() => loadMasterKey(config));
-  await attempt(() => {
-    const { cert } = readTlsMaterial(config.tls);
-    const certificate = new X509Certificate(cert as Buffer);
-    if (Date.parse(certificate.validTo) < now) throw new Error(`TLS certificate ${config.tls.certFile} expired on ${certificate.validTo}`);
-  });
-  await attempt(async () => {
-    const database = openDatabase(config.storage);
-    try {
-      await database.ping();
-    } catch (error) {
-      // Name the failure, not the connection string (it may hold a password).
-      throw new Error(`storage: cannot reach the database: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-    } finally {
-      await database.close();
-    }
-  });
+  const key = await attempt(() => readTlsKey(config.tls));
+  const certificate = await attempt(() => readCertificate(config.tls, now));
+  if (key !== undefined && certificate !== undefined) await attempt(() => checkKeyPair(config.tls, key, certificate));
+  // With a broken storage setting there is nothing sensible to connect to; that problem is already reported.
+  if (!problems.some((p) => p.startsWith('storage.'))) await attempt(() => pingDatabase(config.storage));
   return found;
+}
+
+function readCertificate(tls: Config['tls'], now: number): X509Certificate {
+  const pem = readTlsCertificate(tls);
+  let certificate: X509Certificate;
+  try {
+    certificate = new X509Certificate(pem);
+  } catch {
+    throw new Error(`TLS certificate file ${tls.certFile}: not a PEM certificate`);
+  }
+  if (Date.parse(certificate.validTo) < now) throw new Error(`TLS certificate ${tls.certFile} expired on ${certificate.validTo}`);
+  return certificate;
+}
+
+function checkKeyPair(tls: Config['tls'], key: Buffer, certificate: X509Certificate): void {
+  let privateKey;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch {
+    throw new Error(`TLS key file ${tls.keyFile}: not a PEM private key`);
+  }
+  if (!certificate.checkPrivateKey(privateKey)) throw new Error(`TLS key file ${tls.keyFile} does not belong to the certificate ${tls.certFile}`);
+}
+
+async function pingDatabase(storage: Config['storage']): Promise<void> {
+  // A check only looks: it must not create an empty SQLite database where the real one is missing.
+  if (storage.kind === 'sqlite' && storage.path !== ':memory:' && !existsSync(storage.path)) {
+    throw new Error(`storage: no SQLite database at ${storage.path} (mciassrv init creates it)`);
+  }
+  const database = openDatabase(storage);
+  try {
+    await database.ping();
+  } catch (error) {
+    // Name the failure, not the connection string (it may hold a password).
+    throw new Error(`storage: cannot reach the database: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  } finally {
+    await database.close();
+  }
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { TLS_KEY_FORBIDDEN_MODE, generateMasterKeyFile, readPrivateFile, writePrivateFile } from '../config/files.ts';
 import { parse as parseToml } from 'smol-toml';
@@ -44,6 +44,8 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
   const password = options.adminPasswordFile === undefined ? undefined : readPasswordFile(options.adminPasswordFile);
 
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  // An existing directory (one a package manager made, say) is tightened too: it will hold the master key.
+  chmodSync(dataDir, 0o700);
   let certFile = options.certFile && path.resolve(options.certFile);
   let keyFile = options.keyFile && path.resolve(options.keyFile);
   if (certFile === undefined || keyFile === undefined) {

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { pino } from 'pino';
-import { CONFIG_FILE_NAME, loadConfig } from '../config/load.ts';
+import { CONFIG_FILE_NAME, ConfigError, loadConfig } from '../config/load.ts';
 import { startServer } from '../server.ts';
 import { openDatabase } from '../store/database.ts';
 import { VERSION } from '../version.ts';
@@ -91,6 +91,8 @@ export function program(): Command {
       const file = configFileOf(o);
       if (o.init && !existsSync(file)) {
         printInit(await initDataDir({ dataDir: path.dirname(file), adminUsername: 'admin', listen: o.listen ?? DEFAULT_LISTEN }));
+      } else if (!existsSync(file)) {
+        throw new Error(`${file}: no such file; create the data directory with "mciassrv init" (or run "mciassrv serve --init")`);
       }
       const env = { ...process.env, ...(o.listen ? { MCIAS_SERVER_LISTEN: o.listen } : {}) };
       const config = loadConfig({ file, env });
@@ -167,7 +169,9 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await program().parseAsync(argv);
   } catch (error) {
-    process.stderr.write(`mciassrv: ${(error as Error).message}\n`);
+    // One line per error, so it reads well in a terminal and in a service manager's log.
+    const message = error instanceof ConfigError ? `invalid configuration: ${error.problems.join('; ')}` : (error as Error).message;
+    process.stderr.write(`mciassrv: ${message.replace(/\s*\n\s*/g, ' ')}\n`);
     process.exitCode = 1;
   }
 }

@@ -96,7 +96,12 @@ export class KeyRing {
     }
     const newest = records.filter((k) => k.retiredAt === null).at(-1);
     if (newest !== undefined && newest.kid !== this.#signing?.kid) {
-      const der = this.#sealer.open(newest.privateKey, { table: 'signing_keys', column: 'private_key', id: newest.kid });
+      let der: Buffer;
+      try {
+        der = this.#sealer.open(newest.privateKey, { table: 'signing_keys', column: 'private_key', id: newest.kid });
+      } catch (cause) {
+        throw new Error('cannot unseal the token signing key: is this the master key this database was created with?', { cause });
+      }
       this.#signing = { kid: newest.kid, privateKey: createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }) };
     }
     this.#keys = keys;

@@ -19,14 +19,19 @@ export const TLS13_CIPHERS = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384'
 
 /** Reads the certificate and key, refusing a key file that everyone can read (security.md 28). */
 export function readTlsMaterial(tls: Config['tls']): SecureContextOptions {
-  const key = readPrivateFile(tls.keyFile, TLS_KEY_FORBIDDEN_MODE, 'TLS key file');
-  let cert: Buffer;
+  return { key: readTlsKey(tls), cert: readTlsCertificate(tls) };
+}
+
+export function readTlsKey(tls: Config['tls']): Buffer {
+  return readPrivateFile(tls.keyFile, TLS_KEY_FORBIDDEN_MODE, 'TLS key file');
+}
+
+export function readTlsCertificate(tls: Config['tls']): Buffer {
   try {
-    cert = readFileSync(tls.certFile);
+    return readFileSync(tls.certFile);
   } catch (error) {
     throw new Error(`TLS certificate file ${tls.certFile}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : 'cannot be read'}`);
   }
-  return { key, cert };
 }
 
 export function tlsServerOptions(tls: Config['tls']): TlsOptions {

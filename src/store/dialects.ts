@@ -1,5 +1,4 @@
-import { chmodSync, closeSync, openSync } from 'node:fs';
-import { readFileSync } from 'node:fs';
+import { chmodSync, closeSync, openSync, readFileSync } from 'node:fs';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect, sql, type CreateTableBuilder, type Dialect } from 'kysely';
 import pg from 'pg';
@@ -51,16 +50,32 @@ const INT8_OID = 20;
 
 function openPostgres(storage: Extract<StorageConfig, { kind: 'postgres' }>): OpenedDialect {
   const pool = new pg.Pool({
-    connectionString: storage.url,
+    ...postgresConnection(storage),
     max: storage.poolSize,
-    // sslmode=verify-full with our own CA file: certificate chain and host name both checked.
-    ...(storage.caFile === undefined ? {} : { ssl: { ca: readFileSync(storage.caFile, 'utf8'), rejectUnauthorized: true } }),
     types: {
       getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
         oid === INT8_OID ? Number : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
     },
   });
+  // An idle connection the server closes (a restart, pg_terminate_backend, an idle timeout) makes the pool emit
+  // 'error'; unheard, that kills the process. The pool has already dropped the connection and opens a new one on
+  // the next query, where a real outage surfaces as that query's error (and /readyz reports it).
+  pool.on('error', () => {});
   return { dialect: new PostgresDialect({ pool }), capabilities: postgresCapabilities };
+}
+
+/** TLS settings in the URL that `storage.ca_file` replaces (pg would otherwise let them override it). */
+const URL_SSL_PARAMETERS = ['ssl', 'sslmode', 'sslrootcert'] as const;
+
+/**
+ * With `storage.ca_file`, the connection is `verify-full` against that CA: the chain is checked and so is the host
+ * name (security.md 29). Without it, the URL decides, as libpq would (`?sslmode=verify-full&sslrootcert=...`).
+ */
+export function postgresConnection(storage: Extract<StorageConfig, { kind: 'postgres' }>): pg.PoolConfig {
+  if (storage.caFile === undefined) return { connectionString: storage.url };
+  const url = new URL(storage.url);
+  for (const name of URL_SSL_PARAMETERS) url.searchParams.delete(name);
+  return { connectionString: url.toString(), ssl: { ca: readFileSync(storage.caFile, 'utf8'), rejectUnauthorized: true } };
 }
 
 /** Checks that the database answers (readiness). */

@@ -80,9 +80,9 @@ export async function startServerProcess(
   return serveDataDir(dataDir, options.env);
 }
 
-/** Starts `mciassrv serve` on an initialised data directory and waits until it listens. */
-export async function serveDataDir(dataDir: string, env: Record<string, string> = {}): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [MCIASSRV, 'serve', '--data-dir', dataDir], {
+/** Starts `mciassrv serve` (plus `args`, e.g. `--listen`) on a data directory and waits until it listens. */
+export async function serveDataDir(dataDir: string, env: Record<string, string> = {}, args: readonly string[] = []): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [MCIASSRV, 'serve', '--data-dir', dataDir, ...args], {
     cwd: ROOT,
     env: { ...process.env, ...CHEAP_SCRYPT_ENV, ...env },
   });
