@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { isIP } from 'node:net';
 import path from 'node:path';
-import { parse as parseToml } from 'smol-toml';
+import { TomlError, parse as parseToml } from 'smol-toml';
 import Value from 'typebox/value';
 import { ConfigFileSchema, type ConfigFile } from './schema.ts';
 import { parseDuration } from './duration.ts';
@@ -76,10 +76,21 @@ export function readConfig(options: { file: string; env?: Env; mustExist?: boole
   } catch (error) {
     const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
     if (!missing || options.mustExist !== false) {
-      return { config: undefined, problems: [`${file}: ${missing ? 'no such file' : (error as Error).message}`] };
+      return { config: undefined, problems: [`${file}: ${missing ? 'no such file' : unreadable(error)}`] };
     }
   }
   return resolveConfig(raw, { baseDir: path.dirname(file), configFile: file, env: options.env ?? process.env });
+}
+
+/**
+ * Why the file could not be read. A TOML error's message quotes the offending line, which may hold a secret (a
+ * storage URL with its password): name the place instead.
+ */
+function unreadable(error: unknown): string {
+  if (error instanceof TomlError) {
+    return `invalid TOML at line ${error.line}, column ${error.column}: ${error.message.split('\n')[0]?.replace(/^Invalid TOML document: /, '')}`;
+  }
+  return (error as Error).message;
 }
 
 /** Validates raw settings (file contents) plus environment overrides; reports every problem at once. */

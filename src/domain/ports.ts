@@ -34,6 +34,8 @@ export interface RoleStore {
   rolesOf(accountIds: readonly string[]): Promise<Map<string, string[]>>;
   grant(accountId: string, role: string, now: number): Promise<void>;
   revoke(accountId: string, role: string): Promise<boolean>;
+  /** Holds the role's row lock until the transaction ends: transactions that must not interleave queue on it. */
+  lock(name: string): Promise<void>;
 }
 
 /** A token row with its account and the account's roles, read together in one query. */

@@ -53,8 +53,9 @@ export class Sealer {
   }
 }
 
+/** JSON keeps the parts apart, so no two contexts can produce the same additional data, whatever their ids hold. */
 function additionalData(context: SealContext): Buffer {
-  return Buffer.from(`mcias:v${VERSION}:${context.table}:${context.column}:${context.id}`, 'utf8');
+  return Buffer.from(JSON.stringify(['mcias', VERSION, context.table, context.column, context.id]), 'utf8');
 }
 
 function unreadable(context: SealContext, cause?: unknown): MciasError {

@@ -51,6 +51,11 @@ export function toProblem(error: unknown, request: FastifyRequest): { problem: P
       return { problem: problem(415, 'invalid_request', request, 'request bodies must be application/json') };
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return { problem: problem(400, 'invalid_request', request, 'the JSON body is empty') };
+    // The router's own errors: their messages quote the path, which is not ours to echo.
+    case 'FST_ERR_BAD_URL':
+      return { problem: problem(400, 'invalid_request', request, 'the URL is not valid') };
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return { problem: problem(414, 'invalid_request', request, 'a path parameter is too long') };
   }
   const status = fastifyError.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {

@@ -1,0 +1,296 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { parseDuration } from '../../src/config/duration.ts';
+import { loadMasterKey } from '../../src/config/files.ts';
+import { ConfigError, loadConfig, readConfig, resolveConfig, type Config } from '../../src/config/load.ts';
+
+/** The configuration: defaults, MCIAS_* overrides and *_FILE secrets, and problems reported all at once. */
+
+const BASE = '/srv/mcias';
+const DAY_MS = 86_400_000;
+const SECRET_URL = 'postgres://mcias:hunter2-s3cret@db.internal:5432/mcias';
+
+function ok(raw: Record<string, unknown>, env: Record<string, string> = {}): Config {
+  const result = resolveConfig(raw, { baseDir: BASE, env });
+  assert.deepEqual(result.problems, []);
+  assert.ok(result.config);
+  return result.config;
+}
+
+function problems(raw: Record<string, unknown>, env: Record<string, string> = {}): string[] {
+  const result = resolveConfig(raw, { baseDir: BASE, env });
+  assert.equal(result.config, undefined, 'a configuration with problems must not be usable');
+  assert.ok(result.problems.length > 0);
+  return result.problems;
+}
+
+/** Asserts one problem starts with the setting's name. */
+function hasProblem(list: readonly string[], setting: string): void {
+  assert.ok(
+    list.some((p) => p.startsWith(`${setting}:`)),
+    `no problem reported for ${setting} in:\n  ${list.join('\n  ')}`,
+  );
+}
+
+describe('configuration', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'mcias-config-test-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const file = (name: string, content: string, mode = 0o600) => {
+    const target = path.join(dir, name);
+    writeFileSync(target, content, { mode });
+    chmodSync(target, mode);
+    return target;
+  };
+
+  test('an empty configuration gives the documented defaults', () => {
+    const config = ok({});
+    assert.deepEqual(config.server, {
+      host: '127.0.0.1',
+      port: 8443,
+      trustedProxies: [],
+      bodyLimit: 65_536,
+      shutdownTimeoutMs: 30_000,
+    });
+    assert.deepEqual(config.tls, { certFile: `${BASE}/tls/cert.pem`, keyFile: `${BASE}/tls/key.pem`, minVersion: 'TLSv1.2' });
+    assert.deepEqual(config.storage, { kind: 'sqlite', path: `${BASE}/mcias.db`, busyTimeoutMs: 5_000 });
+    assert.deepEqual(config.tokens, { issuer: 'https://127.0.0.1:8443', audience: 'mcias', userTtlMs: 30 * DAY_MS, serviceTtlMs: 30 * DAY_MS });
+    assert.deepEqual(config.passwords.scrypt, { ln: 17, r: 8, p: 1 });
+    assert.equal(config.passwords.minLength, 15);
+    assert.equal(config.passwords.maxQueuedHashes, 64);
+    assert.ok(config.passwords.maxConcurrentHashes >= 1);
+    assert.equal(config.masterKey.file, `${BASE}/master.key`);
+    assert.equal(config.masterKey.inline, undefined);
+    assert.equal(config.log.level, 'info');
+  });
+
+  test('the resolved configuration is deeply frozen', () => {
+    const config = ok({});
+    assert.ok(Object.isFrozen(config));
+    assert.ok(Object.isFrozen(config.tokens));
+    assert.ok(Object.isFrozen(config.server.trustedProxies));
+    assert.throws(() => {
+      (config.tokens as { audience: string }).audience = 'changed';
+    }, TypeError);
+  });
+
+  test('file settings are read, with relative paths resolved against the config folder', () => {
+    const config = ok({
+      server: { listen: '[::1]:9443', trusted_proxies: ['10.0.0.0/8', '::1/128', '192.0.2.7'] },
+      tls: { cert_file: 'certs/c.pem', min_version: '1.3' },
+      storage: { url: 'sqlite:data/db.sqlite' },
+      tokens: { user_ttl: '12h', service_ttl: '90d', audience: 'apps' },
+    });
+    assert.equal(config.server.host, '::1');
+    assert.equal(config.server.port, 9443);
+    assert.deepEqual(config.server.trustedProxies, ['10.0.0.0/8', '::1/128', '192.0.2.7']);
+    assert.equal(config.tls.certFile, `${BASE}/certs/c.pem`);
+    assert.equal(config.tls.minVersion, 'TLSv1.3');
+    assert.deepEqual(config.storage, { kind: 'sqlite', path: `${BASE}/data/db.sqlite`, busyTimeoutMs: 5_000 });
+    assert.equal(config.tokens.userTtlMs, 12 * 3_600_000);
+    assert.equal(config.tokens.serviceTtlMs, 90 * DAY_MS);
+    assert.equal(config.tokens.audience, 'apps');
+  });
+
+  test('MCIAS_* environment variables override the file, with lists comma-separated and integers parsed', () => {
+    const config = ok(
+      { tokens: { user_ttl: '1d' }, passwords: { scrypt_ln: 16 } },
+      {
+        MCIAS_TOKENS_USER_TTL: '15m',
+        MCIAS_SERVER_TRUSTED_PROXIES: '10.0.0.1, 192.168.0.0/16,,',
+        MCIAS_PASSWORDS_SCRYPT_LN: '12',
+        MCIAS_SERVER_LISTEN: '0.0.0.0:443',
+        MCIAS_LOG_LEVEL: 'debug',
+      },
+    );
+    assert.equal(config.tokens.userTtlMs, 15 * 60_000);
+    assert.deepEqual(config.server.trustedProxies, ['10.0.0.1', '192.168.0.0/16']);
+    assert.equal(config.passwords.scrypt.ln, 12);
+    assert.equal(config.server.host, '0.0.0.0');
+    assert.equal(config.server.port, 443);
+    assert.equal(config.log.level, 'debug');
+  });
+
+  test('MCIAS_STORAGE_URL_FILE reads the storage URL from a file; MCIAS_STORAGE_URL itself wins over it', () => {
+    const urlFile = file('storage-url', `${SECRET_URL}\n`);
+    const config = ok({}, { MCIAS_STORAGE_URL_FILE: urlFile });
+    assert.deepEqual(config.storage, { kind: 'postgres', url: SECRET_URL, caFile: undefined, poolSize: 10 });
+    const both = ok({}, { MCIAS_STORAGE_URL_FILE: urlFile, MCIAS_STORAGE_URL: 'sqlite:direct.db' });
+    assert.equal(both.storage.kind, 'sqlite');
+  });
+
+  test('an unreadable *_FILE is a problem that names the variable', () => {
+    const list = problems({}, { MCIAS_STORAGE_URL_FILE: path.join(dir, 'does-not-exist') });
+    assert.ok(list.some((p) => p.startsWith('MCIAS_STORAGE_URL_FILE:')), list.join('\n'));
+  });
+
+  test('the master key comes from MCIAS_MASTER_KEY; MCIAS_MASTER_KEY_FILE names the key file', () => {
+    const key = randomBytes(32).toString('base64');
+    assert.equal(ok({}, { MCIAS_MASTER_KEY: key }).masterKey.inline, key);
+    assert.equal(ok({}, { MCIAS_MASTER_KEY_FILE: '/run/secrets/mcias-key' }).masterKey.file, '/run/secrets/mcias-key');
+  });
+
+  test('every problem is reported at once, from the file and the environment', () => {
+    const list = problems(
+      {
+        server: { listen: 'nonsense', body_limit: 10, trusted_proxies: ['not-an-ip', '10.0.0.0/33'] },
+        tls: { min_version: '1.1' },
+        tokens: { user_ttl: 'forever', service_ttl: '1w', issuer: 'http://plain.example' },
+        passwords: { scrypt_ln: 99 },
+        log: { level: 'loud' },
+      },
+      { MCIAS_PASSWORDS_MIN_LENGTH: 'fifteen' },
+    );
+    for (const setting of [
+      'server.listen',
+      'server.body_limit',
+      'server.trusted_proxies',
+      'tls.min_version',
+      'tokens.user_ttl',
+      'tokens.service_ttl',
+      'tokens.issuer',
+      'passwords.scrypt_ln',
+      'passwords.min_length',
+      'log.level',
+    ]) {
+      hasProblem(list, setting);
+    }
+    assert.equal(list.filter((p) => p.startsWith('server.trusted_proxies:')).length, 2, 'each bad proxy is named');
+  });
+
+  test('unknown settings are refused, at the top level and inside a section', () => {
+    const list = problems({ sever: { listen: '127.0.0.1:1' }, server: { lisen: '127.0.0.1:1' }, tokens: { ttl: '1d' } });
+    hasProblem(list, 'sever');
+    hasProblem(list, 'server.lisen');
+    hasProblem(list, 'tokens.ttl');
+  });
+
+  test('values of the wrong type are refused', () => {
+    const list = problems({ server: { body_limit: '65536', trusted_proxies: '10.0.0.1' }, storage: { url: 42 } });
+    hasProblem(list, 'server.body_limit');
+    hasProblem(list, 'server.trusted_proxies');
+    hasProblem(list, 'storage.url');
+  });
+
+  test('a master key in the config file is refused, without repeating it', () => {
+    const key = randomBytes(32).toString('base64');
+    const list = problems({ master_key: key });
+    hasProblem(list, 'master_key');
+    for (const p of list) assert.ok(!p.includes(key));
+  });
+
+  test('the storage URL is never echoed in a problem, from the file or the environment', () => {
+    const cases: [Record<string, unknown>, Record<string, string>][] = [
+      [{ storage: { url: 'mysql://mcias:hunter2-s3cret@db.internal/mcias' } }, {}],
+      [{}, { MCIAS_STORAGE_URL: 'mssql://mcias:hunter2-s3cret@db.internal/mcias' }],
+      [{ storage: { url: SECRET_URL, pool_size: 0 } }, {}],
+      [{ storage: { url: SECRET_URL }, server: { listen: 'bad' } }, {}],
+    ];
+    for (const [raw, env] of cases) {
+      const list = problems(raw, env);
+      for (const p of list) assert.ok(!p.includes('hunter2'), p);
+    }
+    hasProblem(problems({ storage: { url: 'mysql://mcias:hunter2-s3cret@db.internal/mcias' } }), 'storage.url');
+  });
+
+  test('a TOML syntax error is located by line and column without quoting the line (it may hold a password)', () => {
+    const broken = file('broken.toml', `[storage]\nurl = "${SECRET_URL}" trailing\n`);
+    const result = readConfig({ file: broken, env: {} });
+    assert.equal(result.config, undefined);
+    assert.equal(result.problems.length, 1);
+    assert.match(result.problems[0] as string, /line 2/);
+    assert.ok(!(result.problems[0] as string).includes('hunter2'), result.problems[0]);
+    const unterminated = readConfig({ file: file('unterminated.toml', `[storage]\nurl = "${SECRET_URL}\n`), env: {} });
+    assert.ok(!(unterminated.problems[0] as string).includes('hunter2'), unterminated.problems[0]);
+  });
+
+  test('loadConfig reads a TOML file and throws a ConfigError listing every problem', () => {
+    const good = file('good.toml', '[server]\nlisten = "127.0.0.1:9000"\n[tokens]\nuser_ttl = "7d"\n');
+    const config = loadConfig({ file: good, env: {} });
+    assert.equal(config.server.port, 9000);
+    assert.equal(config.tokens.userTtlMs, 7 * DAY_MS);
+    assert.equal(config.configFile, good);
+    assert.equal(config.storage.kind === 'sqlite' && config.storage.path, path.join(dir, 'mcias.db'));
+
+    const bad = file('bad.toml', '[server]\nlisten = "nope"\nbogus = 1\n[tokens]\nuser_ttl = "soon"\n');
+    assert.throws(
+      () => loadConfig({ file: bad, env: {} }),
+      (error) => {
+        assert.ok(error instanceof ConfigError);
+        hasProblem(error.problems, 'server.listen');
+        hasProblem(error.problems, 'server.bogus');
+        hasProblem(error.problems, 'tokens.user_ttl');
+        for (const p of error.problems) assert.ok(error.message.includes(p));
+        return true;
+      },
+    );
+  });
+
+  test('a missing config file is a problem unless it is allowed to be missing', () => {
+    const missing = path.join(dir, 'absent.toml');
+    const result = readConfig({ file: missing, env: {} });
+    assert.equal(result.config, undefined);
+    assert.match(result.problems[0] as string, /no such file/);
+    const allowed = readConfig({ file: missing, env: {}, mustExist: false });
+    assert.equal(allowed.config?.server.port, 8443);
+  });
+
+  test('durations accept ms, s, m, h and d, and nothing else', () => {
+    assert.equal(parseDuration('500ms'), 500);
+    assert.equal(parseDuration('10s'), 10_000);
+    assert.equal(parseDuration('15m'), 900_000);
+    assert.equal(parseDuration('12h'), 43_200_000);
+    assert.equal(parseDuration('30d'), 30 * DAY_MS);
+    for (const bad of ['', '10', '1w', '-5m', '1.5h', 'd', '10 minutes']) assert.equal(parseDuration(bad), undefined, bad);
+  });
+});
+
+describe('the master key', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'mcias-key-test-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const withKeyFile = (content: string, mode: number) => {
+    const keyFile = path.join(dir, `key-${randomBytes(4).toString('hex')}`);
+    writeFileSync(keyFile, content, { mode });
+    chmodSync(keyFile, mode);
+    return ok({ master_key_file: keyFile });
+  };
+
+  test('a 0600 file holding 32 base64 bytes is the master key', () => {
+    const key = randomBytes(32);
+    assert.deepEqual(loadMasterKey(withKeyFile(`${key.toString('base64')}\n`, 0o600)), key);
+  });
+
+  test('a key file that group or others can read is refused, and the message has no key in it', () => {
+    const key = randomBytes(32).toString('base64');
+    for (const mode of [0o640, 0o604, 0o644, 0o666]) {
+      assert.throws(
+        () => loadMasterKey(withKeyFile(key, mode)),
+        (error) => error instanceof Error && /refusing/.test(error.message) && !error.message.includes(key),
+        mode.toString(8),
+      );
+    }
+  });
+
+  test('a missing key file, or a key of the wrong size or encoding, is refused: the server cannot start', () => {
+    assert.throws(() => loadMasterKey(ok({ master_key_file: path.join(dir, 'absent') })), /no such file/);
+    assert.throws(() => loadMasterKey(withKeyFile(randomBytes(16).toString('base64'), 0o600)), /32 bytes/);
+    assert.throws(() => loadMasterKey(withKeyFile('not base64 at all, surely', 0o600)), /32 bytes/);
+  });
+
+  test('MCIAS_MASTER_KEY supplies the key without a file', () => {
+    const key = randomBytes(32);
+    assert.deepEqual(loadMasterKey(ok({}, { MCIAS_MASTER_KEY: key.toString('base64') })), key);
+    assert.throws(() => loadMasterKey(ok({}, { MCIAS_MASTER_KEY: 'c2hvcnQ=' })), /32 bytes/);
+  });
+});

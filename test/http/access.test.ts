@@ -1,0 +1,251 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { DIALECTS } from '../support/databases.ts';
+import { USER_PASSWORD, createHarness, type Harness } from '../support/harness.ts';
+import {
+  appRoutes,
+  assertCoversEveryRoute,
+  assertDatabaseUnchanged,
+  assertProblem,
+  fillPath,
+  issueToken,
+  openApiOperations,
+  snapshotDatabase,
+  type HttpMethod,
+} from '../support/inspect.ts';
+
+/**
+ * security.md 20 (deny by default: every route walked with every kind of caller) and 21 (role changes take effect
+ * on the next request).
+ */
+
+const CALLERS = ['anonymous', 'human', 'member', 'delegate', 'system', 'admin'] as const;
+type Caller = (typeof CALLERS)[number];
+
+/** Who may call each route, written out per caller so that the table itself is the specification. */
+const EVERYONE: Readonly<Record<Caller, boolean>> = { anonymous: true, human: true, member: true, delegate: true, system: true, admin: true };
+const ANY_TOKEN: Readonly<Record<Caller, boolean>> = { ...EVERYONE, anonymous: false };
+const HUMANS: Readonly<Record<Caller, boolean>> = { ...ANY_TOKEN, system: false };
+const ADMINS: Readonly<Record<Caller, boolean>> = { anonymous: false, human: false, member: false, delegate: false, system: false, admin: true };
+
+interface Call {
+  readonly params?: Record<string, string>;
+  readonly body?: Record<string, unknown>;
+}
+
+interface Fixtures {
+  readonly h: Harness;
+  /** The username of the caller, for routes about oneself. */
+  readonly self: string | undefined;
+  /** A name no other fixture has used. */
+  unique(prefix: string): string;
+  human(): Promise<string>;
+  role(): Promise<string>;
+  grant(username: string, role: string): Promise<void>;
+}
+
+interface RouteRule {
+  /** The access level the route must declare in its OpenAPI operation (`x-mcias-access`). */
+  readonly declared: 'public' | 'token' | 'human' | 'admin';
+  readonly allowed: Readonly<Record<Caller, boolean>>;
+  /** A request that succeeds with `status` when the caller is allowed. */
+  readonly call: (f: Fixtures) => Promise<Call>;
+  readonly status: number;
+}
+
+const ROUTES: Readonly<Record<string, RouteRule>> = {
+  'GET /healthz': { declared: 'public', allowed: EVERYONE, call: async () => ({}), status: 200 },
+  'GET /readyz': { declared: 'public', allowed: EVERYONE, call: async () => ({}), status: 200 },
+  'GET /.well-known/jwks.json': { declared: 'public', allowed: EVERYONE, call: async () => ({}), status: 200 },
+  'GET /openapi.json': { declared: 'public', allowed: EVERYONE, call: async () => ({}), status: 200 },
+  'POST /v1/auth/login': {
+    declared: 'public',
+    allowed: EVERYONE,
+    call: async (f) => ({ body: { username: await f.human(), password: USER_PASSWORD } }),
+    status: 200,
+  },
+  'POST /v1/auth/logout': { declared: 'token', allowed: ANY_TOKEN, call: async () => ({}), status: 204 },
+  'GET /v1/me': { declared: 'token', allowed: ANY_TOKEN, call: async () => ({}), status: 200 },
+  'PUT /v1/me/password': {
+    declared: 'human',
+    allowed: HUMANS,
+    call: async () => ({ body: { current_password: USER_PASSWORD, new_password: USER_PASSWORD } }),
+    status: 204,
+  },
+  'GET /v1/accounts': { declared: 'admin', allowed: ADMINS, call: async () => ({}), status: 200 },
+  'POST /v1/accounts': {
+    declared: 'admin',
+    allowed: ADMINS,
+    call: async (f) => ({ body: { username: f.unique('made'), kind: 'system' } }),
+    status: 201,
+  },
+  'GET /v1/accounts/{username}': { declared: 'admin', allowed: ADMINS, call: async (f) => ({ params: { username: await f.human() } }), status: 200 },
+  'PATCH /v1/accounts/{username}': {
+    declared: 'admin',
+    allowed: ADMINS,
+    call: async (f) => ({ params: { username: await f.human() }, body: { status: 'disabled' } }),
+    status: 200,
+  },
+  'DELETE /v1/accounts/{username}': { declared: 'admin', allowed: ADMINS, call: async (f) => ({ params: { username: await f.human() } }), status: 204 },
+  'PUT /v1/accounts/{username}/password': {
+    declared: 'admin',
+    allowed: ADMINS,
+    call: async (f) => ({ params: { username: await f.human() }, body: { password: 'a brand new passphrase for you' } }),
+    status: 204,
+  },
+  'PUT /v1/accounts/{username}/roles/{role}': {
+    declared: 'admin',
+    allowed: ADMINS,
+    // The caller granting itself admin is the escalation this must stop.
+    call: async (f) => ({ params: { username: f.self ?? (await f.human()), role: 'admin' } }),
+    status: 204,
+  },
+  'DELETE /v1/accounts/{username}/roles/{role}': {
+    declared: 'admin',
+    allowed: ADMINS,
+    call: async (f) => {
+      const username = await f.human();
+      const role = await f.role();
+      await f.grant(username, role);
+      return { params: { username, role } };
+    },
+    status: 204,
+  },
+  'GET /v1/roles': { declared: 'admin', allowed: ADMINS, call: async () => ({}), status: 200 },
+  'POST /v1/roles': { declared: 'admin', allowed: ADMINS, call: async (f) => ({ body: { name: f.unique('made') } }), status: 201 },
+  'DELETE /v1/roles/{role}': { declared: 'admin', allowed: ADMINS, call: async (f) => ({ params: { role: await f.role() } }), status: 204 },
+};
+
+for (const dialect of DIALECTS) {
+  describe(`every route allows exactly the callers it should [${dialect}]`, () => {
+    let h: Harness;
+    let counter = 0;
+    /** The account each caller kind uses; every request gets a fresh token of it. */
+    const callerAccount: Partial<Record<Caller, string>> = {};
+
+    const grant = async (username: string, role: string) => {
+      const response = await h.request({ method: 'PUT', url: `/v1/accounts/${username}/roles/${role}`, token: h.adminToken });
+      assert.equal(response.statusCode, 204, response.body);
+    };
+    const createRole = async (name: string) => {
+      const response = await h.request({ method: 'POST', url: '/v1/roles', token: h.adminToken, body: { name } });
+      assert.equal(response.statusCode, 201, response.body);
+      return name;
+    };
+
+    before(async () => {
+      h = await createHarness(dialect);
+      callerAccount.human = await h.createAccount('hank');
+      callerAccount.member = await h.createAccount('mona');
+      await grant('mona', await createRole('staff'));
+      callerAccount.system = await h.createAccount('svc', 'system');
+      // A delegate holds the role named after a system account (api.md, service accounts).
+      callerAccount.delegate = await h.createAccount('dora');
+      await grant('dora', await createRole('svc'));
+      callerAccount.admin = await h.createAccount('ada');
+      await grant('ada', 'admin');
+    });
+    after(() => h.close());
+
+    test('the table covers every route, and each route declares the access the table expects', async () => {
+      await assertCoversEveryRoute(h, Object.keys(ROUTES));
+      const operations = await openApiOperations(h);
+      for (const [key, rule] of Object.entries(ROUTES)) assert.equal(operations.get(key)?.access, rule.declared, key);
+    });
+
+    const walk = (key: string, rule: RouteRule, method: HttpMethod, path: string) => {
+      for (const caller of CALLERS) {
+        const allowed = rule.allowed[caller];
+        test(`${method} ${path} ${allowed ? 'allows' : 'denies'} ${caller === 'anonymous' ? 'an anonymous caller' : `a ${caller} caller`}`, async () => {
+          const self = callerAccount[caller as Exclude<Caller, 'anonymous'>];
+          const call = await rule.call({
+            h,
+            self,
+            unique: (prefix) => `${prefix}${++counter}`,
+            human: () => h.createAccount(`target${++counter}`),
+            role: () => createRole(`role${++counter}`),
+            grant,
+          });
+          const token = self === undefined ? undefined : await issueToken(h, self);
+          const snapshot = await snapshotDatabase(h.runtime.database.db);
+          const response = await h.request({
+            method: method as 'GET',
+            url: fillPath(path, call.params ?? {}),
+            token,
+            ...(call.body === undefined ? {} : { body: call.body }),
+          });
+          if (allowed) {
+            assert.equal(response.statusCode, method === 'HEAD' && rule.status === 200 ? 200 : rule.status, `${key} as ${caller}: ${response.body}`);
+            return;
+          }
+          const denial = caller === 'anonymous' ? { status: 401, code: 'unauthenticated' } : { status: 403, code: 'forbidden' };
+          if (method === 'HEAD') {
+            // A HEAD answer has no body to read the code from.
+            assert.equal(response.statusCode, denial.status, `${key} as ${caller}`);
+            assert.equal(response.body, '');
+          } else {
+            assertProblem(response, denial);
+          }
+          // A denied request leaves no trace but (at most) its own audit row.
+          assertDatabaseUnchanged(snapshot, await snapshotDatabase(h.runtime.database.db), { what: `${key} as ${caller}` });
+        });
+      }
+    };
+
+    for (const [key, rule] of Object.entries(ROUTES)) {
+      const [method, path] = key.split(' ') as [HttpMethod, string];
+      walk(key, rule, method, path);
+      // Fastify answers HEAD for every GET route: the same rule must hold there.
+      if (method === 'GET') walk(key, rule, 'HEAD', path);
+    }
+
+    test('every HEAD route the app serves belongs to a GET route the table walks', () => {
+      for (const route of appRoutes(h.app)) {
+        if (route.startsWith('HEAD ')) assert.ok(ROUTES[route.replace(/^HEAD /, 'GET ')], route);
+      }
+    });
+  });
+
+  describe(`role changes take effect on the next request [${dialect}]`, () => {
+    let h: Harness;
+    before(async () => {
+      h = await createHarness(dialect);
+      await h.createAccount('rex');
+    });
+    after(() => h.close());
+
+    test('a token issued before the admin role was granted gains admin access at once, and loses it when revoked', async () => {
+      const token = await h.login('rex', USER_PASSWORD);
+      const list = () => h.request({ method: 'GET', url: '/v1/accounts', token });
+      assertProblem(await list(), { status: 403, code: 'forbidden' });
+
+      assert.equal((await h.request({ method: 'PUT', url: '/v1/accounts/rex/roles/admin', token: h.adminToken })).statusCode, 204);
+      assert.equal((await list()).statusCode, 200);
+      assert.deepEqual((await h.request({ method: 'GET', url: '/v1/me', token })).json().roles, ['admin']);
+
+      assert.equal((await h.request({ method: 'DELETE', url: '/v1/accounts/rex/roles/admin', token: h.adminToken })).statusCode, 204);
+      assertProblem(await list(), { status: 403, code: 'forbidden' });
+    });
+
+    test('a token whose claims say admin is refused once the admin role is revoked', async () => {
+      assert.equal((await h.request({ method: 'PUT', url: '/v1/accounts/rex/roles/admin', token: h.adminToken })).statusCode, 204);
+      const token = await h.login('rex', USER_PASSWORD);
+      const claims = JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString('utf8')) as { roles: string[] };
+      assert.deepEqual(claims.roles, ['admin']);
+      assert.equal((await h.request({ method: 'GET', url: '/v1/accounts', token })).statusCode, 200);
+
+      assert.equal((await h.request({ method: 'DELETE', url: '/v1/accounts/rex/roles/admin', token: h.adminToken })).statusCode, 204);
+      assertProblem(await h.request({ method: 'GET', url: '/v1/accounts', token }), { status: 403, code: 'forbidden' });
+      assertProblem(await h.request({ method: 'POST', url: '/v1/roles', token, body: { name: 'sneaky' } }), { status: 403, code: 'forbidden' });
+    });
+
+    test('deleting a role takes its access away from every holder at once', async () => {
+      assert.equal((await h.request({ method: 'POST', url: '/v1/roles', token: h.adminToken, body: { name: 'ops' } })).statusCode, 201);
+      assert.equal((await h.request({ method: 'PUT', url: '/v1/accounts/rex/roles/ops', token: h.adminToken })).statusCode, 204);
+      const token = await h.login('rex', USER_PASSWORD);
+      assert.deepEqual((await h.request({ method: 'GET', url: '/v1/me', token })).json().roles, ['ops']);
+      assert.equal((await h.request({ method: 'DELETE', url: '/v1/roles/ops', token: h.adminToken })).statusCode, 204);
+      assert.deepEqual((await h.request({ method: 'GET', url: '/v1/me', token })).json().roles, []);
+    });
+  });
+}

@@ -1,0 +1,296 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { LightMyRequestResponse } from 'fastify';
+import { DIALECTS } from '../support/databases.ts';
+import { ADMIN_PASSWORD, USER_PASSWORD, createHarness, type Harness } from '../support/harness.ts';
+import {
+  assertCoversEveryRoute,
+  assertDatabaseUnchanged,
+  assertProblem,
+  fillPath,
+  issueToken,
+  openApiOperations,
+  snapshotDatabase,
+  type HttpMethod,
+} from '../support/inspect.ts';
+
+/**
+ * security.md 22, 33, 34 and api.md conventions: every kind of malformed request to every route gets a clean 4xx
+ * problem, quickly, and leaves every table exactly as it was (a failed login's audit row excepted).
+ */
+
+const NEW_PASSWORD = 'another perfectly fine passphrase';
+const MIB = 1024 * 1024;
+/** In-process requests take milliseconds; this only catches a request that does real work before refusing. */
+const QUICK_MS = 2_000;
+
+type Access = 'public' | 'token' | 'human' | 'admin';
+
+interface Fixtures {
+  readonly h: Harness;
+  /** A fresh human account; returns its username. */
+  human(): Promise<string>;
+  /** A fresh role; returns its name. */
+  role(): Promise<string>;
+  grant(username: string, role: string): Promise<void>;
+}
+
+/** What a well-formed, successful request to the route looks like; each attack changes one thing in it. */
+interface Valid {
+  readonly params?: Record<string, string>;
+  readonly body?: Record<string, unknown>;
+  readonly token?: string;
+  readonly status: number;
+}
+
+interface RouteSpec {
+  readonly access: Access;
+  readonly valid: (f: Fixtures) => Promise<Valid>;
+  /** Body fields holding a username or role name (attacked with long, CR/LF and SQL values). */
+  readonly nameFields?: readonly string[];
+}
+
+const ROUTES: Readonly<Record<string, RouteSpec>> = {
+  'GET /healthz': { access: 'public', valid: async () => ({ status: 200 }) },
+  'GET /readyz': { access: 'public', valid: async () => ({ status: 200 }) },
+  'GET /.well-known/jwks.json': { access: 'public', valid: async () => ({ status: 200 }) },
+  'GET /openapi.json': { access: 'public', valid: async () => ({ status: 200 }) },
+  'POST /v1/auth/login': {
+    access: 'public',
+    nameFields: ['username'],
+    valid: async () => ({ body: { username: 'admin', password: ADMIN_PASSWORD }, status: 200 }),
+  },
+  'POST /v1/auth/logout': { access: 'token', valid: async ({ h }) => ({ token: await issueToken(h, 'admin'), status: 204 }) },
+  'GET /v1/me': { access: 'token', valid: async ({ h }) => ({ token: h.adminToken, status: 200 }) },
+  'PUT /v1/me/password': {
+    access: 'human',
+    valid: async (f) => ({
+      token: await issueToken(f.h, await f.human()),
+      body: { current_password: USER_PASSWORD, new_password: NEW_PASSWORD },
+      status: 204,
+    }),
+  },
+  'GET /v1/accounts': { access: 'admin', valid: async () => ({ status: 200 }) },
+  'POST /v1/accounts': {
+    access: 'admin',
+    nameFields: ['username'],
+    valid: async () => ({ body: { username: 'newcomer', kind: 'human', password: USER_PASSWORD }, status: 201 }),
+  },
+  'GET /v1/accounts/{username}': { access: 'admin', valid: async (f) => ({ params: { username: await f.human() }, status: 200 }) },
+  'PATCH /v1/accounts/{username}': {
+    access: 'admin',
+    valid: async (f) => ({ params: { username: await f.human() }, body: { status: 'disabled' }, status: 200 }),
+  },
+  'DELETE /v1/accounts/{username}': { access: 'admin', valid: async (f) => ({ params: { username: await f.human() }, status: 204 }) },
+  'PUT /v1/accounts/{username}/password': {
+    access: 'admin',
+    valid: async (f) => ({ params: { username: await f.human() }, body: { password: NEW_PASSWORD }, status: 204 }),
+  },
+  'PUT /v1/accounts/{username}/roles/{role}': {
+    access: 'admin',
+    valid: async (f) => ({ params: { username: await f.human(), role: await f.role() }, status: 204 }),
+  },
+  'DELETE /v1/accounts/{username}/roles/{role}': {
+    access: 'admin',
+    valid: async (f) => {
+      const username = await f.human();
+      const role = await f.role();
+      await f.grant(username, role);
+      return { params: { username, role }, status: 204 };
+    },
+  },
+  'GET /v1/roles': { access: 'admin', valid: async () => ({ status: 200 }) },
+  'POST /v1/roles': { access: 'admin', nameFields: ['name'], valid: async () => ({ body: { name: 'newrole' }, status: 201 }) },
+  'DELETE /v1/roles/{role}': { access: 'admin', valid: async (f) => ({ params: { role: await f.role() }, status: 204 }) },
+};
+
+/** One malformed request: what to send instead of the valid one, and the answer expected. */
+interface Attack {
+  readonly name: string;
+  readonly status: number;
+  readonly code?: string;
+  readonly params?: Record<string, string>;
+  /** Raw body text (sent as is) or undefined for none. */
+  readonly payload?: string;
+  readonly contentType?: string;
+  /** `null`: no Authorization header; a string: that exact header. */
+  readonly authorization?: string | null;
+}
+
+const LONG_NAME = 'a'.repeat(50_000);
+const NAME_ATTACKS: readonly [string, string][] = [
+  ['a 50,000-character name', LONG_NAME],
+  ['a 65-character name', 'a'.repeat(65)],
+  ['CR/LF in a name', 'victim\r\nX-Injected: yes'],
+  ['an SQL fragment', "admin' OR '1'='1"],
+  ['an SQL statement', "x'; DROP TABLE accounts; --"],
+  ['a NUL byte', 'admin\u0000'],
+  ['an empty name', ''],
+  ['a path', '../../etc/passwd'],
+];
+
+function bodyAttacks(valid: Record<string, unknown>, nameFields: readonly string[]): Attack[] {
+  const json = (value: unknown) => JSON.stringify(value);
+  const withField = (field: string, value: unknown) => json({ ...valid, [field]: value });
+  const validText = json(valid);
+  const attacks: Attack[] = [
+    { name: 'malformed JSON', status: 400, code: 'invalid_request', payload: validText.slice(0, -3) },
+    { name: 'an empty body', status: 400, code: 'invalid_request', payload: '' },
+    { name: 'a JSON null', status: 400, code: 'invalid_request', payload: 'null' },
+    { name: 'a JSON array', status: 400, code: 'invalid_request', payload: `[${validText}]` },
+    { name: 'a JSON string', status: 400, code: 'invalid_request', payload: '"text"' },
+    { name: 'an unknown field', status: 400, code: 'invalid_request', payload: withField('unexpected', 'x') },
+    { name: 'a mass-assigned roles field', status: 400, code: 'invalid_request', payload: withField('roles', ['admin']) },
+    { name: 'a mass-assigned id field', status: 400, code: 'invalid_request', payload: withField('id', '00000000-0000-4000-8000-000000000000') },
+    { name: 'a 2 MiB body', status: 413, code: 'payload_too_large', payload: withField('padding', 'x'.repeat(2 * MIB)) },
+    { name: 'a bare __proto__ body', status: 400, code: 'invalid_request', payload: '{"__proto__":{"x":1}}' },
+    { name: 'a bare constructor.prototype body', status: 400, code: 'invalid_request', payload: '{"constructor":{"prototype":{"x":1}}}' },
+    { name: 'a __proto__ key beside valid fields', status: 400, code: 'invalid_request', payload: `{"__proto__":{"admin":true},${validText.slice(1)}` },
+    {
+      name: 'a constructor.prototype key beside valid fields',
+      status: 400,
+      code: 'invalid_request',
+      payload: `{"constructor":{"prototype":{"admin":true}},${validText.slice(1)}`,
+    },
+    { name: 'a text/plain body', status: 415, code: 'invalid_request', payload: validText, contentType: 'text/plain' },
+    { name: 'a form body', status: 415, code: 'invalid_request', payload: 'username=admin', contentType: 'application/x-www-form-urlencoded' },
+  ];
+  for (const [field, value] of Object.entries(valid)) {
+    const without = { ...valid };
+    delete without[field];
+    attacks.push(
+      { name: `${field} as an array`, status: 400, code: 'invalid_request', payload: withField(field, ['a']) },
+      { name: `${field} as a number`, status: 400, code: 'invalid_request', payload: withField(field, 123) },
+      { name: `${field} as null`, status: 400, code: 'invalid_request', payload: withField(field, null) },
+      { name: `${field} as an object`, status: 400, code: 'invalid_request', payload: withField(field, { $ne: '' }) },
+      { name: `${field} as a boolean`, status: 400, code: 'invalid_request', payload: withField(field, true) },
+      { name: `${field} missing`, status: 400, code: 'invalid_request', payload: json(without) },
+      { name: `${field} 50,000 characters long`, status: 400, code: 'invalid_request', payload: withField(field, `${String(value)}${LONG_NAME}`) },
+    );
+  }
+  for (const field of nameFields) {
+    for (const [name, value] of NAME_ATTACKS) {
+      attacks.push({ name: `${field}: ${name}`, status: 400, code: 'invalid_request', payload: withField(field, value) });
+    }
+  }
+  return attacks;
+}
+
+function paramAttacks(params: Record<string, string>): Attack[] {
+  const attacks: Attack[] = [];
+  for (const name of Object.keys(params)) {
+    const encoded = (value: string) => ({ ...params, [name]: encodeURIComponent(value) });
+    attacks.push(
+      { name: `{${name}}: 50,000 characters`, status: 414, code: 'invalid_request', params: encoded(LONG_NAME) },
+      { name: `{${name}}: 65 characters`, status: 400, code: 'invalid_request', params: encoded('a'.repeat(65)) },
+      { name: `{${name}}: CR/LF`, status: 400, code: 'invalid_request', params: encoded(`${params[name]}\r\nX-Injected: yes`) },
+      { name: `{${name}}: an SQL fragment`, status: 400, code: 'invalid_request', params: encoded("admin' OR '1'='1") },
+      { name: `{${name}}: a NUL byte`, status: 400, code: 'invalid_request', params: encoded(`${params[name]}\u0000`) },
+      { name: `{${name}}: an encoded path`, status: 400, code: 'invalid_request', params: encoded('../../etc/passwd') },
+      { name: `{${name}}: a broken percent-escape`, status: 400, code: 'invalid_request', params: { ...params, [name]: '%zz' } },
+    );
+  }
+  return attacks;
+}
+
+function tokenAttacks(validToken: string): Attack[] {
+  const [header, payload, signature = ''] = validToken.split('.');
+  const flipped = `${signature.slice(0, 10)}${signature[10] === 'A' ? 'B' : 'A'}${signature.slice(11)}`;
+  const unauthenticated = { status: 401, code: 'unauthenticated' } as const;
+  return [
+    { name: 'no Authorization header', ...unauthenticated, authorization: null },
+    { name: 'an empty Bearer token', ...unauthenticated, authorization: 'Bearer ' },
+    { name: 'Bearer without a token', ...unauthenticated, authorization: 'Bearer' },
+    { name: 'a garbage Bearer token', ...unauthenticated, authorization: 'Bearer garbage' },
+    { name: 'a three-part garbage token', ...unauthenticated, authorization: 'Bearer a.b.c' },
+    { name: 'a token with a changed signature', ...unauthenticated, authorization: `Bearer ${header}.${payload}.${flipped}` },
+    { name: 'a token without its signature', ...unauthenticated, authorization: `Bearer ${header}.${payload}.` },
+    { name: 'a token followed by junk', ...unauthenticated, authorization: `Bearer ${validToken} junk` },
+    { name: 'Basic credentials', ...unauthenticated, authorization: `Basic ${Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64')}` },
+    { name: 'a token without a scheme', ...unauthenticated, authorization: validToken },
+    { name: 'a 20,000-character token', ...unauthenticated, authorization: `Bearer ${'a'.repeat(20_000)}` },
+  ];
+}
+
+for (const dialect of DIALECTS) {
+  describe(`malformed requests get a clean 4xx and change nothing [${dialect}]`, () => {
+    let h: Harness;
+    let fixtures: Fixtures;
+    let counter = 0;
+
+    before(async () => {
+      h = await createHarness(dialect);
+      fixtures = {
+        h,
+        human: () => h.createAccount(`person${++counter}`),
+        async role() {
+          const name = `role${++counter}`;
+          const response = await h.request({ method: 'POST', url: '/v1/roles', token: h.adminToken, body: { name } });
+          assert.equal(response.statusCode, 201, response.body);
+          return name;
+        },
+        async grant(username, role) {
+          const response = await h.request({ method: 'PUT', url: `/v1/accounts/${username}/roles/${role}`, token: h.adminToken });
+          assert.equal(response.statusCode, 204, response.body);
+        },
+      };
+    });
+    after(() => h.close());
+
+    test('the table covers every route the app serves and documents, with the access each declares', async () => {
+      await assertCoversEveryRoute(h, Object.keys(ROUTES));
+      for (const [key, operation] of await openApiOperations(h)) {
+        assert.equal(operation.access, ROUTES[key]?.access, `${key} declares access ${operation.access}`);
+      }
+    });
+
+    for (const [key, spec] of Object.entries(ROUTES)) {
+      const [method, path] = key.split(' ') as [HttpMethod, string];
+      test(`${key}: every malformed variant is refused without touching the database, and the valid request works`, async () => {
+        const valid = await spec.valid(fixtures);
+        const token = valid.token ?? (spec.access === 'public' ? undefined : h.adminToken);
+        const attacks: Attack[] = [];
+        if (spec.access !== 'public') attacks.push(...tokenAttacks(token as string));
+        if (valid.body !== undefined) attacks.push(...bodyAttacks(valid.body, spec.nameFields ?? []));
+        else {
+          attacks.push(
+            { name: 'a JSON body on a route that takes none', status: 400, code: 'invalid_request', payload: '{"status":"disabled"}' },
+            { name: 'an empty JSON object on a route that takes none', status: 400, code: 'invalid_request', payload: '{}' },
+          );
+        }
+        if (valid.params !== undefined) attacks.push(...paramAttacks(valid.params));
+        assert.ok(attacks.length > 0);
+
+        const send = (attack: Partial<Attack>): Promise<LightMyRequestResponse> => {
+          const headers: Record<string, string> = {};
+          const authorization = attack.authorization === undefined ? (token === undefined ? null : `Bearer ${token}`) : attack.authorization;
+          if (authorization !== null) headers['authorization'] = authorization;
+          const payload = 'payload' in attack ? attack.payload : valid.body === undefined ? undefined : JSON.stringify(valid.body);
+          if (payload !== undefined) headers['content-type'] = attack.contentType ?? 'application/json';
+          return h.app.inject({
+            method,
+            url: fillPath(path, attack.params ?? valid.params ?? {}),
+            headers,
+            ...(payload === undefined ? {} : { payload }),
+          });
+        };
+
+        for (const attack of attacks) {
+          const before = await snapshotDatabase(h.runtime.database.db);
+          const started = performance.now();
+          const response = await send(attack);
+          const elapsed = performance.now() - started;
+          const what = `${key} with ${attack.name}`;
+          assert.equal(response.statusCode, attack.status, `${what}: ${response.statusCode} ${response.body.slice(0, 200)}`);
+          assertProblem(response, { status: attack.status, ...(attack.code === undefined ? {} : { code: attack.code }) });
+          assert.ok(elapsed < QUICK_MS, `${what} took ${elapsed.toFixed(0)} ms`);
+          assertDatabaseUnchanged(before, await snapshotDatabase(h.runtime.database.db), { allowNewAudit: ['login_failed'], what });
+        }
+
+        // The control: the same request, unmodified, succeeds, so each refusal above was caused by its one change.
+        const control = await send({});
+        assert.equal(control.statusCode, valid.status, `${key} control: ${control.body.slice(0, 300)}`);
+      });
+    }
+  });
+}
