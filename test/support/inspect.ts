@@ -3,6 +3,7 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import type { Kysely } from 'kysely';
 import type { DB } from '../../src/store/schema.ts';
 import type { Harness } from './harness.ts';
+import { ERROR_CODES } from '../../src/domain/errors.ts';
 
 /**
  * Helpers that look at the application and the database from outside: the routes the app really serves, the
@@ -171,18 +172,6 @@ export async function issueToken(h: Harness, username: string): Promise<string> 
   });
 }
 
-export const PROBLEM_CODES = [
-  'invalid_request',
-  'invalid_credentials',
-  'totp_required',
-  'unauthenticated',
-  'forbidden',
-  'not_found',
-  'conflict',
-  'payload_too_large',
-  'rate_limited',
-  'internal',
-] as const;
 
 /** Text that would betray internals: a stack frame, a source path, SQL, a driver's name. */
 const INTERNALS = [/\bat [\w.<>]+ \(/, /\.ts:\d+/, /node_modules/, /\bselect\b.+\bfrom\b/i, /\binsert into\b/i, /\bupdate \w+ set\b/i, /sqlite/i, /\bpg\b|postgres/i, /kysely/i, /\$scrypt\$/, /stack/i];
@@ -200,7 +189,7 @@ export function assertProblem(response: LightMyRequestResponse, expected: { stat
   assert.equal(body['type'], 'about:blank', context);
   assert.equal(typeof body['title'], 'string', context);
   assert.equal(body['status'], response.statusCode, context);
-  assert.ok((PROBLEM_CODES as readonly unknown[]).includes(body['code']), context);
+  assert.ok((ERROR_CODES as readonly unknown[]).includes(body['code']), context);
   if (expected.code !== undefined) assert.equal(body['code'], expected.code, context);
   assert.equal(typeof body['request_id'], 'string', context);
   assert.equal(body['request_id'], response.headers['x-request-id'], context);
