@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { ServerOptions as HttpsServerOptions } from 'node:https';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { AccountService } from '../domain/accounts.ts';
 import type { LoginService } from '../domain/auth.ts';
 import { MciasError } from '../domain/errors.ts';
@@ -70,7 +70,7 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
     onConstructorPoisoning: 'error',
     return503OnClosing: true,
     // One access-log line per request (below) instead of Fastify's two.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // Errors the router raises before any hook runs (an over-long or malformed path parameter) are problem+json too.
     frameworkErrors: (error, request, reply) => {
       securityHeaders(request, reply);
