@@ -2,7 +2,8 @@
  * `npm run bench`: measures a real `mciassrv` process over TLS on loopback.
  *
  *   healthz       a bare Fastify HTTPS route (no database): the ceiling for any route
- *   me            GET /v1/me: EdDSA signature check + one indexed query for token, account and roles
+ *   me            GET /v1/me: signature check (cached after the first) + one indexed query for token, account, grants
+ *   validate      POST /v1/token/validate: the same check, as an app would ask for it
  *   login         POST /v1/auth/login at the production scrypt cost (N=2^17)
  *   me+storm      GET /v1/me while a login storm runs: bounded hashing must keep token checks fast
  *
@@ -90,6 +91,10 @@ try {
   await load('warm-up', 1, CONCURRENCY, me, 200);
   results.push(await load('healthz', SECONDS, CONCURRENCY, () => call(agent, `${server.url}/healthz`, ca, { method: 'GET' }), 200));
   results.push(await load('me', SECONDS, CONCURRENCY, me, 200));
+  const validateBody = JSON.stringify({ token });
+  results.push(
+    await load('validate', SECONDS, CONCURRENCY, () => call(agent, `${server.url}/v1/token/validate`, ca, { method: 'POST', body: validateBody }), 200),
+  );
   results.push(await load('login (scrypt N=2^17)', SECONDS, 4, loginWith(agent), 200));
   const storm = load('login storm', SECONDS, 32, loginWith(stormAgent), 200);
   results.push(await load('me during login storm', SECONDS, CONCURRENCY, me, 200));
@@ -103,8 +108,9 @@ try {
   for (const r of results) {
     console.log(`| ${r.name} | ${r.requests} | ${r.errors} | ${r.perSecond.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} |`);
   }
-  const [healthz, meResult] = results;
-  if (healthz && meResult) console.log(`\n/v1/me runs at ${((meResult.perSecond / healthz.perSecond) * 100).toFixed(0)}% of the bare route's rate.`);
+  const [healthz, meResult, validateResult] = results;
+  const share = (r: Result | undefined) => (healthz && r ? `${((r.perSecond / healthz.perSecond) * 100).toFixed(0)}%` : '?');
+  console.log(`\n/v1/me runs at ${share(meResult)} and /v1/token/validate at ${share(validateResult)} of the bare route's rate.`);
 } finally {
   await server.dispose();
 }

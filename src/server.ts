@@ -7,9 +7,11 @@ import { AccountService } from './domain/accounts.ts';
 import { LoginService } from './domain/auth.ts';
 import { systemClock, type Clock } from './domain/clock.ts';
 import { KeyRing } from './domain/keys.ts';
+import { TokenLifecycle } from './domain/lifecycle.ts';
 import { PasswordHasher } from './domain/password.ts';
 import { Sealer } from './domain/sealing.ts';
 import { TokenService } from './domain/tokens.ts';
+import { TotpService } from './domain/totp.ts';
 import { buildApp, type AppServices } from './http/app.ts';
 import { tlsServerOptions } from './http/tls.ts';
 import { openMigratedDatabase, type Database } from './store/database.ts';
@@ -31,20 +33,33 @@ export async function createRuntime(config: Config, options: { clock?: Clock; ma
       maxConcurrent: config.passwords.maxConcurrentHashes,
       maxQueued: config.passwords.maxQueuedHashes,
     });
-    const keys = new KeyRing({
-      store,
-      sealer,
-      clock,
-      maxTokenLifetimeMs: Math.max(config.tokens.userTtlMs, config.tokens.serviceTtlMs),
-    });
+    const keys = new KeyRing({ store, sealer, clock });
     await Promise.all([keys.load(), hasher.warmUp()]);
     const tokens = new TokenService({ keys, clock, settings: config.tokens });
+    const accounts = new AccountService({
+      store,
+      hasher,
+      clock,
+      minPasswordLength: config.passwords.minLength,
+      minPasswordLengthWithTotp: config.passwords.minLengthWithTotp,
+    });
+    const totp = new TotpService({
+      store,
+      sealer,
+      hasher,
+      accounts,
+      clock,
+      settings: { issuer: config.auth.totpIssuer, requireForAdmins: config.auth.requireTotpForAdmins },
+      minPasswordLength: config.passwords.minLength,
+    });
     const services: AppServices = {
       store,
       keys,
       tokens,
-      accounts: new AccountService({ store, hasher, clock, minPasswordLength: config.passwords.minLength }),
-      login: new LoginService({ store, hasher, tokens, clock }),
+      accounts,
+      totp,
+      login: new LoginService({ store, hasher, tokens, totp, clock }),
+      lifecycle: new TokenLifecycle({ store, tokens, accounts, clock }),
       ready: () => database.ping(),
     };
     return { services, database, close: () => database.close() };

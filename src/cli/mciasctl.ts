@@ -1,15 +1,24 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { MciasClient, MciasClientError, normalizeServerUrl } from '../../packages/client/src/index.ts';
+import { renderUnicodeCompact } from 'uqr';
+import {
+  MciasClient,
+  MciasClientError,
+  isMciasApiError,
+  normalizeServerUrl,
+  type IssuedToken,
+  type LoginResult,
+} from '../../packages/client/src/index.ts';
 import { VERSION } from '../version.ts';
-import { CliError, accountDetails, accountTable, printJson, printLines, roleTable } from './output.ts';
-import { promptLine, promptNewPassword, promptPassword, readPasswordFile } from './prompt.ts';
+import { CliError, accountDetails, accountTable, printJson, printLines, roleTable, tokenTable } from './output.ts';
+import { promptCode, promptLine, requireTerminal, promptNewPassword, promptPassword, readCodeFile, readPasswordFile } from './prompt.ts';
 import { readSession, writeSession, type Session } from './session.ts';
 
 /**
  * The administrator's CLI, organised as `noun verb`. It talks to the server only through the client SDK, so every
- * test of it is also a test of the SDK. Nothing it prints contains a token or a password.
+ * test of it is also a test of the SDK. Nothing it prints contains a password, nor a token except where printing one is
+ * the point (`token issue` without --out).
  */
 interface GlobalOptions {
   server?: string;
@@ -86,9 +95,32 @@ async function passwordFrom(file: string | undefined, prompt: string, confirm: b
   return confirm ? promptNewPassword(prompt) : promptPassword(prompt);
 }
 
+const CODE_PROMPT = 'TOTP code (or recovery code):';
+
+/**
+ * Password first; if the server answers `totp_required`, the code (asked for on the terminal, or from --totp-code-file,
+ * which is sent with the first request) and once more.
+ */
+async function logIn(client: MciasClient, username: string, password: string, codeFile: string | undefined): Promise<LoginResult> {
+  if (codeFile !== undefined) return client.login(username, password, readCodeFile(codeFile));
+  try {
+    return await client.login(username, password);
+  } catch (error) {
+    if (!isMciasApiError(error, 'totp_required')) throw error;
+  }
+  const code = await promptCode(CODE_PROMPT, 'use --totp-code-file');
+  try {
+    return await client.login(username, password, code);
+  } catch (error) {
+    // The password was right a moment ago: what failed is the code.
+    if (isMciasApiError(error, 'invalid_credentials')) throw new CliError('the code is not correct, or was already used', 'invalid_credentials');
+    throw error;
+  }
+}
+
 export function program(): Command {
   const cli = new Command('mciasctl')
-    .description('MCIAS administration: log in, then manage accounts and roles through the HTTPS API')
+    .description('MCIAS administration: log in, then manage accounts, roles and tokens through the HTTPS API')
     .version(VERSION)
     .addOption(new Option('--server <url>', 'the server, https://host:port (default: the one you logged in to)').env('MCIAS_SERVER'))
     .addOption(new Option('--ca-cert <file>', "PEM certificate to trust for the server's TLS certificate").env('MCIAS_CA_CERT'))
@@ -102,14 +134,15 @@ export function program(): Command {
 
   cli
     .command('login')
-    .description('log in with a password and keep the token (0600) in the config directory')
+    .description('log in with a password (and a TOTP code once TOTP is on) and keep the token (0600) in the config directory')
     .option('-u, --username <name>', 'who to log in as (asked for if not given)')
     .option('--password-file <file>', 'read the password from this file instead of asking (for scripts)')
-    .action(async (o: { username?: string; passwordFile?: string }, command: Command) => {
+    .option('--totp-code-file <file>', 'read the TOTP code, or a recovery code, from this file instead of asking (for scripts)')
+    .action(async (o: { username?: string; passwordFile?: string; totpCodeFile?: string }, command: Command) => {
       const { client, caCertFile } = connect(command, { needToken: false });
       const username = o.username ?? (await promptLine('Username:', 'use --username'));
       const password = await passwordFrom(o.passwordFile, `Password for ${username}:`, false);
-      const result = await client.login(username, password);
+      const result = await logIn(client, username, password, o.totpCodeFile);
       writeSession(env, {
         server: client.server,
         caCert: caCertFile === undefined ? null : path.resolve(caCertFile),
@@ -117,7 +150,15 @@ export function program(): Command {
         username: result.account.username,
         expiresAt: result.expires_at,
       });
-      done(command, `logged in as ${result.account.username}`, { account: result.account, expires_at: result.expires_at });
+      const enroll = result.totp_enrollment_required === true;
+      if (globalsOf(command).json) {
+        printJson({ account: result.account, expires_at: result.expires_at, ...(enroll ? { totp_enrollment_required: true } : {}) });
+        return;
+      }
+      printLines(
+        `logged in as ${result.account.username}`,
+        ...(enroll ? ["administrators must use TOTP: run 'mciasctl totp enroll' now, or your next login will be refused"] : []),
+      );
     });
 
   cli
@@ -161,9 +202,128 @@ export function program(): Command {
       done(command, 'password changed; your other sessions were logged out');
     });
 
+  cli
+    .command('renew')
+    .description('exchange the stored session token for a new one (the old one is revoked) and keep it')
+    .action(async (_o: unknown, command: Command) => {
+      const { client, session, tokenSource } = connect(command, { needToken: true });
+      if (tokenSource !== 'session' || session === undefined) {
+        // The presented token is revoked by renewal: a token from MCIAS_TOKEN would be lost with nowhere to keep the new one.
+        throw new CliError("renew replaces the token stored by 'mciasctl login', and MCIAS_TOKEN is set: unset it", 'usage');
+      }
+      const renewed = await client.renew();
+      writeSession(env, { ...session, token: renewed.token, expiresAt: renewed.expires_at });
+      done(command, `renewed; the session now expires at ${renewed.expires_at}`, { expires_at: renewed.expires_at });
+    });
+
+  totpCommands(cli.command('totp').description('your own second factor (TOTP): enroll, confirm, disable'));
   accountCommands(cli.command('account').description('manage accounts (admin)'));
   roleCommands(cli.command('role').description('manage roles (admin)'));
+  tokenCommands(cli.command('token').description('service tokens (admin or delegate); list and revoke tokens (admin)'));
+
+  cli
+    .command('keys')
+    .description('token signing keys (admin)')
+    .command('rotate')
+    .description('start signing with a new key; old keys keep verifying until their tokens expire')
+    .action(async (_o: unknown, command: Command) => {
+      const { kid } = await connect(command, { needToken: true }).client.rotateKeys();
+      done(command, `new signing key ${kid}`, { kid });
+    });
   return cli;
+}
+
+function printRecoveryCodes(codes: readonly string[]): void {
+  printLines(
+    'TOTP is on: from now on, log in with your password and a code from the app.',
+    '',
+    'Recovery codes (each works once, in place of a code, if you lose the app):',
+    '',
+    ...codes.map((code) => `  ${code}`),
+    '',
+    'Store them somewhere safe, away from this device: they are not shown again.',
+  );
+}
+
+/** Confirms an enrollment; a wrong code leaves it pending, so say how to try again. */
+async function confirmTotp(client: MciasClient, code: string): Promise<readonly string[]> {
+  try {
+    return (await client.confirmTotp(code)).recovery_codes;
+  } catch (error) {
+    if (isMciasApiError(error, 'invalid_credentials')) {
+      throw new CliError("the code is not correct: run 'mciasctl totp confirm <code>' with the app's current code", 'invalid_credentials');
+    }
+    throw error;
+  }
+}
+
+function totpCommands(totp: Command): void {
+  totp
+    .command('enroll')
+    .description('turn on TOTP: shows a QR code for your authenticator app, asks for a code from it, prints recovery codes')
+    .option('--uri-only', "only start: print the otpauth:// URI and stop; finish with 'mciasctl totp confirm <code>'")
+    .option('--code-file <file>', 'read the code from this file instead of asking; it is read only after the secret is shown (e.g. a named pipe)')
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Scripts enroll in two steps, as the code depends on a secret that exists only once enrollment starts:',
+        '  mciasctl totp enroll --uri-only   print the otpauth:// URI (--json: {"otpauth_uri", "secret"})',
+        '  mciasctl totp confirm <code>      activate TOTP, print the recovery codes (--json: {"recovery_codes"})',
+        'With --json, enroll always stops after the first step. An unconfirmed enrollment changes nothing at',
+        'login; enrolling again starts over with a new secret.',
+      ].join('\n'),
+    )
+    .action(async (o: { uriOnly?: boolean; codeFile?: string }, command: Command) => {
+      const json = globalsOf(command).json === true;
+      if ((o.uriOnly || json) && o.codeFile !== undefined) {
+        throw new CliError(`--code-file goes with the interactive enrollment, not with ${o.uriOnly ? '--uri-only' : '--json'}: use 'mciasctl totp confirm <code>'`, 'usage');
+      }
+      const interactive = !json && !o.uriOnly;
+      // Fail before a secret is made and shown that could not be confirmed anyway.
+      if (interactive && o.codeFile === undefined) requireTerminal('the TOTP code', "use --uri-only, then 'mciasctl totp confirm <code>'");
+      const { client } = connect(command, { needToken: true });
+      const { secret, otpauth_uri: uri } = await client.beginTotp();
+      if (!interactive) {
+        if (json) printJson({ otpauth_uri: uri, secret });
+        else printLines(uri);
+        return;
+      }
+      printLines(
+        'Scan this QR code with your authenticator app:',
+        '',
+        ...renderUnicodeCompact(uri).split('\n'),
+        '',
+        `or add this URI to it: ${uri}`,
+        `or type in the secret by hand: ${secret}   (time-based, SHA-1, 6 digits, every 30 seconds)`,
+        '',
+      );
+      const code = o.codeFile !== undefined ? readCodeFile(o.codeFile) : await promptCode('Code from the app:', 'use --code-file');
+      printRecoveryCodes(await confirmTotp(client, code));
+    });
+
+  totp
+    .command('confirm')
+    .description("activate the enrollment started by 'totp enroll --uri-only' with the app's current code; prints the recovery codes")
+    .argument('<code>', 'the 6-digit code the authenticator app shows')
+    .action(async (code: string, _o: unknown, command: Command) => {
+      const codes = await confirmTotp(connect(command, { needToken: true }).client, code.replace(/\s/g, ''));
+      if (globalsOf(command).json) printJson({ recovery_codes: codes });
+      else printRecoveryCodes(codes);
+    });
+
+  totp
+    .command('disable')
+    .description('turn off your TOTP (asks for your password and a current code, or a recovery code)')
+    .option('--password-file <file>', 'read the password from this file instead of asking')
+    .option('--code-file <file>', 'read the code from this file instead of asking')
+    .action(async (o: { passwordFile?: string; codeFile?: string }, command: Command) => {
+      const { client } = connect(command, { needToken: true });
+      const password = await passwordFrom(o.passwordFile, 'Password:', false);
+      const code = o.codeFile !== undefined ? readCodeFile(o.codeFile) : await promptCode(CODE_PROMPT, 'use --code-file');
+      await client.disableTotp(password, code);
+      done(command, 'TOTP is off: you log in with your password alone');
+    });
 }
 
 function accountCommands(account: Command): void {
@@ -234,6 +394,15 @@ function accountCommands(account: Command): void {
       await client.resetPassword(username, await passwordFrom(o.passwordFile, `New password for ${username}:`, true));
       done(command, `set the password of ${username}`);
     });
+
+  account
+    .command('reset-totp')
+    .description("remove a person's TOTP and recovery codes (a lost authenticator): they log in with the password, then enroll again")
+    .argument('<username>')
+    .action(async (username: string, _o: unknown, command: Command) => {
+      await connect(command, { needToken: true }).client.resetTotp(username);
+      done(command, `reset the TOTP of ${username}: they log in with the password alone`);
+    });
 }
 
 function roleCommands(role: Command): void {
@@ -282,6 +451,82 @@ function roleCommands(role: Command): void {
     .action(async (name: string, username: string, _o: unknown, command: Command) => {
       await connect(command, { needToken: true }).client.revokeRole(username, name);
       done(command, `revoked role ${name} from ${username}`);
+    });
+}
+
+/**
+ * Creates the token file before the token is issued (issuing revokes the previous one, so a path that cannot be
+ * written must fail first). O_EXCL: never an existing file, nor through a symbolic link; 0600 from the start.
+ */
+function createTokenFile(file: string): { fd: number; path: string } {
+  const target = path.resolve(file);
+  try {
+    return { fd: openSync(target, 'wx', 0o600), path: target };
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'error';
+    if (code === 'EEXIST') throw new CliError(`${target} exists; refusing to overwrite it`, 'usage');
+    throw new CliError(`cannot create ${target}: ${code}`, 'usage');
+  }
+}
+
+function tokenCommands(token: Command): void {
+  token
+    .command('issue')
+    .description("issue a system account's token, revoking its previous one (admin, or a holder of the role named after it)")
+    .argument('<service>', 'the system account')
+    .option('--out <file>', 'write the token to this new file (0600) instead of printing it')
+    .action(async (service: string, o: { out?: string }, command: Command) => {
+      const { client } = connect(command, { needToken: true });
+      const out = o.out === undefined ? undefined : createTokenFile(o.out);
+      let issued: IssuedToken;
+      try {
+        issued = await client.issueServiceToken(service);
+        if (out !== undefined) writeSync(out.fd, `${issued.token}\n`);
+      } catch (error) {
+        if (out !== undefined) {
+          closeSync(out.fd);
+          rmSync(out.path, { force: true });
+        }
+        throw error;
+      }
+      const json = globalsOf(command).json;
+      if (out === undefined) {
+        // The only time the token is shown: one line, so it can be piped.
+        if (json) printJson({ token: issued.token, token_type: issued.token_type, expires_at: issued.expires_at });
+        else printLines(issued.token);
+        return;
+      }
+      closeSync(out.fd);
+      if (json) printJson({ token_type: issued.token_type, expires_at: issued.expires_at });
+      else printLines(`wrote the token of ${service} to ${out.path}; it expires at ${issued.expires_at}`);
+    });
+
+  token
+    .command('revoke')
+    .description("revoke a system account's live token (admin)")
+    .argument('<service>', 'the system account')
+    .action(async (service: string, _o: unknown, command: Command) => {
+      await connect(command, { needToken: true }).client.revokeServiceToken(service);
+      done(command, `revoked the token of ${service}`);
+    });
+
+  token
+    .command('list')
+    .description("list an account's unexpired, unrevoked tokens (never their values)")
+    .argument('<account>', 'the username')
+    .action(async (username: string, _o: unknown, command: Command) => {
+      const tokens = await connect(command, { needToken: true }).client.listTokens(username);
+      if (globalsOf(command).json) printJson(tokens);
+      else printLines(...tokenTable(tokens));
+    });
+
+  token
+    .command('revoke-id')
+    .description('revoke any token by its id (the JTI column of token list)')
+    .argument('<jti>')
+    .action(async (jti: string, _o: unknown, command: Command) => {
+      await connect(command, { needToken: true }).client.revokeToken(jti);
+      done(command, `revoked token ${jti}`);
     });
 }
 

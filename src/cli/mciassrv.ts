@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { CONFIG_FILE_NAME, ConfigError, loadConfig } from '../config/load.ts';
-import { startServer } from '../server.ts';
+import { createRuntime, startServer } from '../server.ts';
 import { openDatabase } from '../store/database.ts';
 import { VERSION } from '../version.ts';
 import { backupSqlite } from './backup.ts';
@@ -148,6 +148,23 @@ export function program(): Command {
       }
       process.stderr.write(`${file}: ${problems.length} problem${problems.length === 1 ? '' : 's'}\n${problems.map((p) => `  - ${p}\n`).join('')}`);
       process.exitCode = 1;
+    });
+
+  cli
+    .command('keys')
+    .description('token signing keys')
+    .command('rotate')
+    .description('start signing with a new key (running servers pick it up within 10 s); old keys verify until their tokens expire')
+    .addOption(dataDirOption())
+    .addOption(configOption())
+    .action(async (o) => {
+      const runtime = await createRuntime(loadConfig({ file: configFileOf(o) }));
+      try {
+        const kid = await runtime.services.keys.rotate(undefined, undefined);
+        process.stdout.write(`new signing key ${kid}\n`);
+      } finally {
+        await runtime.close();
+      }
     });
 
   cli

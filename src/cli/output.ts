@@ -1,4 +1,4 @@
-import type { Account, Role } from '../../packages/client/src/index.ts';
+import type { Account, Role, TokenInfo } from '../../packages/client/src/index.ts';
 
 /** A failure of mciasctl itself (not of the server): printed as `mciasctl: <message> (<code>)`. */
 export class CliError extends Error {
@@ -52,5 +52,12 @@ export function roleTable(roles: readonly Role[]): string[] {
   return table(
     ['NAME', 'PERMISSIONS'],
     roles.map((r) => [r.name, list(r.permissions.map((p) => `${p.resource}:${p.action}`))]),
+  );
+}
+
+export function tokenTable(tokens: readonly TokenInfo[]): string[] {
+  return table(
+    ['JTI', 'KIND', 'ISSUED', 'EXPIRES', 'ISSUED BY'],
+    tokens.map((t) => [t.jti, t.kind, t.issued_at, t.expires_at, t.issued_by ?? '-']),
   );
 }

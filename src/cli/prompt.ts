@@ -6,7 +6,7 @@ import { CliError } from './output.ts';
  * Asking people for names and passwords. Prompts go to stderr so stdout stays clean for --json; passwords are read
  * without echo, and only from a terminal: a script passes a password file instead.
  */
-function requireTerminal(what: string, hint: string): void {
+export function requireTerminal(what: string, hint: string): void {
   if (!process.stdin.isTTY) throw new CliError(`no terminal to ask for ${what}: ${hint}`, 'usage');
 }
 
@@ -32,18 +32,40 @@ export async function promptNewPassword(prompt: string): Promise<string> {
   return first;
 }
 
+/**
+ * A one-time code (a TOTP code or a recovery code), read without echo like a password; the spaces people copy from
+ * an authenticator app ("123 456") are dropped.
+ */
+export async function promptCode(prompt: string, hint: string): Promise<string> {
+  requireTerminal('the TOTP code', hint);
+  const code = (await ask({ prompt, silent: true })).replace(/\s/g, '');
+  if (code === '') throw new CliError('no code given', 'usage');
+  return code;
+}
+
 /** A password from a file: its first line, without the line ending (so `echo secret > file` works). */
 export function readPasswordFile(file: string): string {
+  return readSecretFile(file, 'password');
+}
+
+/** A TOTP or recovery code from a file: its first line, without spaces. */
+export function readCodeFile(file: string): string {
+  const code = readSecretFile(file, 'code').replace(/\s/g, '');
+  if (code === '') throw new CliError(`the code file ${file} is empty`, 'usage');
+  return code;
+}
+
+function readSecretFile(file: string, what: string): string {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
-    throw new CliError(`cannot read the password file ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, 'usage');
+    throw new CliError(`cannot read the ${what} file ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, 'usage');
   }
-  const password = text.replace(/\r?\n$/, '');
-  if (password === '') throw new CliError(`the password file ${file} is empty`, 'usage');
-  if (/[\r\n]/.test(password)) throw new CliError(`the password file ${file} has more than one line`, 'usage');
-  return password;
+  const value = text.replace(/\r?\n$/, '');
+  if (value === '') throw new CliError(`the ${what} file ${file} is empty`, 'usage');
+  if (/[\r\n]/.test(value)) throw new CliError(`the ${what} file ${file} has more than one line`, 'usage');
+  return value;
 }
 
 async function ask(options: { prompt: string; silent: boolean }): Promise<string> {

@@ -30,13 +30,16 @@ export interface Config {
     readonly audience: string;
     readonly userTtlMs: number;
     readonly serviceTtlMs: number;
+    readonly maxSessionAgeMs: number;
   };
   readonly passwords: {
     readonly scrypt: { readonly ln: number; readonly r: number; readonly p: number };
     readonly maxConcurrentHashes: number;
     readonly maxQueuedHashes: number;
     readonly minLength: number;
+    readonly minLengthWithTotp: number;
   };
+  readonly auth: { readonly totpIssuer: string; readonly requireTotpForAdmins: boolean };
   readonly log: { readonly level: string };
 }
 
@@ -139,13 +142,16 @@ export function resolveConfig(
       audience: file.tokens.audience,
       userTtlMs: duration('tokens.user_ttl', file.tokens.user_ttl),
       serviceTtlMs: duration('tokens.service_ttl', file.tokens.service_ttl),
+      maxSessionAgeMs: duration('tokens.max_session_age', file.tokens.max_session_age),
     },
     passwords: {
       scrypt: { ln: file.passwords.scrypt_ln, r: file.passwords.scrypt_r, p: file.passwords.scrypt_p },
       maxConcurrentHashes: file.passwords.max_concurrent_hashes || Math.max(1, availableParallelism() - 1),
       maxQueuedHashes: file.passwords.max_queued_hashes,
       minLength: file.passwords.min_length,
+      minLengthWithTotp: file.passwords.min_length_with_totp,
     },
+    auth: { totpIssuer: file.auth.totp_issuer, requireTotpForAdmins: file.auth.require_totp_for_admins },
     log: { level: file.log.level },
   };
   if (problems.length > 0) return { config: undefined, problems, draft: deepFreeze(config) };
@@ -268,20 +274,23 @@ function applyEnvironment(target: Record<string, unknown>, env: Env, problems: s
       node[key] = /^-?\d+$/.test(value.trim()) ? Number(value) : value;
     } else if (leaf === 'array') {
       node[key] = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    } else if (leaf === 'boolean') {
+      const word = value.trim().toLowerCase();
+      node[key] = word === 'true' || word === '1' ? true : word === 'false' || word === '0' ? false : value;
     } else {
       node[key] = value;
     }
   }
 }
 
-type Leaf = 'string' | 'integer' | 'array';
+type Leaf = 'string' | 'integer' | 'array' | 'boolean';
 
 function* leaves(schema: unknown, prefix: string[]): Generator<[string[], Leaf, string[]]> {
   const properties = (schema as { properties?: Record<string, unknown> }).properties ?? {};
   for (const [key, child] of Object.entries(properties)) {
     const type = (child as { type?: string }).type;
     if (type === 'object') yield* leaves(child, [...prefix, key]);
-    else yield [[...prefix, key], type === 'integer' ? 'integer' : type === 'array' ? 'array' : 'string', prefix];
+    else yield [[...prefix, key], type === 'integer' || type === 'array' || type === 'boolean' ? type : 'string', prefix];
   }
 }
 

@@ -41,6 +41,7 @@ export const ConfigFileSchema = Type.Object(
       audience: Type.String({ default: 'mcias', minLength: 1 }),
       user_ttl: Duration('30d', 'lifetime of a human session token'),
       service_ttl: Duration('30d', 'lifetime of a system account token'),
+      max_session_age: Duration('30d', 'how long after their password login a person may keep renewing'),
     }),
     passwords: section({
       scrypt_ln: Type.Integer({ default: 17, minimum: 1, maximum: 22, description: 'log2 of the scrypt cost N' }),
@@ -54,6 +55,14 @@ export const ConfigFileSchema = Type.Object(
       }),
       max_queued_hashes: Type.Integer({ default: 64, minimum: 0, maximum: 10_000 }),
       min_length: Type.Integer({ default: 15, minimum: 8, maximum: 256 }),
+      min_length_with_totp: Type.Integer({ default: 8, minimum: 8, maximum: 256, description: 'for accounts with TOTP enabled' }),
+    }),
+    auth: section({
+      totp_issuer: Type.String({ default: 'MCIAS', minLength: 1, maxLength: 64, description: 'issuer shown in authenticator apps' }),
+      require_totp_for_admins: Type.Boolean({
+        default: false,
+        description: "refuse logins by admin-role accounts without TOTP (the bootstrap admin's first login excepted)",
+      }),
     }),
     log: section({
       level: Type.Union(

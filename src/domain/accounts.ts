@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { AuditEvent } from './audit.ts';
+import { requestEvent, type AuditEvent } from './audit.ts';
 import type { Clock } from './clock.ts';
 import { MciasError, fail } from './errors.ts';
 import {
@@ -30,6 +30,8 @@ export interface AccountServiceDeps {
   readonly hasher: PasswordHasher;
   readonly clock: Clock;
   readonly minPasswordLength: number;
+  /** The shorter minimum for accounts with TOTP enabled (NIST SP 800-63B: 8 with a second factor). */
+  readonly minPasswordLengthWithTotp: number;
 }
 
 /** Account, password and role administration. Every change writes its audit row in the same transaction. */
@@ -38,12 +40,14 @@ export class AccountService {
   readonly #hasher: PasswordHasher;
   readonly #clock: Clock;
   readonly #minPasswordLength: number;
+  readonly #minPasswordLengthWithTotp: number;
 
   constructor(deps: AccountServiceDeps) {
     this.#store = deps.store;
     this.#hasher = deps.hasher;
     this.#clock = deps.clock;
     this.#minPasswordLength = deps.minPasswordLength;
+    this.#minPasswordLengthWithTotp = deps.minPasswordLengthWithTotp;
   }
 
   async list(): Promise<Account[]> {
@@ -127,7 +131,7 @@ export class AccountService {
   async resetPassword(username: string, password: string, actor: Principal, ctx: RequestContext): Promise<void> {
     const target = await this.get(username);
     if (target.kind !== 'human') fail('invalid_request', 'a system account has no password');
-    const hash = await this.#newPasswordHash(password, target.username);
+    const hash = await this.#newPasswordHash(password, target.username, target.totpConfirmedAt !== null);
     await this.#store.transaction(async (tx) => {
       const now = this.#clock.now();
       await tx.accounts.updatePasswordHash(target.id, hash, now);
@@ -150,7 +154,7 @@ export class AccountService {
       await this.#store.audit.insert(this.#event(ctx, principal, account, 'password_changed', 'failure', { reason: 'wrong_current_password' }));
       fail('invalid_credentials', 'the current password is not correct');
     }
-    const hash = await this.#newPasswordHash(input.newPassword, account.username);
+    const hash = await this.#newPasswordHash(input.newPassword, account.username, stored?.totpConfirmedAt != null);
     await this.#store.transaction(async (tx) => {
       const now = this.#clock.now();
       await tx.accounts.updatePasswordHash(account.id, hash, now);
@@ -204,8 +208,8 @@ export class AccountService {
     });
   }
 
-  async #newPasswordHash(password: string, username: string): Promise<string> {
-    checkNewPassword(password, { username, minLength: this.#minPasswordLength });
+  async #newPasswordHash(password: string, username: string, withTotp = false): Promise<string> {
+    checkNewPassword(password, { username, minLength: withTotp ? this.#minPasswordLengthWithTotp : this.#minPasswordLength });
     return this.#hasher.hash(password);
   }
 
@@ -255,16 +259,6 @@ export class AccountService {
     outcome: AuditEvent['outcome'],
     details: AuditEvent['details'],
   ): AuditEvent {
-    return {
-      type,
-      outcome,
-      occurredAt: this.#clock.now(),
-      actor: { id: actor.account.id, username: actor.account.username },
-      subject: subject && { id: subject.id, username: subject.username },
-      ip: ctx.ip,
-      userAgent: ctx.userAgent,
-      requestId: ctx.requestId,
-      details,
-    };
+    return requestEvent({ at: this.#clock.now(), ctx, actor, subject, type, outcome, details });
   }
 }

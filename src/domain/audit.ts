@@ -1,9 +1,13 @@
+import type { Principal, RequestContext } from './model.ts';
+
 /** Typed audit events (security.md 30). Every row is written in the transaction of the change it records. */
 export const AUDIT_EVENT_TYPES = [
   'login_succeeded',
   'login_failed',
   'token_issued',
+  'token_renewed',
   'token_revoked',
+  'token_validation_failed',
   'account_bootstrapped',
   'account_created',
   'account_status_changed',
@@ -14,7 +18,13 @@ export const AUDIT_EVENT_TYPES = [
   'role_deleted',
   'role_granted',
   'role_revoked',
+  'totp_enrollment_started',
+  'totp_enabled',
+  'totp_disabled',
+  'totp_reset',
   'signing_key_created',
+  'signing_key_rotated',
+  'signing_key_deleted',
 ] as const;
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
@@ -30,4 +40,27 @@ export interface AuditEvent {
   readonly requestId?: string | null | undefined;
   /** Non-secret facts only: reasons, factors, role names, token ids. Never passwords, tokens, codes or hashes. */
   readonly details?: Readonly<Record<string, string | number | boolean | null>> | undefined;
+}
+
+/** An event caused by a request: who acted (from their token), on which account, from where. */
+export function requestEvent(input: {
+  readonly at: number;
+  readonly ctx: RequestContext;
+  readonly actor: Principal;
+  readonly subject?: { readonly id: string; readonly username: string } | undefined;
+  readonly type: AuditEventType;
+  readonly outcome?: AuditEvent['outcome'];
+  readonly details?: AuditEvent['details'];
+}): AuditEvent {
+  return {
+    type: input.type,
+    outcome: input.outcome ?? 'success',
+    occurredAt: input.at,
+    actor: { id: input.actor.account.id, username: input.actor.account.username },
+    subject: input.subject && { id: input.subject.id, username: input.subject.username },
+    ip: input.ctx.ip,
+    userAgent: input.ctx.userAgent,
+    requestId: input.ctx.requestId,
+    details: input.details,
+  };
 }

@@ -1,97 +1,110 @@
+import type { AuditEvent } from './audit.ts';
 import type { Clock } from './clock.ts';
-import { MciasError } from './errors.ts';
-import type { Account, Principal, RequestContext } from './model.ts';
+import { MciasError, type ErrorCode } from './errors.ts';
+import { ADMIN_ROLE, type Account, type AccountRecord, type RequestContext } from './model.ts';
 import type { PasswordHasher } from './password.ts';
 import type { Store } from './ports.ts';
 import type { TokenService } from './tokens.ts';
+import type { TotpService } from './totp.ts';
 
 export interface LoginResult {
   readonly token: string;
   readonly expiresAt: number;
   readonly account: Account;
+  /** The bootstrap administrator's first login under `auth.require_totp_for_admins`: enroll now. */
+  readonly totpEnrollmentRequired: boolean;
 }
 
-type FailureReason = 'unknown_user' | 'wrong_password' | 'account_disabled' | 'system_account';
-
 /**
- * Password login for human accounts. Every failure, whatever its cause, does the same work (one scrypt
- * verification, one audit row) and answers with the same error (security.md 8); the cause goes to the audit trail.
+ * Interactive login for human accounts: password, then the TOTP code (or a recovery code) where TOTP is enabled.
+ * Every first-factor failure, whatever its cause, does the same work (one scrypt verification, one audit row) and
+ * answers with the same error (security.md 8); the cause goes to the audit trail.
  */
 export class LoginService {
   readonly #store: Store;
   readonly #hasher: PasswordHasher;
   readonly #tokens: TokenService;
+  readonly #totp: TotpService;
   readonly #clock: Clock;
 
-  constructor(deps: { store: Store; hasher: PasswordHasher; tokens: TokenService; clock: Clock }) {
+  constructor(deps: { store: Store; hasher: PasswordHasher; tokens: TokenService; totp: TotpService; clock: Clock }) {
     this.#store = deps.store;
     this.#hasher = deps.hasher;
     this.#tokens = deps.tokens;
+    this.#totp = deps.totp;
     this.#clock = deps.clock;
   }
 
-  async login(input: { username: string; password: string }, ctx: RequestContext): Promise<LoginResult> {
+  async login(input: { username: string; password: string; totpCode?: string | undefined }, ctx: RequestContext): Promise<LoginResult> {
     const username = input.username.toLowerCase();
     const record = await this.#store.accounts.findByUsername(username);
     const usable = record !== undefined && record.kind === 'human';
     const { ok, needsRehash } = await this.#hasher.verify(input.password, usable ? record.passwordHash : undefined);
 
-    let reason: FailureReason | undefined;
-    if (record === undefined) reason = 'unknown_user';
-    else if (record.kind !== 'human') reason = 'system_account';
-    else if (!ok) reason = 'wrong_password';
-    else if (record.status !== 'active') reason = 'account_disabled';
-
-    const event = {
-      occurredAt: this.#clock.now(),
-      subject: record ? { id: record.id, username: record.username } : undefined,
-      ip: ctx.ip,
-      userAgent: ctx.userAgent,
-      requestId: ctx.requestId,
+    const failed = async (reason: string, code: ErrorCode, message: string, factor = 'password'): Promise<never> => {
+      await this.#store.audit.insert(this.#event(ctx, record, 'login_failed', 'failure', { reason, factor, username }));
+      throw new MciasError(code, message, code === 'forbidden' ? { reason } : {});
     };
-    if (reason !== undefined || record === undefined) {
-      await this.#store.audit.insert({
-        ...event,
-        type: 'login_failed',
-        outcome: 'failure',
-        details: { reason: reason ?? 'unknown_user', factor: 'password', username },
-      });
-      throw new MciasError('invalid_credentials', 'the username or password is not correct');
+    const wrong = 'the username or password is not correct';
+    if (record === undefined) return failed('unknown_user', 'invalid_credentials', wrong);
+    if (record.kind !== 'human') return failed('system_account', 'invalid_credentials', wrong);
+    if (!ok) return failed('wrong_password', 'invalid_credentials', wrong);
+    if (record.status !== 'active') return failed('account_disabled', 'invalid_credentials', wrong);
+
+    const roles = (await this.#store.roles.rolesOf([record.id])).get(record.id) ?? [];
+    let factor = 'password';
+    let totpEnrollmentRequired = false;
+    if (record.totpConfirmedAt !== null) {
+      if (input.totpCode === undefined) return failed('totp_missing', 'totp_required', 'a TOTP code is required', 'totp');
+      const second = await this.#totp.verify(record, input.totpCode);
+      // A wrong or replayed code is a failed login like a wrong password (and counts as one).
+      if (!second.ok) return failed(second.reason, 'invalid_credentials', wrong, 'totp');
+      factor = `password+${second.factor}`;
+    } else if (this.#totp.settings.requireForAdmins && roles.includes(ADMIN_ROLE)) {
+      if (!(await this.#isBootstrapFirstLogin(record))) {
+        return failed('totp_enrollment_required', 'forbidden', 'administrators must have TOTP enabled: ask another administrator for help');
+      }
+      totpEnrollmentRequired = true;
     }
 
     const rehash = needsRehash ? await this.#hasher.hash(input.password) : undefined;
-    const roles = (await this.#store.roles.rolesOf([record.id])).get(record.id) ?? [];
     const account: Account = { ...record, roles };
     const issued = await this.#tokens.mint(account, { kind: 'session', issuedBy: record.id });
     await this.#store.transaction(async (tx) => {
       if (rehash !== undefined) await tx.accounts.updatePasswordHash(record.id, rehash, this.#clock.now());
       await tx.tokens.insert(issued.record);
-      await tx.audit.insert({
-        ...event,
-        type: 'login_succeeded',
-        outcome: 'success',
-        details: { factor: 'password', jti: issued.record.jti, rehashed: rehash !== undefined },
-      });
+      await tx.audit.insert(
+        this.#event(ctx, record, 'login_succeeded', 'success', { factor, jti: issued.record.jti, rehashed: rehash !== undefined }),
+      );
     });
-    return { token: issued.token, expiresAt: issued.record.expiresAt, account };
+    return { token: issued.token, expiresAt: issued.record.expiresAt, account, totpEnrollmentRequired };
   }
 
-  /** Revokes the presented token. */
-  async logout(principal: Principal, ctx: RequestContext): Promise<void> {
-    await this.#store.transaction(async (tx) => {
-      const now = this.#clock.now();
-      await tx.tokens.revoke(principal.token.jti, now, 'logout');
-      await tx.audit.insert({
-        type: 'token_revoked',
-        outcome: 'success',
-        occurredAt: now,
-        actor: { id: principal.account.id, username: principal.account.username },
-        subject: { id: principal.account.id, username: principal.account.username },
-        ip: ctx.ip,
-        userAgent: ctx.userAgent,
-        requestId: ctx.requestId,
-        details: { jti: principal.token.jti, reason: 'logout' },
-      });
-    });
+  /** The first administrator, logging in for the first time, may do so once without TOTP: to enroll it. */
+  async #isBootstrapFirstLogin(record: AccountRecord): Promise<boolean> {
+    const [bootstrapped, loggedInBefore] = await Promise.all([
+      this.#store.audit.exists(record.id, 'account_bootstrapped'),
+      this.#store.audit.exists(record.id, 'login_succeeded'),
+    ]);
+    return bootstrapped && !loggedInBefore;
+  }
+
+  #event(
+    ctx: RequestContext,
+    subject: AccountRecord | undefined,
+    type: AuditEvent['type'],
+    outcome: AuditEvent['outcome'],
+    details: AuditEvent['details'],
+  ): AuditEvent {
+    return {
+      type,
+      outcome,
+      occurredAt: this.#clock.now(),
+      subject: subject && { id: subject.id, username: subject.username },
+      ip: ctx.ip,
+      userAgent: ctx.userAgent,
+      requestId: ctx.requestId,
+      details,
+    };
   }
 }

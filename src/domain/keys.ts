@@ -1,13 +1,15 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint, type JWK } from 'jose';
 import type { Clock } from './clock.ts';
-import type { SigningKeyRecord } from './model.ts';
+import { ADMIN_ROLE, type RequestContext, type SigningKeyRecord } from './model.ts';
 import type { Store } from './ports.ts';
 import type { Sealer } from './sealing.ts';
 
 export const TOKEN_ALGORITHM = 'EdDSA';
 /** How often an unknown `kid` may send us back to the database (another instance may have rotated). */
 const RELOAD_INTERVAL_MS = 1_000;
+/** How long a signing key is used before checking whether another instance rotated to a newer one. */
+const SIGNING_REFRESH_MS = 10_000;
 
 interface LoadedKey {
   readonly record: SigningKeyRecord;
@@ -17,34 +19,33 @@ interface LoadedKey {
 /**
  * The server's Ed25519 signing keys. Private keys live in the database sealed under the master key; the newest
  * unretired key signs. Verification keys come only from here, never from a token's own headers (security.md 16).
+ * Rotation retires the current key; a retired key keeps verifying, and stays in the JWKS, while any unexpired,
+ * unrevoked token it signed remains, and is deleted at the next rotation or start-up after that.
  */
 export class KeyRing {
   readonly #store: Store;
   readonly #sealer: Sealer;
   readonly #clock: Clock;
-  readonly #maxTokenLifetimeMs: number;
   #keys = new Map<string, LoadedKey>();
   #signing: { kid: string; privateKey: KeyObject } | undefined;
   #lastReload = 0;
 
-  constructor(deps: { store: Store; sealer: Sealer; clock: Clock; maxTokenLifetimeMs: number }) {
+  constructor(deps: { store: Store; sealer: Sealer; clock: Clock }) {
     this.#store = deps.store;
     this.#sealer = deps.sealer;
     this.#clock = deps.clock;
-    this.#maxTokenLifetimeMs = deps.maxTokenLifetimeMs;
   }
 
-  /** Loads every key, creating the first one if the database has none. */
+  /** Creates the first key if there is none, deletes retired keys nothing needs, and loads the rest. */
   async load(): Promise<void> {
-    let records = await this.#store.keys.list();
-    if (!records.some((k) => k.retiredAt === null)) {
-      await this.#store.transaction((tx) => this.#create(tx));
-      records = await this.#store.keys.list();
-    }
-    this.#install(records);
+    const records = await this.#store.keys.list();
+    if (!records.some((k) => k.retiredAt === null)) await this.#store.transaction((tx) => this.#create(tx, undefined));
+    await this.#prune();
+    await this.#reload();
   }
 
-  signingKey(): { kid: string; privateKey: KeyObject } {
+  async signingKey(): Promise<{ kid: string; privateKey: KeyObject }> {
+    if (this.#clock.now() - this.#lastReload >= SIGNING_REFRESH_MS) await this.#reload();
     if (this.#signing === undefined) throw new Error('KeyRing.load() must run before tokens are signed');
     return this.#signing;
   }
@@ -52,22 +53,53 @@ export class KeyRing {
   async verificationKey(kid: string): Promise<KeyObject | undefined> {
     const known = this.#keys.get(kid);
     if (known !== undefined) return known.publicKey;
-    const now = this.#clock.now();
-    if (now - this.#lastReload < RELOAD_INTERVAL_MS) return undefined;
-    this.#lastReload = now;
-    this.#install(await this.#store.keys.list());
+    if (this.#clock.now() - this.#lastReload < RELOAD_INTERVAL_MS) return undefined;
+    await this.#reload();
     return this.#keys.get(kid)?.publicKey;
   }
 
-  /** Every key that can still verify an unexpired token. */
-  publicJwks(): JWK[] {
+  /**
+   * Every key that can still verify an unexpired token: the current one and retired ones still in use. The route is
+   * public: it costs a read of the (small) key table and one indexed lookup per retired key.
+   */
+  async publicJwks(): Promise<JWK[]> {
     const now = this.#clock.now();
-    return [...this.#keys.values()]
-      .filter(({ record }) => record.retiredAt === null || record.retiredAt + this.#maxTokenLifetimeMs > now)
-      .map(({ record }) => JSON.parse(record.publicJwk) as JWK);
+    const keys: JWK[] = [];
+    for (const record of await this.#store.keys.list()) {
+      if (record.retiredAt === null || (await this.#store.tokens.keyInUse(record.kid, now))) keys.push(JSON.parse(record.publicJwk) as JWK);
+    }
+    return keys;
   }
 
-  async #create(tx: Store): Promise<void> {
+  /** Retires the current key and starts signing with a new one; returns the new key's id. */
+  async rotate(actor: { id: string; username: string } | undefined, ctx: RequestContext | undefined): Promise<string> {
+    const kid = await this.#store.transaction(async (tx) => {
+      // Concurrent rotations queue here, so each retires the key the one before it created.
+      await tx.roles.lock(ADMIN_ROLE);
+      const retired = await tx.keys.retireAll(this.#clock.now());
+      return this.#create(tx, { actor, ctx, retired });
+    });
+    await this.#prune();
+    await this.#reload();
+    return kid;
+  }
+
+  /** Deletes retired keys that no unexpired, unrevoked token needs any more. */
+  async #prune(): Promise<void> {
+    const now = this.#clock.now();
+    for (const key of await this.#store.keys.list()) {
+      if (key.retiredAt === null || (await this.#store.tokens.keyInUse(key.kid, now))) continue;
+      await this.#store.transaction(async (tx) => {
+        await tx.keys.delete(key.kid);
+        await tx.audit.insert({ type: 'signing_key_deleted', outcome: 'success', occurredAt: now, details: { kid: key.kid } });
+      });
+    }
+  }
+
+  async #create(
+    tx: Store,
+    rotation: { actor: { id: string; username: string } | undefined; ctx: RequestContext | undefined; retired: string[] } | undefined,
+  ): Promise<string> {
     const { publicKey, privateKey } = generateKeyPairSync('ed25519');
     const jwk = publicKey.export({ format: 'jwk' }) as JWK;
     const kid = await calculateJwkThumbprint(jwk);
@@ -85,10 +117,22 @@ export class KeyRing {
       createdAt: now,
       retiredAt: null,
     });
-    await tx.audit.insert({ type: 'signing_key_created', outcome: 'success', occurredAt: now, details: { kid } });
+    await tx.audit.insert({
+      type: rotation === undefined ? 'signing_key_created' : 'signing_key_rotated',
+      outcome: 'success',
+      occurredAt: now,
+      actor: rotation?.actor,
+      ip: rotation?.ctx?.ip,
+      userAgent: rotation?.ctx?.userAgent,
+      requestId: rotation?.ctx?.requestId,
+      details: { kid, ...(rotation === undefined ? {} : { retired: rotation.retired.join(',') }) },
+    });
+    return kid;
   }
 
-  #install(records: SigningKeyRecord[]): void {
+  async #reload(): Promise<void> {
+    this.#lastReload = this.#clock.now();
+    const records = await this.#store.keys.list();
     const keys = new Map<string, LoadedKey>();
     for (const record of records) {
       const jwk = JSON.parse(record.publicJwk) as JWK;

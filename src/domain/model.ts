@@ -50,15 +50,27 @@ export interface SigningKeyRecord {
   readonly retiredAt: number | null;
 }
 
-export interface Role {
-  readonly name: string;
-  readonly permissions: readonly { readonly id: string; readonly resource: string; readonly action: string }[];
+/** A token row with the usernames of its account and of whoever issued it: what token listings show. */
+export interface TokenInfo extends TokenRecord {
+  readonly username: string;
+  readonly issuedByUsername: string | null;
 }
 
-/** Who is calling, established from a bearer token whose row, account and roles were read just now. */
+export interface PermissionGrant {
+  readonly resource: string;
+  readonly action: string;
+}
+
+export interface Role {
+  readonly name: string;
+  readonly permissions: readonly (PermissionGrant & { readonly id: string })[];
+}
+
+/** Who is calling, established from a bearer token whose row, account, roles and permissions were read just now. */
 export interface Principal {
   readonly account: Account;
   readonly token: TokenRecord;
+  readonly permissions: readonly PermissionGrant[];
 }
 
 /** Facts about the request that the audit trail keeps. */

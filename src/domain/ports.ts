@@ -1,5 +1,5 @@
 import type { AuditEvent } from './audit.ts';
-import type { AccountRecord, AccountStatus, Role, SigningKeyRecord, TokenRecord } from './model.ts';
+import type { AccountRecord, AccountStatus, PermissionGrant, Role, SigningKeyRecord, TokenInfo, TokenRecord } from './model.ts';
 
 /**
  * What the domain needs from storage. The Kysely implementation lives in src/store; the domain never imports it.
@@ -12,6 +12,14 @@ export interface Store {
   readonly tokens: TokenStore;
   readonly keys: KeyStore;
   readonly audit: AuditStore;
+  readonly recoveryCodes: RecoveryCodeStore;
+}
+
+/** An account's TOTP state: the sealed secret (pending until confirmed) and the last accepted time step. */
+export interface TotpState {
+  readonly secret: Uint8Array | null;
+  readonly confirmedAt: number | null;
+  readonly lastStep: number | null;
 }
 
 export interface AccountStore {
@@ -23,6 +31,28 @@ export interface AccountStore {
   updateStatus(id: string, status: AccountStatus, now: number): Promise<void>;
   updatePasswordHash(id: string, hash: string, now: number): Promise<void>;
   delete(id: string): Promise<void>;
+  /** Holds the account's row lock until the transaction ends (serialises token issuance for one account). */
+  lock(id: string): Promise<void>;
+  findTotp(id: string): Promise<TotpState | undefined>;
+  /** Stores a new, unconfirmed secret (replacing a pending one); TOTP is not active until confirmed. */
+  setPendingTotp(id: string, sealedSecret: Uint8Array, now: number): Promise<void>;
+  /** Activates a pending secret at the step its first code used; false if there was nothing pending. */
+  confirmTotp(id: string, step: number, now: number): Promise<boolean>;
+  /**
+   * Records `step` as the last accepted one, only if it is later than the last: the database decides, so a code
+   * is accepted once across every instance (RFC 6238 §5.2). False means replayed (or no active TOTP).
+   */
+  acceptTotpStep(id: string, step: number): Promise<boolean>;
+  clearTotp(id: string, now: number): Promise<void>;
+}
+
+export interface RecoveryCodeStore {
+  /** Replaces the account's recovery codes with these digests. */
+  replace(accountId: string, digests: readonly string[], now: number): Promise<void>;
+  /** Marks an unused code used; false if it is unknown or already used (the database decides, once). */
+  use(accountId: string, digest: string, now: number): Promise<boolean>;
+  remaining(accountId: string): Promise<number>;
+  deleteAll(accountId: string): Promise<void>;
 }
 
 export interface RoleStore {
@@ -34,20 +64,30 @@ export interface RoleStore {
   rolesOf(accountIds: readonly string[]): Promise<Map<string, string[]>>;
   grant(accountId: string, role: string, now: number): Promise<void>;
   revoke(accountId: string, role: string): Promise<boolean>;
-  /** Holds the role's row lock until the transaction ends: transactions that must not interleave queue on it. */
+  /**
+   * Holds the role's row lock until the transaction ends: transactions that must not interleave queue on it. The
+   * admin role's row, which always exists, is the lock for server-wide changes (bootstrap, key rotation).
+   */
   lock(name: string): Promise<void>;
 }
 
-/** A token row with its account and the account's roles, read together in one query. */
+/** A token row with its account, the account's roles and their permissions, read together in one query. */
 export interface TokenWithAccount {
   readonly token: TokenRecord;
   readonly account: AccountRecord;
   readonly roles: string[];
+  readonly permissions: PermissionGrant[];
 }
 
 export interface TokenStore {
   insert(token: TokenRecord): Promise<void>;
+  /** The token, its account and grants; undefined also when the key that signed it no longer exists. */
   findWithAccount(jti: string): Promise<TokenWithAccount | undefined>;
+  find(jti: string): Promise<TokenInfo | undefined>;
+  /** The account's unexpired, unrevoked tokens, oldest first. */
+  listLive(accountId: string, now: number): Promise<TokenInfo[]>;
+  /** Whether the key signed at least one unexpired, unrevoked token (an indexed lookup). */
+  keyInUse(kid: string, now: number): Promise<boolean>;
   /** Revokes one token if it is not revoked yet; returns whether it did. */
   revoke(jti: string, now: number, reason: string): Promise<boolean>;
   /** Revokes the account's unrevoked tokens, except one; returns how many. */
@@ -57,8 +97,13 @@ export interface TokenStore {
 export interface KeyStore {
   list(): Promise<SigningKeyRecord[]>;
   insert(key: SigningKeyRecord): Promise<void>;
+  /** Marks every unretired key retired; returns their ids. */
+  retireAll(now: number): Promise<string[]>;
+  delete(kid: string): Promise<void>;
 }
 
 export interface AuditStore {
   insert(event: AuditEvent): Promise<void>;
+  /** Whether an event of this type about this account exists. */
+  exists(subjectId: string, type: AuditEvent['type']): Promise<boolean>;
 }

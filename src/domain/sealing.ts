@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { MciasError } from './errors.ts';
 
 /**
@@ -34,6 +34,15 @@ export class Sealer {
     cipher.setAAD(additionalData(context));
     const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
     return Buffer.concat([Buffer.of(VERSION), nonce, body, cipher.getAuthTag()]);
+  }
+
+  /**
+   * A keyed digest for secrets that are checked but never read back (recovery codes): HMAC-SHA256 under a key
+   * derived from the master key for this purpose alone, so a database dump is not enough to test guesses offline.
+   */
+  digest(purpose: string, value: string): string {
+    const key = Buffer.from(hkdfSync('sha256', this.#key, Buffer.alloc(0), `mcias digest v${VERSION}: ${purpose}`, 32));
+    return createHmac('sha256', key).update(value, 'utf8').digest('base64url');
   }
 
   open(sealed: Uint8Array, context: SealContext): Buffer {

@@ -1,5 +1,6 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { SignJWT, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
+import { LRUCache } from 'lru-cache';
 import type { Clock } from './clock.ts';
 import { MciasError } from './errors.ts';
 import { TOKEN_ALGORITHM, type KeyRing } from './keys.ts';
@@ -11,6 +12,8 @@ export interface TokenSettings {
   readonly audience: string;
   readonly userTtlMs: number;
   readonly serviceTtlMs: number;
+  /** Humans renew up to this long after their password login; then they must log in again. */
+  readonly maxSessionAgeMs: number;
 }
 
 export interface IssuedToken {
@@ -18,14 +21,25 @@ export interface IssuedToken {
   readonly record: TokenRecord;
 }
 
+/** Why a token was refused; recorded in the audit trail, never shown to the presenter. */
+export const TOKEN_FAILURES = ['malformed', 'bad_signature', 'unknown_key', 'expired', 'revoked', 'unknown_token', 'account_inactive'] as const;
+export type TokenFailure = (typeof TOKEN_FAILURES)[number];
+
+export type TokenCheck = { readonly ok: true; readonly principal: Principal } | { readonly ok: false; readonly reason: TokenFailure };
+
+type VerifiedClaims = JWTPayload & { jti: string; sub: string; exp: number };
+
 /** Seconds of clock difference between instances that `nbf`/`exp` checks forgive. */
 const CLOCK_TOLERANCE_S = 5;
+/** Signature checks remembered, by SHA-256 of the token: apps present the same token on every request. */
+const VERIFIED_CACHE_SIZE = 10_000;
 
-/** Issues and verifies the JWTs (RFC 7519, RFC 8725 best practices). */
+/** Issues and checks the JWTs (RFC 7519, RFC 8725). */
 export class TokenService {
   readonly #keys: KeyRing;
   readonly #clock: Clock;
   readonly settings: TokenSettings;
+  readonly #verified = new LRUCache<string, VerifiedClaims>({ max: VERIFIED_CACHE_SIZE });
 
   constructor(deps: { keys: KeyRing; clock: Clock; settings: TokenSettings }) {
     this.#keys = deps.keys;
@@ -36,22 +50,24 @@ export class TokenService {
   /**
    * Signs a new token and returns it with the row to record. It touches no database, so callers sign before their
    * transaction opens and keep the transaction short; a token whose row was never inserted authenticates nothing.
+   * A person's token never outlives their session: it expires at most `maxSessionAgeMs` after the password login.
    */
-  async mint(
-    account: Account,
-    options: { kind: TokenKind; issuedBy: string | null; sessionStartedAt?: number },
-  ): Promise<IssuedToken> {
+  async mint(account: Account, options: { kind: TokenKind; issuedBy: string | null; sessionStartedAt?: number }): Promise<IssuedToken> {
     const now = this.#clock.now();
-    const ttl = account.kind === 'human' ? this.settings.userTtlMs : this.settings.serviceTtlMs;
-    const { kid, privateKey } = this.#keys.signingKey();
+    const sessionStartedAt = options.sessionStartedAt ?? now;
+    const expiresAt =
+      account.kind === 'human'
+        ? Math.min(now + this.settings.userTtlMs, sessionStartedAt + this.settings.maxSessionAgeMs)
+        : now + this.settings.serviceTtlMs;
+    const { kid, privateKey } = await this.#keys.signingKey();
     const record: TokenRecord = {
       jti: randomUUID(),
       accountId: account.id,
       kind: options.kind,
       kid,
       issuedAt: now,
-      expiresAt: now + ttl,
-      sessionStartedAt: options.sessionStartedAt ?? now,
+      expiresAt,
+      sessionStartedAt,
       issuedBy: options.issuedBy,
       revokedAt: null,
     };
@@ -69,44 +85,68 @@ export class TokenService {
     return { token, record };
   }
 
-  /** Checks signature and claims only; `authenticate` adds the database checks. Throws `unauthenticated`. */
-  async verify(token: string): Promise<JWTPayload & { jti: string; sub: string }> {
+  /**
+   * Signature and claims (security.md 16): EdDSA only, our issuer and audience, exp/iat/jti/sub required, the key
+   * from our own key ring by `kid` (never from the token's headers). A token that passed once is remembered by its
+   * hash until it expires, so the common case costs one hash instead of one signature check.
+   */
+  async verify(token: string): Promise<{ ok: true; claims: VerifiedClaims } | { ok: false; reason: TokenFailure }> {
+    const now = this.#clock.now();
+    const digest = createHash('sha256').update(token).digest('base64url');
+    const cached = this.#verified.get(digest);
+    if (cached !== undefined) {
+      return cached.exp * 1000 + CLOCK_TOLERANCE_S * 1000 > now ? { ok: true, claims: cached } : { ok: false, reason: 'expired' };
+    }
+    let kid: unknown;
     try {
-      const { kid } = decodeProtectedHeader(token);
-      const key = typeof kid === 'string' ? await this.#keys.verificationKey(kid) : undefined;
-      if (key === undefined) throw new Error('unknown signing key');
+      kid = decodeProtectedHeader(token).kid;
+    } catch {
+      return { ok: false, reason: 'malformed' };
+    }
+    const key = typeof kid === 'string' ? await this.#keys.verificationKey(kid) : undefined;
+    if (key === undefined) return { ok: false, reason: 'unknown_key' };
+    try {
       const { payload } = await jwtVerify(token, key, {
         algorithms: [TOKEN_ALGORITHM],
         issuer: this.settings.issuer,
         audience: this.settings.audience,
         requiredClaims: ['exp', 'iat', 'jti', 'sub'],
         typ: 'JWT',
-        currentDate: new Date(this.#clock.now()),
+        currentDate: new Date(now),
         clockTolerance: CLOCK_TOLERANCE_S,
       });
-      return payload as JWTPayload & { jti: string; sub: string };
-    } catch (cause) {
-      throw new MciasError('unauthenticated', 'the bearer token is not valid', { cause });
+      const claims = payload as VerifiedClaims;
+      this.#verified.set(digest, claims);
+      return { ok: true, claims };
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      return { ok: false, reason: code === 'ERR_JWT_EXPIRED' ? 'expired' : code === 'ERR_JWS_INVALID' || code === 'ERR_JWT_INVALID' ? 'malformed' : 'bad_signature' };
     }
   }
 
   /**
-   * Establishes the caller from a bearer token: a good signature, then the token's row (not revoked, not expired),
-   * its account (active) and the account's current roles, read together in one query (security.md 17, 21).
+   * The full check behind every authenticated request and every validation (security.md 16, 17, 21): the
+   * signature, then the token's row (not revoked, not expired, key not deleted), its account (active), and the
+   * account's current roles and permissions, read in one query.
    */
+  async check(store: Store, token: string): Promise<TokenCheck> {
+    const verified = await this.verify(token);
+    if (!verified.ok) return verified;
+    const found = await store.tokens.findWithAccount(verified.claims.jti);
+    if (found === undefined || found.token.accountId !== verified.claims.sub) return { ok: false, reason: 'unknown_token' };
+    if (found.token.revokedAt !== null) return { ok: false, reason: 'revoked' };
+    if (found.token.expiresAt <= this.#clock.now()) return { ok: false, reason: 'expired' };
+    if (found.account.status !== 'active') return { ok: false, reason: 'account_inactive' };
+    return {
+      ok: true,
+      principal: { account: { ...found.account, roles: found.roles }, token: found.token, permissions: found.permissions },
+    };
+  }
+
+  /** `check`, for routes: the caller, or a 401 that says nothing about why. */
   async authenticate(store: Store, token: string): Promise<Principal> {
-    const claims = await this.verify(token);
-    const found = await store.tokens.findWithAccount(claims.jti);
-    const now = this.#clock.now();
-    if (
-      found === undefined ||
-      found.token.revokedAt !== null ||
-      found.token.expiresAt <= now ||
-      found.token.accountId !== claims.sub ||
-      found.account.status !== 'active'
-    ) {
-      throw new MciasError('unauthenticated', 'the bearer token is not valid');
-    }
-    return { account: { ...found.account, roles: found.roles }, token: found.token };
+    const result = await this.check(store, token);
+    if (!result.ok) throw new MciasError('unauthenticated', 'the bearer token is not valid');
+    return result.principal;
   }
 }

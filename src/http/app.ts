@@ -7,8 +7,10 @@ import type { AccountService } from '../domain/accounts.ts';
 import type { LoginService } from '../domain/auth.ts';
 import { MciasError } from '../domain/errors.ts';
 import type { KeyRing } from '../domain/keys.ts';
+import type { TokenLifecycle } from '../domain/lifecycle.ts';
 import type { Store } from '../domain/ports.ts';
 import type { TokenService } from '../domain/tokens.ts';
+import type { TotpService } from '../domain/totp.ts';
 import { accessControl } from './access.ts';
 import { sendProblem } from './problem.ts';
 import { accountRoutes } from './routes/accounts.ts';
@@ -16,6 +18,8 @@ import { authRoutes } from './routes/auth.ts';
 import { meRoutes } from './routes/me.ts';
 import { publicRoutes } from './routes/public.ts';
 import { roleRoutes } from './routes/roles.ts';
+import { tokenRoutes } from './routes/tokens.ts';
+import { totpRoutes } from './routes/totp.ts';
 import { ProblemSchema } from './schemas.ts';
 
 /** What the routes call: domain services, built once by the caller (src/server.ts, or a test). */
@@ -23,6 +27,8 @@ export interface AppServices {
   readonly store: Store;
   readonly accounts: AccountService;
   readonly login: LoginService;
+  readonly lifecycle: TokenLifecycle;
+  readonly totp: TotpService;
   readonly tokens: TokenService;
   readonly keys: KeyRing;
   /** Throws when the database does not answer. */
@@ -121,5 +127,7 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
   await app.register(meRoutes, services);
   await app.register(accountRoutes, services);
   await app.register(roleRoutes, services);
+  await app.register(tokenRoutes, services);
+  await app.register(totpRoutes, services);
   return app;
 }

@@ -1,6 +1,6 @@
 import { Type, type Static } from 'typebox';
 import type { FastifyReply } from 'fastify';
-import type { Account, Role } from '../domain/model.ts';
+import type { Account, Role, TokenInfo } from '../domain/model.ts';
 
 /** Schemas shared by several routes, and the one mapping from domain records to API views. */
 const NAME = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
@@ -73,4 +73,31 @@ export function noContent(reply: FastifyReply): FastifyReply {
 
 export function roleView(role: Role): { name: string; permissions: { id: string; resource: string; action: string }[] } {
   return { name: role.name, permissions: role.permissions.map((p) => ({ id: p.id, resource: p.resource, action: p.action })) };
+}
+
+export const TokenInfoView = Type.Object(
+  {
+    jti: Type.String(),
+    account: Type.String({ description: 'username of the token\'s account' }),
+    kind: Type.Union([Type.Literal('session'), Type.Literal('service')]),
+    issued_at: Timestamp,
+    expires_at: Timestamp,
+    issued_by: Type.Union([Type.String(), Type.Null()], { description: 'username of whoever issued it' }),
+  },
+  { additionalProperties: false },
+);
+
+export function tokenInfoView(token: TokenInfo): Static<typeof TokenInfoView> {
+  return {
+    jti: token.jti,
+    account: token.username,
+    kind: token.kind,
+    issued_at: rfc3339(token.issuedAt),
+    expires_at: rfc3339(token.expiresAt),
+    issued_by: token.issuedByUsername,
+  };
+}
+
+export function tokenResponse(token: string, expiresAt: number): Static<typeof TokenResponse> {
+  return { token, token_type: 'Bearer', expires_at: rfc3339(expiresAt) };
 }

@@ -1,7 +1,7 @@
-import type { Kysely, Selectable, Transaction } from 'kysely';
+import type { CompiledQuery, Kysely, Selectable, Transaction } from 'kysely';
 import type { AuditEvent } from '../domain/audit.ts';
-import type { AccountRecord, Role, SigningKeyRecord, TokenRecord } from '../domain/model.ts';
-import type { AccountStore, AuditStore, KeyStore, RoleStore, Store, TokenStore, TokenWithAccount } from '../domain/ports.ts';
+import type { AccountRecord, PermissionGrant, Role, SigningKeyRecord, TokenInfo, TokenRecord } from '../domain/model.ts';
+import type { AccountStore, AuditStore, KeyStore, RecoveryCodeStore, RoleStore, Store, TokenStore, TokenWithAccount, TotpState } from '../domain/ports.ts';
 import type { AccountsTable, DB, TokensTable } from './schema.ts';
 
 type Executor = Kysely<DB> | Transaction<DB>;
@@ -13,6 +13,7 @@ export class KyselyStore implements Store {
   readonly tokens: TokenStore;
   readonly keys: KeyStore;
   readonly audit: AuditStore;
+  readonly recoveryCodes: RecoveryCodeStore;
   readonly #db: Executor;
 
   constructor(db: Executor) {
@@ -22,6 +23,7 @@ export class KyselyStore implements Store {
     this.tokens = new KyselyTokenStore(db);
     this.keys = new KyselyKeyStore(db);
     this.audit = new KyselyAuditStore(db);
+    this.recoveryCodes = new KyselyRecoveryCodeStore(db);
   }
 
   transaction<T>(work: (tx: Store) => Promise<T>): Promise<T> {
@@ -110,6 +112,99 @@ class KyselyAccountStore implements AccountStore {
 
   async delete(id: string): Promise<void> {
     await this.#db.deleteFrom('accounts').where('id', '=', id).execute();
+  }
+
+  async lock(id: string): Promise<void> {
+    // A no-op write: PostgreSQL takes the row lock, SQLite the database write lock; both last until commit.
+    await this.#db.updateTable('accounts').set((eb) => ({ updated_at: eb.ref('updated_at') })).where('id', '=', id).execute();
+  }
+
+  async findTotp(id: string): Promise<TotpState | undefined> {
+    const row = await this.#db
+      .selectFrom('accounts')
+      .select(['totp_secret', 'totp_confirmed_at', 'totp_last_step'])
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return row && { secret: row.totp_secret, confirmedAt: row.totp_confirmed_at, lastStep: row.totp_last_step };
+  }
+
+  async setPendingTotp(id: string, sealedSecret: Uint8Array, now: number): Promise<void> {
+    await this.#db
+      .updateTable('accounts')
+      .set({ totp_secret: sealedSecret, totp_confirmed_at: null, totp_last_step: null, updated_at: now })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  async confirmTotp(id: string, step: number, now: number): Promise<boolean> {
+    const result = await this.#db
+      .updateTable('accounts')
+      .set({ totp_confirmed_at: now, totp_last_step: step, updated_at: now })
+      .where('id', '=', id)
+      .where('totp_secret', 'is not', null)
+      .where('totp_confirmed_at', 'is', null)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) > 0;
+  }
+
+  async acceptTotpStep(id: string, step: number): Promise<boolean> {
+    const result = await this.#db
+      .updateTable('accounts')
+      .set({ totp_last_step: step })
+      .where('id', '=', id)
+      .where('totp_confirmed_at', 'is not', null)
+      .where((eb) => eb.or([eb('totp_last_step', 'is', null), eb('totp_last_step', '<', step)]))
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) > 0;
+  }
+
+  async clearTotp(id: string, now: number): Promise<void> {
+    await this.#db
+      .updateTable('accounts')
+      .set({ totp_secret: null, totp_confirmed_at: null, totp_last_step: null, updated_at: now })
+      .where('id', '=', id)
+      .execute();
+  }
+}
+
+class KyselyRecoveryCodeStore implements RecoveryCodeStore {
+  readonly #db: Executor;
+  constructor(db: Executor) {
+    this.#db = db;
+  }
+
+  async replace(accountId: string, digests: readonly string[], now: number): Promise<void> {
+    await this.deleteAll(accountId);
+    if (digests.length === 0) return;
+    await this.#db
+      .insertInto('recovery_codes')
+      .values(digests.map((code_hash) => ({ account_id: accountId, code_hash, created_at: now, used_at: null })))
+      .execute();
+  }
+
+  async use(accountId: string, digest: string, now: number): Promise<boolean> {
+    const result = await this.#db
+      .updateTable('recovery_codes')
+      .set({ used_at: now })
+      .where('account_id', '=', accountId)
+      .where('code_hash', '=', digest)
+      .where('used_at', 'is', null)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) > 0;
+  }
+
+  async remaining(accountId: string): Promise<number> {
+    const row = await this.#db
+      .selectFrom('recovery_codes')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('account_id', '=', accountId)
+      .where('used_at', 'is', null)
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
+  async deleteAll(accountId: string): Promise<void> {
+    await this.#db.deleteFrom('recovery_codes').where('account_id', '=', accountId).execute();
   }
 }
 
@@ -206,8 +301,24 @@ function toToken(row: Selectable<TokensTable>): TokenRecord {
   };
 }
 
+type FindWithAccountRow = AccountRow &
+  Omit<Selectable<TokensTable>, 'kind'> & {
+    token_kind: TokensTable['kind'];
+    role_name: string | null;
+    resource: string | null;
+    action: string | null;
+  };
+
+/** Stands for the token id in the compiled lookup; replaced by the real id at each execution. */
+const JTI_PLACEHOLDER = '\u0000jti';
+
+function toTokenInfo(row: Selectable<TokensTable> & { username: string; issued_by_username: string | null }): TokenInfo {
+  return { ...toToken(row), username: row.username, issuedByUsername: row.issued_by_username };
+}
+
 class KyselyTokenStore implements TokenStore {
   readonly #db: Executor;
+  #findWithAccount: CompiledQuery<FindWithAccountRow> | undefined;
   constructor(db: Executor) {
     this.#db = db;
   }
@@ -230,12 +341,19 @@ class KyselyTokenStore implements TokenStore {
       .execute();
   }
 
-  /** One indexed lookup (primary key, then the account and its roles by key): the hot path of every request. */
+  /**
+   * The hot path of every authenticated request and every validation: one query by primary key, joined to the
+   * account, its roles and their permissions, and to the signing key (a token whose key was deleted finds nothing).
+   * Compiled once: building the SQL costs more than running it on SQLite.
+   */
   async findWithAccount(jti: string): Promise<TokenWithAccount | undefined> {
-    const rows = await this.#db
+    this.#findWithAccount ??= this.#db
       .selectFrom('tokens')
       .innerJoin('accounts', 'accounts.id', 'tokens.account_id')
+      .innerJoin('signing_keys', 'signing_keys.kid', 'tokens.kid')
       .leftJoin('account_roles', 'account_roles.account_id', 'accounts.id')
+      .leftJoin('role_permissions', 'role_permissions.role_name', 'account_roles.role_name')
+      .leftJoin('permissions', 'permissions.id', 'role_permissions.permission_id')
       .select(ACCOUNT_COLUMNS)
       .select([
         'tokens.jti',
@@ -249,13 +367,69 @@ class KyselyTokenStore implements TokenStore {
         'tokens.revoked_at',
         'tokens.revoked_reason',
         'account_roles.role_name',
+        'permissions.resource',
+        'permissions.action',
       ])
-      .where('tokens.jti', '=', jti)
-      .execute();
+      .where('tokens.jti', '=', JTI_PLACEHOLDER)
+      .compile();
+    const compiled = this.#findWithAccount;
+    const { rows } = await this.#db.executeQuery<FindWithAccountRow>({
+      ...compiled,
+      parameters: compiled.parameters.map((p) => (p === JTI_PLACEHOLDER ? jti : p)),
+    });
     const first = rows[0];
     if (first === undefined) return undefined;
-    const roles = rows.flatMap((r) => (r.role_name === null ? [] : [r.role_name])).sort();
-    return { token: toToken({ ...first, kind: first.token_kind }), account: toAccount(first), roles };
+    const roles = new Set<string>();
+    const permissions = new Map<string, PermissionGrant>();
+    for (const row of rows) {
+      if (row.role_name !== null) roles.add(row.role_name);
+      if (row.resource !== null && row.action !== null) {
+        permissions.set(JSON.stringify([row.resource, row.action]), { resource: row.resource, action: row.action });
+      }
+    }
+    return {
+      token: toToken({ ...first, kind: first.token_kind }),
+      account: toAccount(first),
+      roles: [...roles].sort(),
+      permissions: [...permissions.values()].sort((a, b) => a.resource.localeCompare(b.resource) || a.action.localeCompare(b.action)),
+    };
+  }
+
+  async find(jti: string): Promise<TokenInfo | undefined> {
+    const row = await this.#infos().where('tokens.jti', '=', jti).executeTakeFirst();
+    return row && toTokenInfo(row);
+  }
+
+  async listLive(accountId: string, now: number): Promise<TokenInfo[]> {
+    const rows = await this.#infos()
+      .where('tokens.account_id', '=', accountId)
+      .where('tokens.revoked_at', 'is', null)
+      .where('tokens.expires_at', '>', now)
+      .orderBy('tokens.issued_at')
+      .orderBy('tokens.jti')
+      .execute();
+    return rows.map(toTokenInfo);
+  }
+
+  async keyInUse(kid: string, now: number): Promise<boolean> {
+    const row = await this.#db
+      .selectFrom('tokens')
+      .select('jti')
+      .where('kid', '=', kid)
+      .where('expires_at', '>', now)
+      .where('revoked_at', 'is', null)
+      .limit(1)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  #infos() {
+    return this.#db
+      .selectFrom('tokens')
+      .innerJoin('accounts as owner', 'owner.id', 'tokens.account_id')
+      .leftJoin('accounts as issuer', 'issuer.id', 'tokens.issued_by')
+      .selectAll('tokens')
+      .select(['owner.username as username', 'issuer.username as issued_by_username']);
   }
 
   async revoke(jti: string, now: number, reason: string): Promise<boolean> {
@@ -298,6 +472,15 @@ class KyselyKeyStore implements KeyStore {
     }));
   }
 
+  async retireAll(now: number): Promise<string[]> {
+    const rows = await this.#db.updateTable('signing_keys').set({ retired_at: now }).where('retired_at', 'is', null).returning('kid').execute();
+    return rows.map((r) => r.kid);
+  }
+
+  async delete(kid: string): Promise<void> {
+    await this.#db.deleteFrom('signing_keys').where('kid', '=', kid).execute();
+  }
+
   async insert(k: SigningKeyRecord): Promise<void> {
     await this.#db
       .insertInto('signing_keys')
@@ -336,5 +519,16 @@ class KyselyAuditStore implements AuditStore {
         details: JSON.stringify(e.details ?? {}),
       })
       .execute();
+  }
+
+  async exists(subjectId: string, type: AuditEvent['type']): Promise<boolean> {
+    const row = await this.#db
+      .selectFrom('audit_events')
+      .select('seq')
+      .where('subject_id', '=', subjectId)
+      .where('type', '=', type)
+      .limit(1)
+      .executeTakeFirst();
+    return row !== undefined;
   }
 }

@@ -16,6 +16,30 @@ function migrations(caps: DialectCapabilities): Record<string, Migration> {
         await sql`delete from roles where name = 'admin'`.execute(db);
       },
     },
+    '0003_recovery_codes': {
+      async up(db) {
+        await db.schema
+          .createTable('recovery_codes')
+          .addColumn('account_id', 'text', (c) => c.notNull().references('accounts.id').onDelete('cascade'))
+          .addColumn('code_hash', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('used_at', 'bigint')
+          .addPrimaryKeyConstraint('recovery_codes_pk', ['account_id', 'code_hash'])
+          .execute();
+      },
+      async down(db) {
+        await db.schema.dropTable('recovery_codes').execute();
+      },
+    },
+    // Which keys still have live tokens (JWKS, key pruning) without scanning every token.
+    '0004_tokens_by_kid': {
+      async up(db) {
+        await db.schema.createIndex('tokens_by_kid').on('tokens').columns(['kid', 'expires_at']).execute();
+      },
+      async down(db) {
+        await db.schema.dropIndex('tokens_by_kid').execute();
+      },
+    },
   };
 }
 

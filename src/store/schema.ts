@@ -15,6 +15,15 @@ export interface DB {
   pg_credentials: PgCredentialsTable;
   registrations: RegistrationsTable;
   audit_events: AuditEventsTable;
+  recovery_codes: RecoveryCodesTable;
+}
+
+export interface RecoveryCodesTable {
+  account_id: string;
+  /** Keyed digest (Sealer.digest) of a single-use recovery code; the code itself is shown once, never stored. */
+  code_hash: string;
+  created_at: number;
+  used_at: number | null;
 }
 
 export interface AccountsTable {

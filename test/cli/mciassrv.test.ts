@@ -180,6 +180,39 @@ describe('mciassrv', { concurrency: 4 }, () => {
     assertOneLineError(result, /invalid configuration: server\.listen: .*; tokens\.user_ttl: /);
   });
 
+  test('keys rotate on a stopped server prints a new kid; after a restart the JWKS serves it and new tokens use it', async () => {
+    const dir = scratch();
+    const dataDir = path.join(dir, 'data');
+    assert.equal((await mciassrv(['init', '--data-dir', dataDir, '--admin-password-file', passwordFile(dir), '--listen', '127.0.0.1:0'])).code, 0);
+    const kids: string[] = [];
+    for (let i = 0; i < 2; i += 1) {
+      const result = await mciassrv(['keys', 'rotate', '--data-dir', dataDir]);
+      assert.equal(result.code, 0, result.stderr);
+      const kid = /^new signing key (\S+)\n$/.exec(result.stdout)?.[1];
+      assert.ok(kid !== undefined, result.stdout);
+      kids.push(kid);
+    }
+    assert.notEqual(kids[0], kids[1]);
+
+    const server = await serveDataDir(dataDir);
+    try {
+      const caFile = path.join(dataDir, 'tls', 'cert.pem');
+      const jwks = JSON.parse((await httpsRequest(`${server.url}/.well-known/jwks.json`, { caFile })).body) as { keys: { kid: string }[] };
+      // No token was signed with the first rotated key, so only the newest one is left to serve.
+      assert.deepEqual(jwks.keys.map((k) => k.kid), [kids[1]]);
+      const token = (JSON.parse((await login(serverAt(server, caFile), 'admin', ADMIN_PASSWORD)).body) as { token: string }).token;
+      const header = JSON.parse(Buffer.from(token.split('.')[0] ?? '', 'base64url').toString('utf8')) as { kid: string };
+      assert.equal(header.kid, kids[1]);
+    } finally {
+      assert.equal(await server.stop(), 0);
+    }
+  });
+
+  test('keys rotate on a directory with no config is one line', async () => {
+    const result = await mciassrv(['keys', 'rotate', '--data-dir', path.join(scratch(), 'nothing-here')]);
+    assertOneLineError(result, /mcias\.toml/);
+  });
+
   describe('on an initialised SQLite data directory', { concurrency: 1 }, () => {
     let server: ServerProcess;
     before(async () => {
@@ -197,6 +230,24 @@ describe('mciassrv', { concurrency: 4 }, () => {
       const result = await mciassrv(['migrate', '--data-dir', server.dataDir]);
       assert.equal(result.code, 0, result.stderr);
       assert.equal(result.stdout, 'the database schema is up to date\n');
+    });
+
+    test('keys rotate while the server runs prints a new kid that its JWKS serves at once, next to the old key', async () => {
+      const jwks = async () =>
+        (JSON.parse((await httpsRequest(`${server.url}/.well-known/jwks.json`, { caFile: server.caCertFile })).body) as { keys: { kid: string }[] }).keys.map(
+          (k) => k.kid,
+        );
+      // A live token keeps the current key in the JWKS after it is retired.
+      assert.equal((await login(serverAt(server, server.caCertFile), 'admin', ADMIN_PASSWORD)).status, 200);
+      const before = await jwks();
+      const result = await mciassrv(['keys', 'rotate', '--data-dir', server.dataDir]);
+      assert.equal(result.code, 0, result.stderr);
+      const kid = /^new signing key (\S+)\n$/.exec(result.stdout)?.[1];
+      assert.ok(kid !== undefined, result.stdout);
+      assert.ok(!before.includes(kid));
+      const after = await jwks();
+      assert.ok(after.includes(kid));
+      for (const old of before) assert.ok(after.includes(old), `${old} still verifies live tokens`);
     });
 
     test('backup while the server runs writes a 0600 SQLite copy with the accounts, and refuses to overwrite it', async () => {
@@ -350,7 +401,7 @@ describe('mciassrv', { concurrency: 4 }, () => {
     const result = await npxHelp('mciassrv');
     assert.equal(result.code, 0);
     assert.match(result.stdout, /^Usage: mciassrv /);
-    for (const command of ['init', 'serve', 'migrate', 'config', 'backup']) assert.match(result.stdout, new RegExp(`\\n  ${command} `));
+    for (const command of ['init', 'serve', 'migrate', 'config', 'keys', 'backup']) assert.match(result.stdout, new RegExp(`\\n  ${command} `));
   });
 
   test('npx mciasctl --help works from the repository root', { skip: !existsSync(MCIASCTL) && 'bin/mciasctl.js is not there yet' }, async () => {

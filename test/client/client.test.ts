@@ -333,6 +333,35 @@ describe('MciasClient requests on the wire', () => {
     assert.deepEqual(JSON.parse(seen[0]?.body ?? ''), { username: 'bob', password: 'pw' });
   });
 
+  test('token routes: methods and paths; validate sends the token in the body and no bearer token', async () => {
+    seen.length = 0;
+    reply = () => ({ status: 200, type: 'application/json', body: '{"tokens":[]}' });
+    await client.renew();
+    await client.listMyTokens();
+    await client.revokeMyToken('j 1');
+    await client.listTokens('wiki');
+    await client.revokeToken('j2');
+    await client.issueServiceToken('wiki');
+    await client.revokeServiceToken('wiki');
+    await client.rotateKeys();
+    await client.validate('some.jwt.value');
+    assert.deepEqual(seen.map((r) => `${r.method} ${r.url}`), [
+      'POST /v1/auth/renew',
+      'GET /v1/me/tokens',
+      'DELETE /v1/me/tokens/j%201',
+      'GET /v1/accounts/wiki/tokens',
+      'DELETE /v1/tokens/j2',
+      'POST /v1/accounts/wiki/token',
+      'DELETE /v1/accounts/wiki/token',
+      'POST /v1/keys/rotate',
+      'POST /v1/token/validate',
+    ]);
+    for (const request of seen.slice(0, -1)) assert.equal(request.headers['authorization'], 'Bearer tok', request.url);
+    const validate = seen.at(-1);
+    assert.equal(validate?.headers['authorization'], undefined);
+    assert.deepEqual(JSON.parse(validate?.body ?? ''), { token: 'some.jwt.value' });
+  });
+
   test('requests with a body send JSON; path segments are percent-encoded', async () => {
     seen.length = 0;
     reply = () => ({ status: 200, type: 'application/json; charset=utf-8', body: '{}' });

@@ -61,7 +61,13 @@ describe('configuration', () => {
     });
     assert.deepEqual(config.tls, { certFile: `${BASE}/tls/cert.pem`, keyFile: `${BASE}/tls/key.pem`, minVersion: 'TLSv1.2' });
     assert.deepEqual(config.storage, { kind: 'sqlite', path: `${BASE}/mcias.db`, busyTimeoutMs: 5_000 });
-    assert.deepEqual(config.tokens, { issuer: 'https://127.0.0.1:8443', audience: 'mcias', userTtlMs: 30 * DAY_MS, serviceTtlMs: 30 * DAY_MS });
+    assert.deepEqual(config.tokens, {
+      issuer: 'https://127.0.0.1:8443',
+      audience: 'mcias',
+      userTtlMs: 30 * DAY_MS,
+      serviceTtlMs: 30 * DAY_MS,
+      maxSessionAgeMs: 30 * DAY_MS,
+    });
     assert.deepEqual(config.passwords.scrypt, { ln: 17, r: 8, p: 1 });
     assert.equal(config.passwords.minLength, 15);
     assert.equal(config.passwords.maxQueuedHashes, 64);
@@ -86,7 +92,7 @@ describe('configuration', () => {
       server: { listen: '[::1]:9443', trusted_proxies: ['10.0.0.0/8', '::1/128', '192.0.2.7'] },
       tls: { cert_file: 'certs/c.pem', min_version: '1.3' },
       storage: { url: 'sqlite:data/db.sqlite' },
-      tokens: { user_ttl: '12h', service_ttl: '90d', audience: 'apps' },
+      tokens: { user_ttl: '12h', service_ttl: '90d', max_session_age: '7d', audience: 'apps' },
     });
     assert.equal(config.server.host, '::1');
     assert.equal(config.server.port, 9443);
@@ -96,6 +102,7 @@ describe('configuration', () => {
     assert.deepEqual(config.storage, { kind: 'sqlite', path: `${BASE}/data/db.sqlite`, busyTimeoutMs: 5_000 });
     assert.equal(config.tokens.userTtlMs, 12 * 3_600_000);
     assert.equal(config.tokens.serviceTtlMs, 90 * DAY_MS);
+    assert.equal(config.tokens.maxSessionAgeMs, 7 * DAY_MS);
     assert.equal(config.tokens.audience, 'apps');
   });
 
@@ -104,6 +111,7 @@ describe('configuration', () => {
       { tokens: { user_ttl: '1d' }, passwords: { scrypt_ln: 16 } },
       {
         MCIAS_TOKENS_USER_TTL: '15m',
+        MCIAS_TOKENS_MAX_SESSION_AGE: '12h',
         MCIAS_SERVER_TRUSTED_PROXIES: '10.0.0.1, 192.168.0.0/16,,',
         MCIAS_PASSWORDS_SCRYPT_LN: '12',
         MCIAS_SERVER_LISTEN: '0.0.0.0:443',
@@ -111,6 +119,7 @@ describe('configuration', () => {
       },
     );
     assert.equal(config.tokens.userTtlMs, 15 * 60_000);
+    assert.equal(config.tokens.maxSessionAgeMs, 12 * 3_600_000);
     assert.deepEqual(config.server.trustedProxies, ['10.0.0.1', '192.168.0.0/16']);
     assert.equal(config.passwords.scrypt.ln, 12);
     assert.equal(config.server.host, '0.0.0.0');
@@ -142,7 +151,7 @@ describe('configuration', () => {
       {
         server: { listen: 'nonsense', body_limit: 10, trusted_proxies: ['not-an-ip', '10.0.0.0/33'] },
         tls: { min_version: '1.1' },
-        tokens: { user_ttl: 'forever', service_ttl: '1w', issuer: 'http://plain.example' },
+        tokens: { user_ttl: 'forever', service_ttl: '1w', max_session_age: '30 days', issuer: 'http://plain.example' },
         passwords: { scrypt_ln: 99 },
         log: { level: 'loud' },
       },
@@ -155,6 +164,7 @@ describe('configuration', () => {
       'tls.min_version',
       'tokens.user_ttl',
       'tokens.service_ttl',
+      'tokens.max_session_age',
       'tokens.issuer',
       'passwords.scrypt_ln',
       'passwords.min_length',

@@ -31,8 +31,8 @@ for (const dialect of DIALECTS) {
       assert.equal(response.json().code, 'unauthenticated', what);
     };
     /** Signs claims with the server's own current key, as a token it issued would be. */
-    const serverSigned = (payload: Record<string, unknown>, protectedHeader: Record<string, unknown> = {}) => {
-      const { kid, privateKey } = h.runtime.services.keys.signingKey();
+    const serverSigned = async (payload: Record<string, unknown>, protectedHeader: Record<string, unknown> = {}) => {
+      const { kid, privateKey } = (await h.runtime.services.keys.signingKey());
       return new SignJWT(payload).setProtectedHeader({ alg: 'EdDSA', typ: 'JWT', kid, ...protectedHeader }).sign(privateKey);
     };
 
@@ -47,8 +47,8 @@ for (const dialect of DIALECTS) {
     });
     after(() => h.close());
 
-    test('the header is exactly alg EdDSA, typ JWT and the signing kid', () => {
-      assert.deepEqual(header, { alg: 'EdDSA', typ: 'JWT', kid: h.runtime.services.keys.signingKey().kid });
+    test("the header is exactly alg EdDSA, typ JWT and the signing kid", async () => {
+      assert.deepEqual(header, { alg: 'EdDSA', typ: 'JWT', kid: (await h.runtime.services.keys.signingKey()).kid });
     });
 
     test('the claims are iss, sub, aud, iat, nbf, exp, jti, username, kind and roles, with the right values', async () => {

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { decodeJwt } from 'jose';
 import { DIALECTS } from '../support/databases.ts';
 import { USER_PASSWORD, createHarness, type Harness } from '../support/harness.ts';
+import { beginTotp, enrollTotp, nextCode, resetTotp, totpCode } from '../support/totp-codes.ts';
 import {
   appRoutes,
   assertCoversEveryRoute,
@@ -27,6 +29,12 @@ const EVERYONE: Readonly<Record<Caller, boolean>> = { anonymous: true, human: tr
 const ANY_TOKEN: Readonly<Record<Caller, boolean>> = { ...EVERYONE, anonymous: false };
 const HUMANS: Readonly<Record<Caller, boolean>> = { ...ANY_TOKEN, system: false };
 const ADMINS: Readonly<Record<Caller, boolean>> = { anonymous: false, human: false, member: false, delegate: false, system: false, admin: true };
+/** Issuing a service's token: the admin, or the delegate (a human holding the role named after the service). */
+const ADMIN_OR_DELEGATE: Readonly<Record<Caller, boolean>> = { ...ADMINS, delegate: true };
+
+/** The system account the delegate caller holds the role of. */
+const SERVICE = 'svc';
+const jtiOf = (token: string) => decodeJwt(token).jti as string;
 
 interface Call {
   readonly params?: Record<string, string>;
@@ -42,6 +50,12 @@ interface Fixtures {
   human(): Promise<string>;
   role(): Promise<string>;
   grant(username: string, role: string): Promise<void>;
+  /** A fresh system account; returns its username. */
+  system(): Promise<string>;
+  /** A live token of the account, issued directly (not through a route). */
+  token(username: string): Promise<string>;
+  /** The caller's own account if the caller is a person, else a fresh human account. */
+  person(): Promise<string>;
 }
 
 interface RouteRule {
@@ -64,12 +78,60 @@ const ROUTES: Readonly<Record<string, RouteRule>> = {
     call: async (f) => ({ body: { username: await f.human(), password: USER_PASSWORD } }),
     status: 200,
   },
+  'POST /v1/token/validate': {
+    declared: 'public',
+    allowed: EVERYONE,
+    call: async (f) => ({ body: { token: await f.token(await f.human()) } }),
+    status: 200,
+  },
+  'POST /v1/auth/renew': { declared: 'token', allowed: ANY_TOKEN, call: async () => ({}), status: 200 },
   'POST /v1/auth/logout': { declared: 'token', allowed: ANY_TOKEN, call: async () => ({}), status: 204 },
   'GET /v1/me': { declared: 'token', allowed: ANY_TOKEN, call: async () => ({}), status: 200 },
   'PUT /v1/me/password': {
     declared: 'human',
     allowed: HUMANS,
     call: async () => ({ body: { current_password: USER_PASSWORD, new_password: USER_PASSWORD } }),
+    status: 204,
+  },
+  'GET /v1/me/tokens': { declared: 'human', allowed: HUMANS, call: async () => ({}), status: 200 },
+  'DELETE /v1/me/tokens/{jti}': {
+    declared: 'human',
+    allowed: HUMANS,
+    // The caller's own token (anyone else's is a 404 even for the admin: this route is about oneself).
+    call: async (f) => ({ params: { jti: jtiOf(await f.token(f.self ?? (await f.human()))) } }),
+    status: 204,
+  },
+  // TOTP routes are about oneself: the caller's own account when it is a person, else a fresh person's (the request
+  // is refused before it matters). Each call first puts that account in the state the request needs.
+  'POST /v1/me/totp': {
+    declared: 'human',
+    allowed: HUMANS,
+    call: async (f) => {
+      await resetTotp(f.h, await f.person());
+      return {};
+    },
+    status: 200,
+  },
+  'POST /v1/me/totp/confirm': {
+    declared: 'human',
+    allowed: HUMANS,
+    call: async (f) => {
+      const username = await f.person();
+      await resetTotp(f.h, username);
+      const { secret } = await beginTotp(f.h, await f.token(username));
+      return { body: { code: totpCode(secret, f.h.clock.now()) } };
+    },
+    status: 200,
+  },
+  'DELETE /v1/me/totp': {
+    declared: 'human',
+    allowed: HUMANS,
+    call: async (f) => {
+      const username = await f.person();
+      await resetTotp(f.h, username);
+      const { secret } = await enrollTotp(f.h, await f.token(username));
+      return { body: { password: USER_PASSWORD, code: nextCode(f.h, secret) } };
+    },
     status: 204,
   },
   'GET /v1/accounts': { declared: 'admin', allowed: ADMINS, call: async () => ({}), status: 200 },
@@ -93,6 +155,16 @@ const ROUTES: Readonly<Record<string, RouteRule>> = {
     call: async (f) => ({ params: { username: await f.human() }, body: { password: 'a brand new passphrase for you' } }),
     status: 204,
   },
+  'DELETE /v1/accounts/{username}/totp': {
+    declared: 'admin',
+    allowed: ADMINS,
+    call: async (f) => {
+      const username = await f.human();
+      await enrollTotp(f.h, await f.token(username));
+      return { params: { username } };
+    },
+    status: 204,
+  },
   'PUT /v1/accounts/{username}/roles/{role}': {
     declared: 'admin',
     allowed: ADMINS,
@@ -114,6 +186,40 @@ const ROUTES: Readonly<Record<string, RouteRule>> = {
   'GET /v1/roles': { declared: 'admin', allowed: ADMINS, call: async () => ({}), status: 200 },
   'POST /v1/roles': { declared: 'admin', allowed: ADMINS, call: async (f) => ({ body: { name: f.unique('made') } }), status: 201 },
   'DELETE /v1/roles/{role}': { declared: 'admin', allowed: ADMINS, call: async (f) => ({ params: { role: await f.role() } }), status: 204 },
+  'GET /v1/accounts/{username}/tokens': {
+    declared: 'admin',
+    allowed: ADMINS,
+    call: async (f) => {
+      const username = await f.human();
+      await f.token(username);
+      return { params: { username } };
+    },
+    status: 200,
+  },
+  'DELETE /v1/tokens/{jti}': {
+    declared: 'admin',
+    allowed: ADMINS,
+    call: async (f) => ({ params: { jti: jtiOf(await f.token(await f.human())) } }),
+    status: 204,
+  },
+  'POST /v1/accounts/{username}/token': {
+    // The route admits human callers; the domain then requires the admin role or the service's own role.
+    declared: 'human',
+    allowed: ADMIN_OR_DELEGATE,
+    call: async () => ({ params: { username: SERVICE } }),
+    status: 201,
+  },
+  'DELETE /v1/accounts/{username}/token': {
+    declared: 'admin',
+    allowed: ADMINS,
+    call: async (f) => {
+      const username = await f.system();
+      await f.token(username);
+      return { params: { username } };
+    },
+    status: 204,
+  },
+  'POST /v1/keys/rotate': { declared: 'admin', allowed: ADMINS, call: async () => ({}), status: 200 },
 };
 
 for (const dialect of DIALECTS) {
@@ -138,10 +244,10 @@ for (const dialect of DIALECTS) {
       callerAccount.human = await h.createAccount('hank');
       callerAccount.member = await h.createAccount('mona');
       await grant('mona', await createRole('staff'));
-      callerAccount.system = await h.createAccount('svc', 'system');
+      callerAccount.system = await h.createAccount(SERVICE, 'system');
       // A delegate holds the role named after a system account (api.md, service accounts).
       callerAccount.delegate = await h.createAccount('dora');
-      await grant('dora', await createRole('svc'));
+      await grant('dora', await createRole(SERVICE));
       callerAccount.admin = await h.createAccount('ada');
       await grant('ada', 'admin');
     });
@@ -165,6 +271,9 @@ for (const dialect of DIALECTS) {
             human: () => h.createAccount(`target${++counter}`),
             role: () => createRole(`role${++counter}`),
             grant,
+            system: () => h.createAccount(`service${++counter}`, 'system'),
+            token: (username) => issueToken(h, username),
+            person: async () => (self !== undefined && caller !== 'system' ? self : h.createAccount(`person${++counter}`)),
           });
           const token = self === undefined ? undefined : await issueToken(h, self);
           const snapshot = await snapshotDatabase(h.runtime.database.db);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
+import { decodeJwt } from 'jose';
 import { DIALECTS } from '../support/databases.ts';
 import { ADMIN_PASSWORD, USER_PASSWORD, createHarness, type Harness } from '../support/harness.ts';
 import {
@@ -33,7 +34,11 @@ interface Fixtures {
   /** A fresh role; returns its name. */
   role(): Promise<string>;
   grant(username: string, role: string): Promise<void>;
+  /** A fresh system account; returns its username. */
+  system(): Promise<string>;
 }
+
+const jtiOf = (token: string) => decodeJwt(token).jti as string;
 
 /** What a well-formed, successful request to the route looks like; each attack changes one thing in it. */
 interface Valid {
@@ -61,6 +66,20 @@ const ROUTES: Readonly<Record<string, RouteSpec>> = {
     valid: async () => ({ body: { username: 'admin', password: ADMIN_PASSWORD }, status: 200 }),
   },
   'POST /v1/auth/logout': { access: 'token', valid: async ({ h }) => ({ token: await issueToken(h, 'admin'), status: 204 }) },
+  // Renewal revokes the presented token, so it gets a token of its own rather than the harness's admin token.
+  'POST /v1/auth/renew': { access: 'token', valid: async ({ h }) => ({ token: await issueToken(h, 'admin'), status: 200 }) },
+  'POST /v1/token/validate': {
+    access: 'public',
+    valid: async (f) => ({ body: { token: await issueToken(f.h, await f.human()) }, status: 200 }),
+  },
+  'GET /v1/me/tokens': { access: 'human', valid: async ({ h }) => ({ token: h.adminToken, status: 200 }) },
+  'DELETE /v1/me/tokens/{jti}': {
+    access: 'human',
+    valid: async (f) => {
+      const username = await f.human();
+      return { token: await issueToken(f.h, username), params: { jti: jtiOf(await issueToken(f.h, username)) }, status: 204 };
+    },
+  },
   'GET /v1/me': { access: 'token', valid: async ({ h }) => ({ token: h.adminToken, status: 200 }) },
   'PUT /v1/me/password': {
     access: 'human',
@@ -102,6 +121,21 @@ const ROUTES: Readonly<Record<string, RouteSpec>> = {
   'GET /v1/roles': { access: 'admin', valid: async () => ({ status: 200 }) },
   'POST /v1/roles': { access: 'admin', nameFields: ['name'], valid: async () => ({ body: { name: 'newrole' }, status: 201 }) },
   'DELETE /v1/roles/{role}': { access: 'admin', valid: async (f) => ({ params: { role: await f.role() }, status: 204 }) },
+  'GET /v1/accounts/{username}/tokens': { access: 'admin', valid: async (f) => ({ params: { username: await f.human() }, status: 200 }) },
+  'DELETE /v1/tokens/{jti}': {
+    access: 'admin',
+    valid: async (f) => ({ params: { jti: jtiOf(await issueToken(f.h, await f.human())) }, status: 204 }),
+  },
+  'POST /v1/accounts/{username}/token': { access: 'human', valid: async (f) => ({ params: { username: await f.system() }, status: 201 }) },
+  'DELETE /v1/accounts/{username}/token': {
+    access: 'admin',
+    valid: async (f) => {
+      const username = await f.system();
+      await issueToken(f.h, username);
+      return { params: { username }, status: 204 };
+    },
+  },
+  'POST /v1/keys/rotate': { access: 'admin', valid: async () => ({ status: 200 }) },
 };
 
 /** One malformed request: what to send instead of the valid one, and the answer expected. */
@@ -233,6 +267,7 @@ for (const dialect of DIALECTS) {
           const response = await h.request({ method: 'PUT', url: `/v1/accounts/${username}/roles/${role}`, token: h.adminToken });
           assert.equal(response.statusCode, 204, response.body);
         },
+        system: () => h.createAccount(`service${++counter}`, 'system'),
       };
     });
     after(() => h.close());
@@ -284,7 +319,11 @@ for (const dialect of DIALECTS) {
           assert.equal(response.statusCode, attack.status, `${what}: ${response.statusCode} ${response.body.slice(0, 200)}`);
           assertProblem(response, { status: attack.status, ...(attack.code === undefined ? {} : { code: attack.code }) });
           assert.ok(elapsed < QUICK_MS, `${what} took ${elapsed.toFixed(0)} ms`);
-          assertDatabaseUnchanged(before, await snapshotDatabase(h.runtime.database.db), { allowNewAudit: ['login_failed'], what });
+          // A failed login and a failed validation are recorded by design; nothing else may be written.
+          assertDatabaseUnchanged(before, await snapshotDatabase(h.runtime.database.db), {
+            allowNewAudit: ['login_failed', 'token_validation_failed'],
+            what,
+          });
         }
 
         // The control: the same request, unmodified, succeeds, so each refusal above was caused by its one change.

@@ -109,7 +109,7 @@ for (const dialect of DIALECTS) {
       // Some traffic, so the dump holds more than an empty database.
       await h.createAccount('sam');
       await h.login('sam', USER_PASSWORD);
-      const signing = h.runtime.services.keys.signingKey();
+      const signing = (await h.runtime.services.keys.signingKey());
       kid = signing.kid;
       der = signing.privateKey.export({ format: 'der', type: 'pkcs8' });
       seed = der.subarray(der.length - 32);
@@ -145,8 +145,8 @@ for (const dialect of DIALECTS) {
     test('the same master key starts another runtime on the database, with the same signing key', async () => {
       const other = await startAnother();
       try {
-        assert.equal(other.services.keys.signingKey().kid, kid);
-        assert.deepEqual(other.services.keys.signingKey().privateKey.export({ format: 'der', type: 'pkcs8' }), der);
+        assert.equal((await other.services.keys.signingKey()).kid, kid);
+        assert.deepEqual((await other.services.keys.signingKey()).privateKey.export({ format: 'der', type: 'pkcs8' }), der);
       } finally {
         await other.close();
       }

@@ -1,6 +1,20 @@
 import { MciasClientError, MciasConnectionError } from './errors.ts';
 import { Transport, type Method } from './transport.ts';
-import type { Account, AccountStatus, HealthStatus, Jwks, LoginResult, NewAccount, Role } from './types.ts';
+import type {
+  Account,
+  AccountStatus,
+  HealthStatus,
+  IssuedToken,
+  Jwks,
+  KeyRotation,
+  LoginResult,
+  NewAccount,
+  Role,
+  TokenInfo,
+  TokenValidation,
+  TotpConfirmation,
+  TotpEnrollment,
+} from './types.ts';
 
 export interface MciasClientOptions {
   /** The server's https:// URL, e.g. `https://mcias.example.net:8443`. Anything else is refused. */
@@ -67,13 +81,35 @@ export class MciasClient {
     return this.#call('GET', '/openapi.json', { auth: false });
   }
 
-  /** Logs a person in; the result's token is not kept by this client (see withToken). */
+  /**
+   * Logs a person in; the result's token is not kept by this client (see withToken). Once the account has TOTP
+   * enabled, `totpCode` (the current 6-digit code, or a recovery code) is needed: without it the password is checked
+   * and the call throws MciasApiError with code `totp_required` (401), so the caller asks for the code and calls
+   * again. A wrong or already used code is `invalid_credentials`, like a wrong password.
+   */
   async login(username: string, password: string, totpCode?: string): Promise<LoginResult> {
     const body = totpCode === undefined ? { username, password } : { username, password, totp_code: totpCode };
     return this.#call('POST', '/v1/auth/login', { auth: false, body });
   }
 
+  /**
+   * Asks the server whether `token` is good right now (RFC 7662 style), with its account's current roles and
+   * permissions. A bad token is not an error: the answer is `{ active: false }`. Sends no bearer token.
+   */
+  async validate(token: string): Promise<TokenValidation> {
+    if (typeof token !== 'string') throw new MciasClientError('invalid_argument', 'the token to validate must be a string');
+    return this.#call('POST', '/v1/token/validate', { auth: false, body: { token } });
+  }
+
   // Any valid token
+
+  /**
+   * Exchanges this client's token for a new one (new jti and expiry); the old one is revoked. Like login, the new
+   * token is returned and not kept: use withToken() to go on with it.
+   */
+  async renew(): Promise<IssuedToken> {
+    return this.#call('POST', '/v1/auth/renew');
+  }
 
   /** Revokes this client's token. */
   async logout(): Promise<void> {
@@ -89,7 +125,66 @@ export class MciasClient {
     await this.#call('PUT', '/v1/me/password', { body: { current_password: currentPassword, new_password: newPassword } });
   }
 
+  // TOTP (human token)
+
+  /**
+   * Starts (or restarts) TOTP enrollment: a fresh secret and its otpauth:// URI for an authenticator app. Nothing
+   * changes at login until confirmTotp() with a correct code. 409 `conflict` if TOTP is already enabled.
+   */
+  async beginTotp(): Promise<TotpEnrollment> {
+    return this.#call('POST', '/v1/me/totp');
+  }
+
+  /** Activates the started enrollment with a current code; returns the ten single-use recovery codes, shown this once. */
+  async confirmTotp(code: string): Promise<TotpConfirmation> {
+    return this.#call('POST', '/v1/me/totp/confirm', { body: { code } });
+  }
+
+  /** Removes the caller's TOTP; needs the password and a current code (or a recovery code). */
+  async disableTotp(password: string, code: string): Promise<void> {
+    await this.#call('DELETE', '/v1/me/totp', { body: { password, code } });
+  }
+
+  /** The caller's own unexpired, unrevoked tokens (human token). */
+  async listMyTokens(): Promise<TokenInfo[]> {
+    const { tokens } = await this.#call<{ tokens: TokenInfo[] }>('GET', '/v1/me/tokens');
+    return tokens;
+  }
+
+  /** Revokes one of the caller's own tokens by its jti (human token). */
+  async revokeMyToken(jti: string): Promise<void> {
+    await this.#call('DELETE', `/v1/me/tokens/${segment(jti)}`);
+  }
+
+  // Service tokens (admin, or a delegate: a person holding the role named after the service)
+
+  /** Issues a system account's token; its previous token, if any, is revoked. Admin or delegate. */
+  async issueServiceToken(service: string): Promise<IssuedToken> {
+    return this.#call('POST', `/v1/accounts/${segment(service)}/token`);
+  }
+
+  /** Revokes a system account's live token (admin). */
+  async revokeServiceToken(service: string): Promise<void> {
+    await this.#call('DELETE', `/v1/accounts/${segment(service)}/token`);
+  }
+
   // Administration (role admin)
+
+  /** An account's unexpired, unrevoked tokens. */
+  async listTokens(username: string): Promise<TokenInfo[]> {
+    const { tokens } = await this.#call<{ tokens: TokenInfo[] }>('GET', `/v1/accounts/${segment(username)}/tokens`);
+    return tokens;
+  }
+
+  /** Revokes any token by its jti. */
+  async revokeToken(jti: string): Promise<void> {
+    await this.#call('DELETE', `/v1/tokens/${segment(jti)}`);
+  }
+
+  /** Starts signing with a new key; tokens signed with the old one keep verifying until they expire. */
+  async rotateKeys(): Promise<KeyRotation> {
+    return this.#call('POST', '/v1/keys/rotate');
+  }
 
   async listAccounts(): Promise<Account[]> {
     const { accounts } = await this.#call<{ accounts: Account[] }>('GET', '/v1/accounts');
@@ -119,6 +214,11 @@ export class MciasClient {
   /** Sets a human account's password (admin reset); revokes its tokens. */
   async resetPassword(username: string, password: string): Promise<void> {
     await this.#call('PUT', `/v1/accounts/${segment(username)}/password`, { body: { password } });
+  }
+
+  /** Removes a person's TOTP and recovery codes (admin reset of a lost authenticator): they log in with the password alone. */
+  async resetTotp(username: string): Promise<void> {
+    await this.#call('DELETE', `/v1/accounts/${segment(username)}/totp`);
   }
 
   async grantRole(username: string, role: string): Promise<void> {

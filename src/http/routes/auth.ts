@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { AppServices } from '../app.ts';
 import { principalOf, requestContext } from '../access.ts';
-import { AccountView, NoContent, Password, ProblemSchema, TokenResponse, Username, accountView, noContent, rfc3339 } from '../schemas.ts';
+import { AccountView, NoContent, Password, ProblemSchema, TokenResponse, Username, accountView, noContent, rfc3339, tokenResponse } from '../schemas.ts';
 
 export const authRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, services) => {
   app.post(
@@ -18,7 +18,9 @@ export const authRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, se
           {
             username: Username,
             password: Password,
-            totp_code: Type.Optional(Type.String({ pattern: '^[0-9A-Za-z-]{6,32}$', description: 'second factor, once TOTP is enrolled' })),
+            totp_code: Type.Optional(
+              Type.String({ pattern: '^[0-9A-Za-z -]{6,32}$', description: 'the 6-digit TOTP code, or a recovery code, once TOTP is enabled' }),
+            ),
           },
           { additionalProperties: false },
         ),
@@ -29,22 +31,44 @@ export const authRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, se
               token_type: Type.Literal('Bearer'),
               expires_at: TokenResponse.properties.expires_at,
               account: AccountView,
+              totp_enrollment_required: Type.Optional(
+                Type.Boolean({ description: 'present (true) on the bootstrap admin\'s first login when admins must use TOTP: enroll now' }),
+              ),
             },
             { additionalProperties: false },
           ),
           401: ProblemSchema,
+          403: ProblemSchema,
         },
       },
     },
     async (request) => {
-      const { username, password } = request.body;
-      const result = await services.login.login({ username, password }, requestContext(request));
+      const { username, password, totp_code: totpCode } = request.body;
+      const result = await services.login.login({ username, password, totpCode }, requestContext(request));
       return {
         token: result.token,
         token_type: 'Bearer' as const,
         expires_at: rfc3339(result.expiresAt),
         account: accountView(result.account),
+        ...(result.totpEnrollmentRequired ? { totp_enrollment_required: true } : {}),
       };
+    },
+  );
+
+  app.post(
+    '/v1/auth/renew',
+    {
+      config: { access: 'token' },
+      schema: {
+        tags: ['auth'],
+        summary: 'Exchange the presented token for a new one (new jti and expiry); the old one is revoked',
+        description: "Humans renew up to tokens.max_session_age after their password login; system accounts while active.",
+        response: { 200: TokenResponse },
+      },
+    },
+    async (request) => {
+      const issued = await services.lifecycle.renew(principalOf(request), requestContext(request));
+      return tokenResponse(issued.token, issued.record.expiresAt);
     },
   );
 
@@ -52,7 +76,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, se
     '/v1/auth/logout',
     { config: { access: 'token' }, schema: { tags: ['auth'], summary: 'Revoke the presented token', response: { 204: NoContent } } },
     async (request, reply) => {
-      await services.login.logout(principalOf(request), requestContext(request));
+      await services.lifecycle.logout(principalOf(request), requestContext(request));
       return noContent(reply);
     },
   );

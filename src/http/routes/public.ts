@@ -61,8 +61,9 @@ export const publicRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, 
       },
     },
     async (_request, reply) => {
-      reply.header('cache-control', 'public, max-age=300');
-      return { keys: services.keys.publicJwks() as never };
+      // Short, so offline validators learn a rotated key within a minute (jose also refetches on an unknown kid).
+      reply.header('cache-control', 'public, max-age=60');
+      return { keys: (await services.keys.publicJwks()) as never };
     },
   );
 
