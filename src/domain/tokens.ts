@@ -51,6 +51,7 @@ export class TokenService {
    * Signs a new token and returns it with the row to record. It touches no database, so callers sign before their
    * transaction opens and keep the transaction short; a token whose row was never inserted authenticates nothing.
    * A person's token never outlives their session: it expires at most `maxSessionAgeMs` after the password login.
+   * Never call it inside a transaction: on SQLite a signing-key refresh would wait for that transaction forever.
    */
   async mint(account: Account, options: { kind: TokenKind; issuedBy: string | null; sessionStartedAt?: number }): Promise<IssuedToken> {
     const now = this.#clock.now();

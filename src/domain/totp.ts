@@ -123,7 +123,7 @@ export class TotpService {
   }
 
   /**
-   * Removal needs the password and a current code (security.md 14). A password that is only long enough because
+   * Removal needs the password and a current code, or a recovery code for a lost device (security.md 14). A password that is only long enough because
    * TOTP was on must be changed first, so removing the factor never leaves a weak password alone.
    */
   async disable(principal: Principal, input: { password: string; code: string }, ctx: RequestContext): Promise<void> {
@@ -131,15 +131,19 @@ export class TotpService {
     if (account.totpConfirmedAt === null) fail('conflict', 'TOTP is not enabled');
     const stored = await this.#store.accounts.findById(account.id);
     const { ok } = await this.#hasher.verify(input.password, stored?.passwordHash);
-    const second = ok ? await this.verify(account, input.code) : undefined;
-    if (!ok || !second?.ok) {
-      const reason = ok ? (second as { reason: string }).reason : 'wrong_password';
+    const refuse = async (reason: string, error: MciasError): Promise<never> => {
       await this.#store.audit.insert(this.#event(ctx, principal, account, 'totp_disabled', 'failure', { reason }));
-      fail('invalid_credentials', 'the password or code is not correct');
-    }
+      throw error;
+    };
+    const wrong = new MciasError('invalid_credentials', 'the password or code is not correct');
+    if (!ok) return refuse('wrong_password', wrong);
+    // Checked before the code, so a refusal here does not use the code up.
     if ([...normalizePassword(input.password)].length < this.#minPasswordLength) {
-      fail('conflict', `change your password to at least ${this.#minPasswordLength} characters before removing TOTP`, 'password_too_short');
+      const message = `change your password to at least ${this.#minPasswordLength} characters before removing TOTP`;
+      return refuse('password_too_short', new MciasError('conflict', message, { reason: 'password_too_short' }));
     }
+    const second = await this.verify(account, input.code);
+    if (!second.ok) return refuse(second.reason, wrong);
     await this.#clear(account, principal, ctx, 'totp_disabled');
   }
 

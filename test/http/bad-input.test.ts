@@ -4,6 +4,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { decodeJwt } from 'jose';
 import { DIALECTS } from '../support/databases.ts';
 import { ADMIN_PASSWORD, USER_PASSWORD, createHarness, type Harness } from '../support/harness.ts';
+import { beginTotp, enrollTotp, nextCode, totpCode } from '../support/totp-codes.ts';
 import {
   assertCoversEveryRoute,
   assertDatabaseUnchanged,
@@ -53,7 +54,33 @@ interface RouteSpec {
   readonly valid: (f: Fixtures) => Promise<Valid>;
   /** Body fields holding a username or role name (attacked with long, CR/LF and SQL values). */
   readonly nameFields?: readonly string[];
+  /** Route-specific malformed values: [field, what it is, value], each sent in place of the valid one (400). */
+  readonly badValues?: readonly (readonly [string, string, unknown])[];
 }
+
+/** Malformed TOTP codes: each must be refused by the schema, before any code is checked or any step used. */
+const BAD_TOTP_CODES: readonly (readonly [string, unknown])[] = [
+  ['a 5-digit code', '12345'],
+  ['a 7-digit code', '1234567'],
+  ['letters', 'abcdef'],
+  ['a code with a leading space', ' 123456'],
+  ['a code followed by CR/LF', '123456\r\n'],
+  ['non-ASCII digits', '١٢٣٤٥٦'],
+  ['an SQL fragment', "1' OR '1'='1"],
+  ['a NUL byte', '123456\u0000'],
+  ['an empty code', ''],
+];
+/** A recovery code is accepted where a code may be one (login, removal): these are neither. */
+const BAD_SECOND_FACTORS: readonly (readonly [string, unknown])[] = [
+  ['a 5-character code', '12345'],
+  ['a 33-character code', 'A'.repeat(33)],
+  ['a code followed by CR/LF', 'ABCD-EFGH\r\n'],
+  ['an SQL fragment', "1' OR '1'='1"],
+  ['a NUL byte', '123456\u0000'],
+  ['an empty code', ''],
+];
+const badField = (field: string, values: readonly (readonly [string, unknown])[]) =>
+  values.map(([name, value]) => [field, name, value] as const);
 
 const ROUTES: Readonly<Record<string, RouteSpec>> = {
   'GET /healthz': { access: 'public', valid: async () => ({ status: 200 }) },
@@ -63,6 +90,7 @@ const ROUTES: Readonly<Record<string, RouteSpec>> = {
   'POST /v1/auth/login': {
     access: 'public',
     nameFields: ['username'],
+    badValues: badField('totp_code', BAD_SECOND_FACTORS),
     valid: async () => ({ body: { username: 'admin', password: ADMIN_PASSWORD }, status: 200 }),
   },
   'POST /v1/auth/logout': { access: 'token', valid: async ({ h }) => ({ token: await issueToken(h, 'admin'), status: 204 }) },
@@ -89,6 +117,26 @@ const ROUTES: Readonly<Record<string, RouteSpec>> = {
       status: 204,
     }),
   },
+  // A second enrollment while TOTP is on is refused (409), so each TOTP request gets a person of its own.
+  'POST /v1/me/totp': { access: 'human', valid: async (f) => ({ token: await issueToken(f.h, await f.human()), status: 200 }) },
+  'POST /v1/me/totp/confirm': {
+    access: 'human',
+    badValues: badField('code', BAD_TOTP_CODES),
+    valid: async (f) => {
+      const token = await issueToken(f.h, await f.human());
+      const { secret } = await beginTotp(f.h, token);
+      return { token, body: { code: totpCode(secret, f.h.clock.now()) }, status: 200 };
+    },
+  },
+  'DELETE /v1/me/totp': {
+    access: 'human',
+    badValues: badField('code', BAD_SECOND_FACTORS),
+    valid: async (f) => {
+      const token = await issueToken(f.h, await f.human());
+      const { secret } = await enrollTotp(f.h, token);
+      return { token, body: { password: USER_PASSWORD, code: nextCode(f.h, secret) }, status: 204 };
+    },
+  },
   'GET /v1/accounts': { access: 'admin', valid: async () => ({ status: 200 }) },
   'POST /v1/accounts': {
     access: 'admin',
@@ -104,6 +152,14 @@ const ROUTES: Readonly<Record<string, RouteSpec>> = {
   'PUT /v1/accounts/{username}/password': {
     access: 'admin',
     valid: async (f) => ({ params: { username: await f.human() }, body: { password: NEW_PASSWORD }, status: 204 }),
+  },
+  'DELETE /v1/accounts/{username}/totp': {
+    access: 'admin',
+    valid: async (f) => {
+      const username = await f.human();
+      await enrollTotp(f.h, await issueToken(f.h, username));
+      return { params: { username }, status: 204 };
+    },
   },
   'PUT /v1/accounts/{username}/roles/{role}': {
     access: 'admin',
@@ -163,7 +219,11 @@ const NAME_ATTACKS: readonly [string, string][] = [
   ['a path', '../../etc/passwd'],
 ];
 
-function bodyAttacks(valid: Record<string, unknown>, nameFields: readonly string[]): Attack[] {
+function bodyAttacks(
+  valid: Record<string, unknown>,
+  nameFields: readonly string[],
+  badValues: readonly (readonly [string, string, unknown])[] = [],
+): Attack[] {
   const json = (value: unknown) => JSON.stringify(value);
   const withField = (field: string, value: unknown) => json({ ...valid, [field]: value });
   const validText = json(valid);
@@ -206,6 +266,9 @@ function bodyAttacks(valid: Record<string, unknown>, nameFields: readonly string
     for (const [name, value] of NAME_ATTACKS) {
       attacks.push({ name: `${field}: ${name}`, status: 400, code: 'invalid_request', payload: withField(field, value) });
     }
+  }
+  for (const [field, name, value] of badValues) {
+    attacks.push({ name: `${field}: ${name}`, status: 400, code: 'invalid_request', payload: withField(field, value) });
   }
   return attacks;
 }
@@ -286,7 +349,7 @@ for (const dialect of DIALECTS) {
         const token = valid.token ?? (spec.access === 'public' ? undefined : h.adminToken);
         const attacks: Attack[] = [];
         if (spec.access !== 'public') attacks.push(...tokenAttacks(token as string));
-        if (valid.body !== undefined) attacks.push(...bodyAttacks(valid.body, spec.nameFields ?? []));
+        if (valid.body !== undefined) attacks.push(...bodyAttacks(valid.body, spec.nameFields ?? [], spec.badValues));
         else {
           attacks.push(
             { name: 'a JSON body on a route that takes none', status: 400, code: 'invalid_request', payload: '{"status":"disabled"}' },

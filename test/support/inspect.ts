@@ -160,13 +160,15 @@ export async function rowCount(db: Kysely<DB>, table: keyof DB): Promise<number>
  */
 export async function issueToken(h: Harness, username: string): Promise<string> {
   const { services } = h.runtime;
+  const account = await services.accounts.get(username);
+  // Minted outside the transaction, as the server does: minting may reload the signing keys through the store, which
+  // on SQLite (one connection) would wait forever for the open transaction.
+  const issued = await services.tokens.mint(account, {
+    kind: account.kind === 'system' ? 'service' : 'session',
+    issuedBy: account.id,
+  });
   return services.store.transaction(async (tx) => {
-    const account = await services.accounts.get(username, tx);
     if (account.kind === 'system') await tx.tokens.revokeAllOf(account.id, h.clock.now(), 'test_reissue');
-    const issued = await services.tokens.mint(account, {
-      kind: account.kind === 'system' ? 'service' : 'session',
-      issuedBy: account.id,
-    });
     await tx.tokens.insert(issued.record);
     return issued.token;
   });
