@@ -17,8 +17,9 @@ import { readSession, writeSession, type Session } from './session.ts';
 
 /**
  * The administrator's CLI, organised as `noun verb`. It talks to the server only through the client SDK, so every
- * test of it is also a test of the SDK. Nothing it prints contains a password, nor a token except where printing one is
- * the point (`token issue` without --out).
+ * test of it is also a test of the SDK. Nothing it prints contains a password, nor a token or TOTP secret except where
+ * printing one is the point (`token issue` without --out; `totp enroll` and `totp confirm`, which show the secret and
+ * the recovery codes once). Codes and passwords typed at its prompts are not echoed.
  */
 interface GlobalOptions {
   server?: string;
@@ -98,8 +99,8 @@ async function passwordFrom(file: string | undefined, prompt: string, confirm: b
 const CODE_PROMPT = 'TOTP code (or recovery code):';
 
 /**
- * Password first; if the server answers `totp_required`, the code (asked for on the terminal, or from --totp-code-file,
- * which is sent with the first request) and once more.
+ * Logs in with the password; if the server answers `totp_required`, asks for the code on the terminal and logs in
+ * again with it. A code from --totp-code-file goes with the first request (the server ignores it without TOTP).
  */
 async function logIn(client: MciasClient, username: string, password: string, codeFile: string | undefined): Promise<LoginResult> {
   if (codeFile !== undefined) return client.login(username, password, readCodeFile(codeFile));

@@ -8,7 +8,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
-  MciasApiError,
   MciasClient,
   MciasClientError,
   MciasConnectionError,
@@ -16,18 +15,8 @@ import {
 } from '../../packages/client/src/index.ts';
 import { USER_PASSWORD } from '../support/harness.ts';
 import { startServerProcess, type ServerProcess } from '../support/server-process.ts';
+import { apiError } from '../support/client.ts';
 
-/** Asserts that `promise` rejects with an MciasApiError of this status and code, and returns it. */
-async function apiError(promise: Promise<unknown>, status: number, code: string): Promise<MciasApiError> {
-  const error = await promise.then(
-    () => assert.fail(`expected ${status} ${code}, got success`),
-    (e: unknown) => e,
-  );
-  assert.ok(error instanceof MciasApiError, `expected MciasApiError, got ${String(error)}`);
-  assert.equal(error.status, status);
-  assert.equal(error.code, code);
-  return error;
-}
 
 async function connectionError(promise: Promise<unknown>, code: string): Promise<MciasConnectionError> {
   const error = await promise.then(

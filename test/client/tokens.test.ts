@@ -2,21 +2,11 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { decodeProtectedHeader } from 'jose';
-import { MciasApiError, MciasClient, type ActiveToken, type TokenValidation } from '../../packages/client/src/index.ts';
+import { MciasClient, type ActiveToken, type TokenValidation } from '../../packages/client/src/index.ts';
 import { USER_PASSWORD } from '../support/harness.ts';
 import { startServerProcess, type ServerProcess } from '../support/server-process.ts';
+import { apiError } from '../support/client.ts';
 
-/** Asserts that `promise` rejects with an MciasApiError of this status and code, and returns it. */
-async function apiError(promise: Promise<unknown>, status: number, code: string): Promise<MciasApiError> {
-  const error = await promise.then(
-    () => assert.fail(`expected ${status} ${code}, got success`),
-    (e: unknown) => e,
-  );
-  assert.ok(error instanceof MciasApiError, `expected MciasApiError, got ${String(error)}`);
-  assert.equal(error.status, status);
-  assert.equal(error.code, code);
-  return error;
-}
 
 function assertActive(result: TokenValidation): asserts result is ActiveToken {
   assert.equal(result.active, true, 'expected an active token');

@@ -5,20 +5,10 @@ import path from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { MciasClient, type ActiveToken } from '../../packages/client/src/index.ts';
 import { USER_PASSWORD } from '../support/harness.ts';
-import { MCIASCTL, run, startServerProcess, type CommandResult, type ServerProcess } from '../support/server-process.ts';
+import { MCIASCTL, run, startServerProcess, type ServerProcess } from '../support/server-process.ts';
+import { assertOk, assertOneLineError } from '../support/mciasctl.ts';
 
 /** mciasctl's token, renew and keys commands, driven through the shipped binary against a real server. */
-
-/** Exactly one line on stderr, in the `mciasctl: <message> (<code>)` form, and a non-zero exit. */
-function assertOneLineError(result: CommandResult, code: string, exitCode = 1): void {
-  assert.equal(result.code, exitCode, result.stderr);
-  assert.match(result.stderr, new RegExp(`^mciasctl: [^\\n]+ \\(${code}\\)\\n$`));
-}
-
-function assertOk(result: CommandResult): void {
-  assert.equal(result.code, 0, result.stderr);
-  assert.equal(result.stderr, '');
-}
 
 const JWT = /^[\w-]+\.[\w-]+\.[\w-]+$/;
 const RFC3339 = '\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ';

@@ -7,7 +7,8 @@ import path from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import { MciasClient } from '../../packages/client/src/index.ts';
 import { USER_PASSWORD } from '../support/harness.ts';
-import { MCIASCTL, ROOT, run, startServerProcess, type CommandResult, type ServerProcess } from '../support/server-process.ts';
+import { MCIASCTL, ROOT, run, startServerProcess, type ServerProcess } from '../support/server-process.ts';
+import { assertOneLineError } from '../support/mciasctl.ts';
 
 const HAVE_SCRIPT = spawnSync('script', ['--version'], { stdio: 'ignore' }).status === 0;
 
@@ -39,12 +40,6 @@ async function inTerminal(
   const [code] = (await once(child, 'close')) as [number | null];
   clearTimeout(timer);
   return { code, output };
-}
-
-/** Exactly one line on stderr, in the `mciasctl: <message> (<code>)` form, and a non-zero exit. */
-function assertOneLineError(result: CommandResult, code: string, exitCode = 1): void {
-  assert.equal(result.code, exitCode, result.stderr);
-  assert.match(result.stderr, new RegExp(`^mciasctl: [^\\n]+ \\(${code}\\)\\n$`));
 }
 
 describe('mciasctl against a real mciassrv', () => {

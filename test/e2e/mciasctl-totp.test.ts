@@ -1,0 +1,359 @@
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, afterEach, before, describe, test } from 'node:test';
+import { URI } from 'otpauth';
+import { USER_PASSWORD } from '../support/harness.ts';
+import { CHEAP_SCRYPT_ENV, MCIASCTL, ROOT, run, startServerProcess, type ServerProcess } from '../support/server-process.ts';
+import { Authenticator } from '../support/totp.ts';
+import { assertOk, assertOneLineError } from '../support/mciasctl.ts';
+
+/**
+ * mciasctl's TOTP commands and the login with a second factor, driven through the shipped binary against a real
+ * server: on a pseudo-terminal (util-linux `script`) as a person would, and without one as a script would. Codes come
+ * from `otpauth`, computed from the secret mciasctl printed, right before they are typed.
+ */
+
+const HAVE_SCRIPT = spawnSync('script', ['--version'], { stdio: 'ignore' }).status === 0;
+const HAVE_MKFIFO = spawnSync('mkfifo', ['--version'], { stdio: 'ignore' }).status === 0;
+const needsTerminal = { skip: HAVE_SCRIPT ? false : 'util-linux script is not installed' } as const;
+
+const CODE_PROMPT = 'TOTP code (or recovery code):';
+const RECOVERY_CODE = /^ {2}([A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4})\r?$/gm;
+/** A terminal QR code: rows of the block characters renderUnicodeCompact draws with. */
+const QR_ROWS = /(?:^[█▀▄ ]{21,}\r?\n){10,}/m;
+
+type Answer = string | ((output: string) => string | Promise<string>);
+
+/**
+ * `script` runs the command under a pseudo-terminal; each answer is typed once its prompt has appeared, and an answer
+ * that is a function is computed from everything printed so far, at that moment (a TOTP code must be fresh).
+ */
+async function inTerminal(
+  args: readonly string[],
+  env: Record<string, string>,
+  answers: readonly (readonly [prompt: string, answer: Answer])[],
+): Promise<{ code: number | null; output: string }> {
+  const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+  const command = [process.execPath, MCIASCTL, ...args].map(quote).join(' ');
+  const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: ROOT, env: { ...process.env, ...CHEAP_SCRYPT_ENV, ...env } });
+  let output = '';
+  let next = 0;
+  let searchFrom = 0;
+  let answering = false;
+  let failure: unknown;
+  const pump = () => {
+    const answer = answers[next];
+    if (answering || answer === undefined) return;
+    const at = output.indexOf(answer[0], searchFrom);
+    if (at === -1) return;
+    next += 1;
+    searchFrom = at + answer[0].length;
+    answering = true;
+    Promise.resolve(typeof answer[1] === 'function' ? answer[1](output) : answer[1]).then(
+      (text) => {
+        child.stdin.write(`${text}\r`);
+        answering = false;
+        pump();
+      },
+      (error: unknown) => {
+        failure = error;
+        child.kill('SIGKILL');
+      },
+    );
+  };
+  const onOutput = (d: Buffer) => {
+    output += d.toString();
+    pump();
+  };
+  child.stdout.on('data', onOutput);
+  child.stderr.on('data', onOutput);
+  // Long enough for one wait for the next 30 s time step.
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  const [code] = (await once(child, 'close')) as [number | null];
+  clearTimeout(timer);
+  if (failure !== undefined) throw failure;
+  return { code, output };
+}
+
+/** The recovery codes in mciasctl's output. */
+function recoveryCodesIn(output: string): string[] {
+  return [...output.matchAll(RECOVERY_CODE)].map((m) => m[1] as string);
+}
+
+/** The secret of the otpauth:// URI in mciasctl's output. */
+function secretIn(output: string): string {
+  const uri = /otpauth:\/\/[^\s"]+/.exec(output)?.[0];
+  assert.ok(uri !== undefined, `no otpauth:// URI in:\n${output}`);
+  return URI.parse(uri).secret.base32;
+}
+
+describe('mciasctl totp and the login with a second factor against a real mciassrv', () => {
+  let server: ServerProcess;
+  let scratch: string;
+  let passwordFile: string;
+  let userPasswordFile: string;
+  let admin: Record<string, string>;
+  const dirs: string[] = [];
+  /** The admin's config directory lives for the whole file; the others go after each test. */
+  const lasting: string[] = [];
+
+  function freshEnv(target: ServerProcess = server): Record<string, string> {
+    const dir = mkdtempSync(path.join(tmpdir(), 'mciasctl-config-'));
+    dirs.push(dir);
+    return { MCIAS_CONFIG_DIR: path.join(dir, 'mcias'), MCIAS_SERVER: target.url, MCIAS_CA_CERT: target.caCertFile, MCIAS_TOKEN: '' };
+  }
+  const ctl = (env: Record<string, string>, ...args: string[]) => run(MCIASCTL, args, { env });
+  const sessionPath = (env: Record<string, string>) => path.join(env['MCIAS_CONFIG_DIR'] as string, 'session.json');
+  let files = 0;
+  function fileWith(content: string): string {
+    const file = path.join(scratch, `file-${(files += 1)}`);
+    writeFileSync(file, `${content}\n`, { mode: 0o600 });
+    return file;
+  }
+
+  async function loggedIn(username: string, file = userPasswordFile, target: ServerProcess = server): Promise<Record<string, string>> {
+    const env = freshEnv(target);
+    const result = await ctl(env, 'login', '--username', username, '--password-file', file);
+    assert.equal(result.code, 0, result.stderr);
+    return env;
+  }
+
+  /** `mciasctl login` on a terminal: the password, then the code `code` gives; the result and the code typed. */
+  async function terminalLogin(username: string, code: () => string | Promise<string>) {
+    const env = freshEnv();
+    let typed = '';
+    const result = await inTerminal(['login', '--username', username], env, [
+      [`Password for ${username}:`, USER_PASSWORD],
+      [CODE_PROMPT, async () => (typed = await code())],
+    ]);
+    return { ...result, env, typed };
+  }
+
+  before(async () => {
+    server = await startServerProcess();
+    scratch = mkdtempSync(path.join(tmpdir(), 'mciasctl-totp-'));
+    passwordFile = fileWith(server.adminPassword);
+    userPasswordFile = fileWith(USER_PASSWORD);
+    admin = await loggedIn('admin', passwordFile);
+    lasting.push(...dirs.splice(0));
+    for (const name of ['alice', 'bob', 'carol', 'dave', 'erin']) {
+      assertOk(await ctl(admin, 'account', 'create', name, '--password-file', userPasswordFile));
+    }
+  });
+  afterEach(() => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+  after(async () => {
+    for (const dir of [...dirs, ...lasting]) rmSync(dir, { recursive: true, force: true });
+    if (scratch !== undefined) rmSync(scratch, { recursive: true, force: true });
+    await server?.dispose();
+  });
+
+  test('on a terminal: enroll with the QR code, log in with a code, a wrong code, a recovery code once, disable', needsTerminal, async () => {
+    const alice = await loggedIn('alice');
+    let app: Authenticator | undefined;
+    let confirmation = '';
+    const enrolled = await inTerminal(['totp', 'enroll'], alice, [
+      [
+        'Code from the app:',
+        async (output) => {
+          app = new Authenticator(secretIn(output));
+          return (confirmation = await app.next());
+        },
+      ],
+    ]);
+    assert.equal(enrolled.code, 0, enrolled.output);
+    assert.match(enrolled.output, QR_ROWS, 'no QR code');
+    assert.match(enrolled.output, /otpauth:\/\/totp\/MCIAS:alice\?\S*secret=[A-Z2-7]{32}/);
+    assert.match(enrolled.output, /type in the secret by hand: [A-Z2-7]{32}\b/);
+    assert.ok(app !== undefined);
+    assert.ok(!enrolled.output.includes(confirmation), 'the code was echoed');
+    assert.match(enrolled.output, /TOTP is on/);
+    const recovery = recoveryCodesIn(enrolled.output);
+    assert.equal(recovery.length, 10, enrolled.output);
+    assert.match(enrolled.output, /Store them somewhere safe/);
+    assert.match((await ctl(admin, 'account', 'show', 'alice')).stdout, /^totp:\s+enabled$/m);
+
+    // Login asks for the password, then for the code; neither is echoed.
+    const good = await terminalLogin('alice', () => app!.next());
+    assert.equal(good.code, 0, good.output);
+    assert.ok(good.output.indexOf('Password for alice:') < good.output.indexOf(CODE_PROMPT));
+    assert.match(good.output, /logged in as alice/);
+    assert.ok(!good.output.includes(USER_PASSWORD) && !good.output.includes(good.typed), 'a secret was echoed');
+    assert.equal(statSync(sessionPath(good.env)).mode & 0o777, 0o600);
+    assertOk(await ctl(good.env, 'whoami'));
+
+    // A wrong code, and the code that was just used, are one line each, a non-zero exit and no session.
+    for (const code of [app.wrong(), good.typed]) {
+      const bad = await terminalLogin('alice', () => code);
+      assert.equal(bad.code, 1, bad.output);
+      assert.equal(bad.output.match(/mciasctl: /g)?.length, 1, bad.output);
+      assert.match(bad.output, /^mciasctl: the code is not correct, or was already used \(invalid_credentials\)\r?$/m);
+      assert.throws(() => statSync(sessionPath(bad.env)), { code: 'ENOENT' });
+    }
+
+    // A recovery code typed at the prompt works once.
+    const rescued = await terminalLogin('alice', () => recovery[0] as string);
+    assert.equal(rescued.code, 0, rescued.output);
+    assert.match(rescued.output, /logged in as alice/);
+    const again = await terminalLogin('alice', () => recovery[0] as string);
+    assert.equal(again.code, 1, again.output);
+    assert.match(again.output, /\(invalid_credentials\)/);
+
+    // Disable asks for the password and a code; then the password alone is enough again.
+    let disableCode = '';
+    const disabled = await inTerminal(['totp', 'disable'], good.env, [
+      ['Password:', USER_PASSWORD],
+      [CODE_PROMPT, async () => (disableCode = await app!.next())],
+    ]);
+    assert.equal(disabled.code, 0, disabled.output);
+    assert.match(disabled.output, /TOTP is off/);
+    assert.ok(!disabled.output.includes(USER_PASSWORD) && !disabled.output.includes(disableCode), 'a secret was echoed');
+    assert.match((await ctl(admin, 'account', 'show', 'alice')).stdout, /^totp:\s+not enabled$/m);
+    assert.equal((await ctl(freshEnv(), 'login', '--username', 'alice', '--password-file', userPasswordFile)).stdout, 'logged in as alice\n');
+  });
+
+  test('for scripts: enroll --uri-only or --json, confirm <code>, login --totp-code-file, disable --code-file', async () => {
+    const bob = await loggedIn('bob');
+    let result = await ctl(bob, 'totp', 'enroll', '--uri-only');
+    assertOk(result);
+    assert.match(result.stdout, /^otpauth:\/\/totp\/MCIAS:bob\?\S+\n$/);
+    // Enrolling again starts over with a new secret; --json gives it apart as well.
+    result = await ctl(bob, '--json', 'totp', 'enroll');
+    assertOk(result);
+    const started = JSON.parse(result.stdout) as { otpauth_uri: string; secret: string };
+    assert.deepEqual(Object.keys(started).sort(), ['otpauth_uri', 'secret']);
+    assert.equal(URI.parse(started.otpauth_uri).secret.base32, started.secret);
+    assert.notEqual(secretIn(result.stdout), secretIn((await ctl(bob, 'totp', 'enroll', '--uri-only')).stdout));
+    const uri = (await ctl(bob, 'totp', 'enroll', '--uri-only')).stdout.trim();
+    const app = new Authenticator(URI.parse(uri).secret.base32);
+
+    result = await ctl(bob, 'totp', 'confirm', app.wrong());
+    assertOneLineError(result, 'invalid_credentials');
+    assert.match(result.stderr, /mciasctl totp confirm/);
+    result = await ctl(bob, '--json', 'totp', 'confirm', await app.next());
+    assertOk(result);
+    const { recovery_codes: recovery } = JSON.parse(result.stdout) as { recovery_codes: string[] };
+    assert.equal(recovery.length, 10);
+    assertOneLineError(await ctl(bob, 'totp', 'enroll', '--uri-only'), 'conflict');
+
+    // Without a terminal, a login that needs a code says how to give one, and keeps nothing.
+    const env = freshEnv();
+    result = await ctl(env, 'login', '--username', 'bob', '--password-file', userPasswordFile);
+    assertOneLineError(result, 'usage', 2);
+    assert.match(result.stderr, /--totp-code-file/);
+    assert.throws(() => statSync(sessionPath(env)), { code: 'ENOENT' });
+    // A wrong password with a code file is still just a wrong password.
+    assertOneLineError(
+      await ctl(env, 'login', '--username', 'bob', '--password-file', fileWith('not the password at all'), '--totp-code-file', fileWith('123456')),
+      'invalid_credentials',
+    );
+
+    const codeFile = fileWith(await app.next());
+    result = await ctl(env, '--json', 'login', '--username', 'bob', '--password-file', userPasswordFile, '--totp-code-file', codeFile);
+    assertOk(result);
+    const login = JSON.parse(result.stdout) as { account: { username: string; totp_enabled: boolean }; totp_enrollment_required?: boolean };
+    assert.deepEqual([login.account.username, login.account.totp_enabled, login.totp_enrollment_required], ['bob', true, undefined]);
+    // The same file again is a replay; a recovery code from a file works, spaces and all.
+    assertOneLineError(await ctl(freshEnv(), 'login', '--username', 'bob', '--password-file', userPasswordFile, '--totp-code-file', codeFile), 'invalid_credentials');
+    const spaced = (recovery[0] as string).replaceAll('-', ' ');
+    assertOk(await ctl(freshEnv(), 'login', '--username', 'bob', '--password-file', userPasswordFile, '--totp-code-file', fileWith(spaced)));
+
+    assertOneLineError(await ctl(env, 'totp', 'disable', '--password-file', userPasswordFile, '--code-file', fileWith(app.wrong())), 'invalid_credentials');
+    result = await ctl(env, '--json', 'totp', 'disable', '--password-file', userPasswordFile, '--code-file', fileWith(await app.next()));
+    assertOk(result);
+    assert.deepEqual(JSON.parse(result.stdout), {});
+    assert.equal((await ctl(freshEnv(), 'login', '--username', 'bob', '--password-file', userPasswordFile)).stdout, 'logged in as bob\n');
+  });
+
+  test('usage mistakes: enroll without a terminal or a code file, --code-file with --uri-only or --json', async () => {
+    const dave = await loggedIn('dave');
+    let result = await ctl(dave, 'totp', 'enroll');
+    assertOneLineError(result, 'usage', 2);
+    assert.match(result.stderr, /--uri-only/);
+    assert.equal(result.stdout, '', 'nothing was started or shown');
+    const codeFile = fileWith('123456');
+    assertOneLineError(await ctl(dave, 'totp', 'enroll', '--uri-only', '--code-file', codeFile), 'usage', 2);
+    assertOneLineError(await ctl(dave, '--json', 'totp', 'enroll', '--code-file', codeFile), 'usage', 2);
+    assertOneLineError(await ctl(dave, 'totp', 'disable', '--password-file', userPasswordFile), 'usage', 2);
+    assertOneLineError(await ctl(dave, 'totp', 'confirm', '123456'), 'conflict');
+    assertOneLineError(await ctl(dave, 'totp', 'enroll', '--code-file', fileWith('')), 'usage', 2);
+  });
+
+  test('enroll --code-file reads the code only after the secret is shown: a named pipe works', { skip: HAVE_MKFIFO ? false : 'mkfifo is not installed' }, async () => {
+    const carol = await loggedIn('carol');
+    const fifo = path.join(scratch, 'code.fifo');
+    execFileSync('mkfifo', ['-m', '0600', fifo]);
+    const child = spawn(process.execPath, [MCIASCTL, 'totp', 'enroll', '--code-file', fifo], { cwd: ROOT, env: { ...process.env, ...carol } });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    let wrote: Promise<void> | undefined;
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      if (wrote === undefined && /by hand: [A-Z2-7]{32}/.test(stdout)) {
+        const app = new Authenticator(secretIn(stdout));
+        wrote = app.next().then((code) => writeFile(fifo, `${code}\n`));
+      }
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    const [code] = (await once(child, 'close')) as [number | null];
+    clearTimeout(timer);
+    await wrote;
+    assert.equal(code, 0, stderr);
+    assert.match(stdout, QR_ROWS);
+    assert.equal(recoveryCodesIn(stdout).length, 10, stdout);
+    assert.match((await ctl(admin, 'account', 'show', 'carol')).stdout, /^totp:\s+enabled$/m);
+  });
+
+  test('account reset-totp: an administrator removes a lost authenticator; nobody else can', async () => {
+    const erin = await loggedIn('erin');
+    const started = JSON.parse((await ctl(erin, '--json', 'totp', 'enroll')).stdout) as { secret: string };
+    assertOk(await ctl(erin, 'totp', 'confirm', await new Authenticator(started.secret).next()));
+    assertOneLineError(await ctl(freshEnv(), 'login', '--username', 'erin', '--password-file', userPasswordFile), 'usage', 2);
+
+    assertOneLineError(await ctl(erin, 'account', 'reset-totp', 'erin'), 'forbidden');
+    assertOneLineError(await ctl(admin, 'account', 'reset-totp', 'nobody'), 'not_found');
+    const result = await ctl(admin, 'account', 'reset-totp', 'erin');
+    assertOk(result);
+    assert.equal(result.stdout, 'reset the TOTP of erin: they log in with the password alone\n');
+    assert.match((await ctl(admin, 'account', 'show', 'erin')).stdout, /^totp:\s+not enabled$/m);
+    assert.equal((await ctl(freshEnv(), 'login', '--username', 'erin', '--password-file', userPasswordFile)).stdout, 'logged in as erin\n');
+    assert.deepEqual(JSON.parse((await ctl(admin, '--json', 'account', 'reset-totp', 'erin')).stdout), {});
+  });
+
+  test('with auth.require_totp_for_admins, the bootstrap admin is told to enroll at the first login, and must use it after', needsTerminal, async () => {
+    const strict = await startServerProcess({ env: { MCIAS_AUTH_REQUIRE_TOTP_FOR_ADMINS: 'true' } });
+    try {
+      const env = freshEnv(strict);
+      let result = await ctl(env, 'login', '--username', 'admin', '--password-file', passwordFile);
+      assertOk(result);
+      assert.equal(result.stdout, "logged in as admin\nadministrators must use TOTP: run 'mciasctl totp enroll' now, or your next login will be refused\n");
+
+      // Another administrator without TOTP is refused outright.
+      assertOk(await ctl(env, 'account', 'create', 'second', '--password-file', userPasswordFile));
+      assertOk(await ctl(env, 'role', 'grant', 'admin', 'second'));
+      result = await ctl(freshEnv(strict), 'login', '--username', 'second', '--password-file', userPasswordFile);
+      assertOneLineError(result, 'forbidden');
+
+      const app = new Authenticator(secretIn((await ctl(env, 'totp', 'enroll', '--uri-only')).stdout));
+      assertOk(await ctl(env, 'totp', 'confirm', await app.next()));
+      const again = freshEnv(strict);
+      const login = await inTerminal(['login', '--username', 'admin'], again, [
+        ['Password for admin:', server.adminPassword],
+        [CODE_PROMPT, () => app.next()],
+      ]);
+      assert.equal(login.code, 0, login.output);
+      assert.match(login.output, /logged in as admin/);
+      assert.doesNotMatch(login.output, /must use TOTP/);
+      assert.equal(JSON.parse(readFileSync(sessionPath(again), 'utf8')).username, 'admin');
+    } finally {
+      await strict.dispose();
+    }
+  });
+});
