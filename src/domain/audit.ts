@@ -42,11 +42,11 @@ export interface AuditEvent {
   readonly details?: Readonly<Record<string, string | number | boolean | null>> | undefined;
 }
 
-/** An event caused by a request: who acted (from their token), on which account, from where. */
+/** An event caused by a request: who acted (from their token; none for a login), on which account, from where. */
 export function requestEvent(input: {
   readonly at: number;
   readonly ctx: RequestContext;
-  readonly actor: Principal;
+  readonly actor?: Principal | undefined;
   readonly subject?: { readonly id: string; readonly username: string } | undefined;
   readonly type: AuditEventType;
   readonly outcome?: AuditEvent['outcome'];
@@ -56,7 +56,7 @@ export function requestEvent(input: {
     type: input.type,
     outcome: input.outcome ?? 'success',
     occurredAt: input.at,
-    actor: { id: input.actor.account.id, username: input.actor.account.username },
+    actor: input.actor && { id: input.actor.account.id, username: input.actor.account.username },
     subject: input.subject && { id: input.subject.id, username: input.subject.username },
     ip: input.ctx.ip,
     userAgent: input.ctx.userAgent,

@@ -1,4 +1,4 @@
-import type { AuditEvent } from './audit.ts';
+import { requestEvent, type AuditEvent } from './audit.ts';
 import type { Clock } from './clock.ts';
 import { MciasError, type ErrorCode } from './errors.ts';
 import { ADMIN_ROLE, type Account, type AccountRecord, type RequestContext } from './model.ts';
@@ -96,15 +96,6 @@ export class LoginService {
     outcome: AuditEvent['outcome'],
     details: AuditEvent['details'],
   ): AuditEvent {
-    return {
-      type,
-      outcome,
-      occurredAt: this.#clock.now(),
-      subject: subject && { id: subject.id, username: subject.username },
-      ip: ctx.ip,
-      userAgent: ctx.userAgent,
-      requestId: ctx.requestId,
-      details,
-    };
+    return requestEvent({ at: this.#clock.now(), ctx, subject, type, outcome, details });
   }
 }

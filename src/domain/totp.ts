@@ -19,7 +19,7 @@ const RECOVERY_CODES = 10;
 const RECOVERY_CODE_BYTES = 10;
 const RECOVERY_DIGEST_PURPOSE = 'recovery codes';
 
-export const TOTP_CODE = /^\d{6}$/;
+const TOTP_CODE = /^\d{6}$/;
 const RECOVERY_CODE = /^[A-Z2-7]{16}$/;
 
 export interface TotpSettings {

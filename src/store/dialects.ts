@@ -71,7 +71,7 @@ const URL_SSL_PARAMETERS = ['ssl', 'sslmode', 'sslrootcert'] as const;
  * With `storage.ca_file`, the connection is `verify-full` against that CA: the chain is checked and so is the host
  * name (security.md 29). Without it, the URL decides, as libpq would (`?sslmode=verify-full&sslrootcert=...`).
  */
-export function postgresConnection(storage: Extract<StorageConfig, { kind: 'postgres' }>): pg.PoolConfig {
+function postgresConnection(storage: Extract<StorageConfig, { kind: 'postgres' }>): pg.PoolConfig {
   if (storage.caFile === undefined) return { connectionString: storage.url };
   const url = new URL(storage.url);
   for (const name of URL_SSL_PARAMETERS) url.searchParams.delete(name);
