@@ -3,7 +3,7 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { MciasError, type ErrorCode } from '../domain/errors.ts';
 
 /** The single place where an error code becomes an HTTP status. */
-const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
+export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   invalid_request: 400,
   invalid_credentials: 401,
   totp_required: 401,
