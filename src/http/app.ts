@@ -90,7 +90,16 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
   app.setErrorHandler((error, _request, reply) => sendProblem(reply, error));
   app.setNotFoundHandler((_request, reply) => sendProblem(reply, new MciasError('not_found', 'no such route')));
 
-  app.addHook('onRequest', async (request, reply) => securityHeaders(request, reply));
+  app.addHook('onRequest', async (request, reply) => {
+    securityHeaders(request, reply);
+    // An unknown route is 404 whatever the request carries (api.md): answered here, before any body is read, so a
+    // URL typo with a body (malformed, oversized or of another type) is not mistaken for a bad body. The body is
+    // left unread, so the connection closes after the answer rather than reading on (as Fastify does for 413).
+    if (request.is404) {
+      if (hasBody(request)) reply.header('connection', 'close');
+      throw new MciasError('not_found', 'no such route');
+    }
+  });
   app.addHook('onResponse', async (request, reply) => {
     request.log.info(
       { method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10, ip: request.ip },
