@@ -12,6 +12,7 @@ import type { Store } from '../domain/ports.ts';
 import type { TokenService } from '../domain/tokens.ts';
 import type { TotpService } from '../domain/totp.ts';
 import { accessControl } from './access.ts';
+import { refuseDuplicateKeys } from './json-body.ts';
 import { sendProblem } from './problem.ts';
 import { accountRoutes } from './routes/accounts.ts';
 import { authRoutes } from './routes/auth.ts';
@@ -45,6 +46,8 @@ export interface AppOptions {
 }
 
 export const HSTS = 'max-age=63072000; includeSubDomains';
+/** What Fastify does with `__proto__` and `constructor.prototype` keys in a JSON body (security.md 33). */
+const POISONING = 'error';
 
 /** Headers on every response, including the ones Fastify's router answers before any hook runs. */
 function securityHeaders(request: FastifyRequest, reply: FastifyReply): void {
@@ -72,8 +75,8 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
     trustProxy: options.trustedProxies.length > 0 ? [...options.trustedProxies] : false,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
-    onProtoPoisoning: 'error',
-    onConstructorPoisoning: 'error',
+    onProtoPoisoning: POISONING,
+    onConstructorPoisoning: POISONING,
     return503OnClosing: true,
     // One access-log line per request (below) instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
@@ -87,6 +90,7 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
 
   // JSON only: a text/plain body gets 415 instead of reaching a handler.
   app.removeContentTypeParser('text/plain');
+  refuseDuplicateKeys(app, POISONING);
   app.setErrorHandler((error, _request, reply) => sendProblem(reply, error));
   app.setNotFoundHandler((_request, reply) => sendProblem(reply, new MciasError('not_found', 'no such route')));
 
