@@ -13,6 +13,7 @@ import type { TokenService } from '../domain/tokens.ts';
 import type { TotpService } from '../domain/totp.ts';
 import { accessControl } from './access.ts';
 import { refuseDuplicateKeys } from './json-body.ts';
+import { logAccess, logSerializers } from './log.ts';
 import { sendProblem } from './problem.ts';
 import { accountRoutes } from './routes/accounts.ts';
 import { authRoutes } from './routes/auth.ts';
@@ -69,7 +70,8 @@ function hasBody(request: FastifyRequest): boolean {
 /** Builds the application without listening, so tests can `inject` into it (src/server.ts listens). */
 export async function buildApp(services: AppServices, options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    // The serializers keep query strings and raw request bytes out of Fastify's own log lines (security.md 19).
+    ...(options.logger ? { loggerInstance: options.logger.child({}, { serializers: logSerializers }) } : { logger: false }),
     ...(options.https ? { https: options.https } : {}),
     bodyLimit: options.bodyLimit,
     trustProxy: options.trustedProxies.length > 0 ? [...options.trustedProxies] : false,
@@ -84,6 +86,7 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
     frameworkErrors: (error, request, reply) => {
       securityHeaders(request, reply);
       sendProblem(reply, error);
+      logAccess(request, reply); // no onResponse hook runs for these
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
@@ -104,12 +107,7 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
       throw new MciasError('not_found', 'no such route');
     }
   });
-  app.addHook('onResponse', async (request, reply) => {
-    request.log.info(
-      { method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10, ip: request.ip },
-      'request',
-    );
-  });
+  app.addHook('onResponse', async (request, reply) => logAccess(request, reply));
   // A body sent to a route that takes none is refused rather than ignored (security.md 22).
   app.addHook('preValidation', async (request) => {
     if (request.routeOptions.schema?.body === undefined && hasBody(request)) {
