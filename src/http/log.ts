@@ -20,7 +20,7 @@ export function scrubTokens(text: string): string {
 /**
  * The request target as it is logged: the path, with any token-shaped segment redacted, and the query string
  * replaced whole by `?[redacted]`. The whole query goes, not just its values: a key can be the secret (`?eyJ…`), and
- * no route of this API takes a query parameter that is needed to read the log.
+ * an access line does its job (who called what, with what result) without it.
  */
 export function loggableUrl(url: string): string {
   const end = url.search(/[?#]/);
