@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { CONFIG_FILE_NAME, ConfigError, loadConfig } from '../config/load.ts';
+import { logSerializers } from '../http/log.ts';
 import { createRuntime, startServer } from '../server.ts';
 import { openDatabase } from '../store/database.ts';
 import { VERSION } from '../version.ts';
@@ -96,7 +97,8 @@ export function program(): Command {
       }
       const env = { ...process.env, ...(o.listen ? { MCIAS_SERVER_LISTEN: o.listen } : {}) };
       const config = loadConfig({ file, env });
-      const logger = pino({ level: config.log.level, base: { service: 'mciassrv' } });
+      // The same serializers as Fastify's (src/http/log.ts): no query string or raw request bytes in any line.
+      const logger = pino({ level: config.log.level, base: { service: 'mciassrv' }, serializers: logSerializers });
       const server = await startServer(config, logger);
       logger.info({ url: server.url, version: VERSION }, 'mciassrv is serving');
       process.on('SIGHUP', () => server.reloadTls());

@@ -12,6 +12,8 @@ import type { Store } from '../domain/ports.ts';
 import type { TokenService } from '../domain/tokens.ts';
 import type { TotpService } from '../domain/totp.ts';
 import { accessControl } from './access.ts';
+import { refuseDuplicateKeys } from './json-body.ts';
+import { logAccess, logSerializers } from './log.ts';
 import { sendProblem } from './problem.ts';
 import { accountRoutes } from './routes/accounts.ts';
 import { authRoutes } from './routes/auth.ts';
@@ -45,6 +47,8 @@ export interface AppOptions {
 }
 
 export const HSTS = 'max-age=63072000; includeSubDomains';
+/** What Fastify does with `__proto__` and `constructor.prototype` keys in a JSON body (security.md 33). */
+const POISONING = 'error';
 
 /** Headers on every response, including the ones Fastify's router answers before any hook runs. */
 function securityHeaders(request: FastifyRequest, reply: FastifyReply): void {
@@ -66,14 +70,15 @@ function hasBody(request: FastifyRequest): boolean {
 /** Builds the application without listening, so tests can `inject` into it (src/server.ts listens). */
 export async function buildApp(services: AppServices, options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    // The serializers keep query strings and raw request bytes out of Fastify's own log lines (security.md 19).
+    ...(options.logger ? { loggerInstance: options.logger.child({}, { serializers: logSerializers }) } : { logger: false }),
     ...(options.https ? { https: options.https } : {}),
     bodyLimit: options.bodyLimit,
     trustProxy: options.trustedProxies.length > 0 ? [...options.trustedProxies] : false,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
-    onProtoPoisoning: 'error',
-    onConstructorPoisoning: 'error',
+    onProtoPoisoning: POISONING,
+    onConstructorPoisoning: POISONING,
     return503OnClosing: true,
     // One access-log line per request (below) instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
@@ -81,22 +86,28 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
     frameworkErrors: (error, request, reply) => {
       securityHeaders(request, reply);
       sendProblem(reply, error);
+      logAccess(request, reply); // no onResponse hook runs for these
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // JSON only: a text/plain body gets 415 instead of reaching a handler.
   app.removeContentTypeParser('text/plain');
+  refuseDuplicateKeys(app, POISONING);
   app.setErrorHandler((error, _request, reply) => sendProblem(reply, error));
   app.setNotFoundHandler((_request, reply) => sendProblem(reply, new MciasError('not_found', 'no such route')));
 
-  app.addHook('onRequest', async (request, reply) => securityHeaders(request, reply));
-  app.addHook('onResponse', async (request, reply) => {
-    request.log.info(
-      { method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10, ip: request.ip },
-      'request',
-    );
+  app.addHook('onRequest', async (request, reply) => {
+    securityHeaders(request, reply);
+    // An unknown route is 404 whatever the request carries (api.md): answered here, before any body is read, so a
+    // URL typo with a body (malformed, oversized or of another type) is not mistaken for a bad body. The body is
+    // left unread, so the connection closes after the answer rather than reading on (as Fastify does for 413).
+    if (request.is404) {
+      if (hasBody(request)) reply.header('connection', 'close');
+      throw new MciasError('not_found', 'no such route');
+    }
   });
+  app.addHook('onResponse', async (request, reply) => logAccess(request, reply));
   // A body sent to a route that takes none is refused rather than ignored (security.md 22).
   app.addHook('preValidation', async (request) => {
     if (request.routeOptions.schema?.body === undefined && hasBody(request)) {

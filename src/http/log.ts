@@ -1,0 +1,64 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { stdSerializers } from 'pino';
+
+/**
+ * What the server logs about a request, and how errors are serialized, so that no token or other value a client put
+ * in a URL reaches the log (security.md 19). Tokens belong in the Authorization header; a client that puts one in a
+ * query string (`?token=…`, `?access_token=…`) or a path segment gets its request refused, and the log keeps only
+ * that it happened.
+ */
+
+/** A JWS compact string: the base64url of `{"` (every JWT header starts so), then at least a payload. */
+const JWS_SHAPE = /eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?/g;
+export const REDACTED = '[redacted]';
+
+/** Replaces anything token-shaped in a string (a path, an error message) with `[redacted]`. */
+export function scrubTokens(text: string): string {
+  return text.replace(JWS_SHAPE, REDACTED);
+}
+
+/**
+ * The request target as it is logged: the path, with any token-shaped segment redacted, and the query string
+ * replaced whole by `?[redacted]`. The whole query goes, not just its values: a key can be the secret (`?eyJ…`), and
+ * an access line does its job (who called what, with what result) without it.
+ */
+export function loggableUrl(url: string): string {
+  const end = url.search(/[?#]/);
+  const path = end === -1 ? url : url.slice(0, end);
+  return end === -1 ? scrubTokens(path) : `${scrubTokens(path)}?${REDACTED}`;
+}
+
+/** The access-log line: one per request, the URL without its query string (security.md 19). */
+export function logAccess(request: FastifyRequest, reply: FastifyReply): void {
+  request.log.info(
+    { method: request.method, url: loggableUrl(request.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10, ip: request.ip },
+    'request',
+  );
+}
+
+interface LoggedRequest {
+  readonly method?: string;
+  readonly url?: string;
+  readonly ip?: string;
+}
+
+/**
+ * pino serializers for every logger the server uses (mciassrv's, and through it Fastify's). They replace Fastify's
+ * `req` serializer, which logs `request.url` whole, and pino's `err` serializer, which copies every enumerable field of
+ * an error: Node's client errors carry `rawPacket`, the raw bytes of the request, Authorization header included.
+ */
+export const logSerializers = {
+  req: (request: LoggedRequest) => ({
+    method: request.method,
+    url: loggableUrl(String(request.url ?? '')),
+    ...(request.ip === undefined ? {} : { remoteAddress: request.ip }),
+  }),
+  err: (error: Error) => {
+    const serialized: Record<string, unknown> = { ...stdSerializers.err(error) };
+    delete serialized['rawPacket'];
+    for (const field of ['message', 'stack'] as const) {
+      if (typeof serialized[field] === 'string') serialized[field] = scrubTokens(serialized[field]);
+    }
+    return serialized;
+  },
+};
