@@ -58,7 +58,14 @@ export async function createRuntime(config: Config, options: { clock?: Clock; ma
       tokens,
       accounts,
       totp,
-      login: new LoginService({ store, hasher, tokens, totp, clock }),
+      login: new LoginService({
+        store,
+        hasher,
+        tokens,
+        totp,
+        clock,
+        minPasswordLength: { withoutTotp: config.passwords.minLength, withTotp: config.passwords.minLengthWithTotp },
+      }),
       lifecycle: new TokenLifecycle({ store, tokens, accounts, clock }),
       ready: () => database.ping(),
     };

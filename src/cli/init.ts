@@ -25,7 +25,7 @@ export interface InitResult {
   readonly configFile: string;
   readonly url: string;
   readonly adminUsername: string;
-  /** Set only when the password was generated: the caller prints it once. */
+  /** Set only when the password was generated: the caller prints it once. It is temporary: the first login replaces it. */
   readonly generatedPassword: string | undefined;
   readonly caCertFile: string | undefined;
 }
@@ -81,7 +81,8 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
   const runtime = await createRuntime(checked.config);
   try {
     const adminPassword = password ?? randomBytes(24).toString('base64url');
-    await runtime.services.accounts.bootstrapAdmin(options.adminUsername, adminPassword);
+    // A generated password has been on a screen: it is temporary (security.md 39). The operator's own file is not.
+    await runtime.services.accounts.bootstrapAdmin(options.adminUsername, adminPassword, { temporary: password === undefined });
     writePrivateFile(configFile, text);
     return {
       configFile,

@@ -119,6 +119,32 @@ async function logIn(client: MciasClient, username: string, password: string, co
   }
 }
 
+/**
+ * After a login with a temporary password (`password_change_required`), sets the person's own password at once: from
+ * --new-password-file, or asked twice without echo (asked again, up to three times, if the server refuses it).
+ */
+async function replaceTemporaryPassword(client: MciasClient, token: string, current: string, newPasswordFile: string | undefined): Promise<void> {
+  const session = client.withToken(token);
+  const attempts = newPasswordFile === undefined ? 3 : 1;
+  if (newPasswordFile === undefined) {
+    requireTerminal('a new password', 'this password is temporary and must be replaced: use --new-password-file');
+    process.stderr.write('This password is temporary: choose your own now.\n');
+  }
+  for (let attempt = 1; ; attempt++) {
+    const next = await passwordFrom(newPasswordFile, 'New password:', true);
+    try {
+      await session.changePassword(current, next);
+      return;
+    } catch (error) {
+      if (!isMciasApiError(error, 'invalid_request') || attempt >= attempts) {
+        const why = error instanceof MciasClientError ? error.message : String(error);
+        throw new CliError(`the new password was not set (${why}); until it is, this session can do nothing else: run 'mciasctl password'`, isMciasApiError(error) ? error.code : 'invalid_request');
+      }
+      process.stderr.write(`${error.message}\n`);
+    }
+  }
+}
+
 export function program(): Command {
   const cli = new Command('mciasctl')
     .description('MCIAS administration: log in, then manage accounts, roles and tokens through the HTTPS API')
@@ -139,11 +165,13 @@ export function program(): Command {
     .option('-u, --username <name>', 'who to log in as (asked for if not given)')
     .option('--password-file <file>', 'read the password from this file instead of asking (for scripts)')
     .option('--totp-code-file <file>', 'read the TOTP code, or a recovery code, from this file instead of asking (for scripts)')
-    .action(async (o: { username?: string; passwordFile?: string; totpCodeFile?: string }, command: Command) => {
+    .option('--new-password-file <file>', 'if the password is temporary, read the new one from this file instead of asking (for scripts)')
+    .action(async (o: { username?: string; passwordFile?: string; totpCodeFile?: string; newPasswordFile?: string }, command: Command) => {
       const { client, caCertFile } = connect(command, { needToken: false });
       const username = o.username ?? (await promptLine('Username:', 'use --username'));
       const password = await passwordFrom(o.passwordFile, `Password for ${username}:`, false);
       const result = await logIn(client, username, password, o.totpCodeFile);
+      // Kept before a required change, so that a refused new password still leaves a session for 'mciasctl password'.
       writeSession(env, {
         server: client.server,
         caCert: caCertFile === undefined ? null : path.resolve(caCertFile),
@@ -151,12 +179,22 @@ export function program(): Command {
         username: result.account.username,
         expiresAt: result.expires_at,
       });
+      const changed = result.password_change_required === true;
+      // The same token goes on: the server lifts the restriction the moment the password changes.
+      if (changed) await replaceTemporaryPassword(client, result.token, password, o.newPasswordFile);
+      const account = changed ? await client.withToken(result.token).me() : result.account;
       const enroll = result.totp_enrollment_required === true;
       if (globalsOf(command).json) {
-        printJson({ account: result.account, expires_at: result.expires_at, ...(enroll ? { totp_enrollment_required: true } : {}) });
+        printJson({
+          account,
+          expires_at: result.expires_at,
+          ...(changed ? { password_changed: true } : {}),
+          ...(enroll ? { totp_enrollment_required: true } : {}),
+        });
         return;
       }
       printLines(
+        ...(changed ? ['password changed: from now on, log in with the new one'] : []),
         `logged in as ${result.account.username}`,
         ...(enroll ? ["administrators must use TOTP: run 'mciasctl totp enroll' now, or your next login will be refused"] : []),
       );
@@ -187,7 +225,10 @@ export function program(): Command {
     .action(async (_o: unknown, command: Command) => {
       const account = await connect(command, { needToken: true }).client.me();
       if (globalsOf(command).json) printJson(account);
-      else printLines(`${account.username} (${account.kind}, ${account.status}; roles: ${account.roles.join(',') || '-'})`);
+      else {
+        const change = account.password_change_required ? "; the password is temporary: run 'mciasctl password'" : '';
+        printLines(`${account.username} (${account.kind}, ${account.status}; roles: ${account.roles.join(',') || '-'}${change})`);
+      }
     });
 
   cli
@@ -264,18 +305,19 @@ function totpCommands(totp: Command): void {
     .description('turn on TOTP: shows a QR code for your authenticator app, asks for a code from it, prints recovery codes')
     .option('--uri-only', "only start: print the otpauth:// URI and stop; finish with 'mciasctl totp confirm <code>'")
     .option('--code-file <file>', 'read the code from this file instead of asking; it is read only after the secret is shown (e.g. a named pipe)')
+    .option('--password-file <file>', 'read your current password from this file instead of asking (enrolling needs it)')
     .addHelpText(
       'after',
       [
         '',
         'Scripts enroll in two steps, as the code depends on a secret that exists only once enrollment starts:',
-        '  mciasctl totp enroll --uri-only   print the otpauth:// URI (--json: {"otpauth_uri", "secret"})',
-        '  mciasctl totp confirm <code>      activate TOTP, print the recovery codes (--json: {"recovery_codes"})',
+        '  mciasctl totp enroll --uri-only --password-file F   print the otpauth:// URI (--json: {"otpauth_uri", "secret"})',
+        '  mciasctl totp confirm <code>                        activate TOTP, print the recovery codes (--json: {"recovery_codes"})',
         'With --json, enroll always stops after the first step. An unconfirmed enrollment changes nothing at',
         'login; enrolling again starts over with a new secret.',
       ].join('\n'),
     )
-    .action(async (o: { uriOnly?: boolean; codeFile?: string }, command: Command) => {
+    .action(async (o: { uriOnly?: boolean; codeFile?: string; passwordFile?: string }, command: Command) => {
       const json = globalsOf(command).json === true;
       if ((o.uriOnly || json) && o.codeFile !== undefined) {
         throw new CliError(`--code-file goes with the interactive enrollment, not with ${o.uriOnly ? '--uri-only' : '--json'}: use 'mciasctl totp confirm <code>'`, 'usage');
@@ -284,7 +326,9 @@ function totpCommands(totp: Command): void {
       // Fail before a secret is made and shown that could not be confirmed anyway.
       if (interactive && o.codeFile === undefined) requireTerminal('the TOTP code', "use --uri-only, then 'mciasctl totp confirm <code>'");
       const { client } = connect(command, { needToken: true });
-      const { secret, otpauth_uri: uri } = await client.beginTotp();
+      // Re-authentication (security.md 14): a stolen session alone cannot turn TOTP on.
+      const password = await passwordFrom(o.passwordFile, 'Current password:', false);
+      const { secret, otpauth_uri: uri } = await client.beginTotp(password);
       if (!interactive) {
         if (json) printJson({ otpauth_uri: uri, secret });
         else printLines(uri);
@@ -339,17 +383,25 @@ function accountCommands(account: Command): void {
 
   account
     .command('create')
-    .description('create a human account (asks for its password) or, with --system, a system account')
+    .description('create a human account (asks for its password, temporary unless --no-temporary) or, with --system, a system account')
     .argument('<username>')
     .option('--system', 'a system account (a service; it has no password)')
     .option('--password-file <file>', 'read the password from this file instead of asking')
-    .action(async (username: string, o: { system?: boolean; passwordFile?: string }, command: Command) => {
+    .option('--no-temporary', 'the password is final: no change is asked at the first login (for automation)')
+    .action(async (username: string, o: { system?: boolean; passwordFile?: string; temporary: boolean }, command: Command) => {
       if (o.system && o.passwordFile !== undefined) throw new CliError('a system account has no password: drop --password-file', 'usage');
+      if (o.system && !o.temporary) throw new CliError('a system account has no password: drop --no-temporary', 'usage');
       const { client } = connect(command, { needToken: true });
       const created = o.system
         ? await client.createAccount({ username, kind: 'system' })
-        : await client.createAccount({ username, kind: 'human', password: await passwordFrom(o.passwordFile, `Password for ${username}:`, true) });
-      done(command, `created ${created.kind} account ${created.username}`, created);
+        : await client.createAccount({
+            username,
+            kind: 'human',
+            password: await passwordFrom(o.passwordFile, `Password for ${username}:`, true),
+            ...(o.temporary ? {} : { temporary: false }),
+          });
+      const note = created.password_change_required ? ' (the password is temporary: they choose their own at their first login)' : '';
+      done(command, `created ${created.kind} account ${created.username}${note}`, created);
     });
 
   account
@@ -387,13 +439,15 @@ function accountCommands(account: Command): void {
 
   account
     .command('set-password')
-    .description("set a human account's password (asks for it); its tokens are revoked")
+    .description("set a human account's password (asks for it; temporary unless --no-temporary); its tokens are revoked")
     .argument('<username>')
     .option('--password-file <file>', 'read the password from this file instead of asking')
-    .action(async (username: string, o: { passwordFile?: string }, command: Command) => {
+    .option('--no-temporary', 'the password is final: no change is asked at the next login (for automation)')
+    .action(async (username: string, o: { passwordFile?: string; temporary: boolean }, command: Command) => {
       const { client } = connect(command, { needToken: true });
-      await client.resetPassword(username, await passwordFrom(o.passwordFile, `New password for ${username}:`, true));
-      done(command, `set the password of ${username}`);
+      const password = await passwordFrom(o.passwordFile, `New password for ${username}:`, true);
+      await client.resetPassword(username, password, o.temporary ? {} : { temporary: false });
+      done(command, `set the password of ${username}${o.temporary ? ' (temporary: they choose their own at their next login)' : ''}`);
     });
 
   account

@@ -39,7 +39,7 @@ function printInit(result: InitResult): void {
   if (result.generatedPassword !== undefined) {
     lines.push(
       '',
-      `  One-time password for ${result.adminUsername} (shown only now; change it after you log in):`,
+      `  Temporary password for ${result.adminUsername} (shown only now; your first login asks for a new one):`,
       `    ${result.generatedPassword}`,
     );
   }

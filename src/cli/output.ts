@@ -44,6 +44,7 @@ export function accountDetails(account: Account): string[] {
     ['status:', account.status],
     ['roles:', list(account.roles)],
     ['totp:', account.totp_enabled ? 'enabled' : 'not enabled'],
+    ...(account.password_change_required ? [['password:', 'temporary (to be changed at the next login)']] : []),
     ['created:', account.created_at],
   ]);
 }

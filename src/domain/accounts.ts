@@ -13,7 +13,7 @@ import {
   type RequestContext,
   type Role,
 } from './model.ts';
-import { checkNewPassword, type PasswordHasher } from './password.ts';
+import { checkNewPassword, normalizePassword, type PasswordHasher } from './password.ts';
 import type { Store } from './ports.ts';
 
 /** Lower-cases and checks a username or role name; anything else is a 400 naming the rule. */
@@ -62,20 +62,28 @@ export class AccountService {
     return this.#withRoles(store, record);
   }
 
+  /**
+   * A password an administrator chooses for someone else is temporary unless `temporary` is false (security.md 39):
+   * the person must replace it at their first login. `temporary: false` is for automation.
+   */
   async create(
-    input: { username: string; kind: AccountKind; password?: string | undefined },
+    input: { username: string; kind: AccountKind; password?: string | undefined; temporary?: boolean | undefined },
     actor: Principal,
     ctx: RequestContext,
   ): Promise<Account> {
     const username = normalizeName(input.username, 'username');
     if (input.kind === 'human' && input.password === undefined) fail('invalid_request', 'a human account needs a password');
-    if (input.kind === 'system' && input.password !== undefined) {
+    if (input.kind === 'system' && (input.password !== undefined || input.temporary !== undefined)) {
       fail('invalid_request', 'a system account has no password: it only ever presents a token');
     }
     const passwordHash = input.password === undefined ? null : await this.#newPasswordHash(input.password, username);
+    const passwordChangeRequired = input.kind === 'human' && input.temporary !== false;
     return this.#store.transaction(async (tx) => {
-      const account = await this.#insert(tx, { username, kind: input.kind, passwordHash });
-      await this.#audit(tx, ctx, actor, account, 'account_created', { kind: account.kind });
+      const account = await this.#insert(tx, { username, kind: input.kind, passwordHash, passwordChangeRequired });
+      await this.#audit(tx, ctx, actor, account, 'account_created', {
+        kind: account.kind,
+        ...(account.kind === 'human' ? { temporary_password: passwordChangeRequired } : {}),
+      });
       return account;
     });
   }
@@ -84,20 +92,21 @@ export class AccountService {
    * The first administrator (security.md 11: no default accounts). Refuses once any account exists, so it cannot
    * be used to take over an initialised server.
    */
-  async bootstrapAdmin(username: string, password: string): Promise<Account> {
+  async bootstrapAdmin(username: string, password: string, options: { temporary: boolean }): Promise<Account> {
     const name = normalizeName(username, 'username');
     const passwordHash = await this.#newPasswordHash(password, name);
     return this.#store.transaction(async (tx) => {
       // Concurrent bootstraps queue on this lock, so each one counts the accounts the ones before it created.
       await tx.roles.lock(ADMIN_ROLE);
       if ((await tx.accounts.count()) > 0) fail('conflict', 'accounts already exist; bootstrap is only for an empty server');
-      const account = await this.#insert(tx, { username: name, kind: 'human', passwordHash });
+      const account = await this.#insert(tx, { username: name, kind: 'human', passwordHash, passwordChangeRequired: options.temporary });
       await tx.roles.grant(account.id, ADMIN_ROLE, this.#clock.now());
       await tx.audit.insert({
         type: 'account_bootstrapped',
         outcome: 'success',
         occurredAt: this.#clock.now(),
         subject: { id: account.id, username: account.username },
+        details: { temporary_password: options.temporary },
       });
       return { ...account, roles: [ADMIN_ROLE] };
     });
@@ -127,20 +136,33 @@ export class AccountService {
     });
   }
 
-  /** An administrator's reset: a new password and every token of the account revoked. */
-  async resetPassword(username: string, password: string, actor: Principal, ctx: RequestContext): Promise<void> {
+  /**
+   * An administrator's reset: a new password and every token of the account revoked. The password is temporary
+   * unless `temporary` is false (security.md 39).
+   */
+  async resetPassword(
+    username: string,
+    input: { password: string; temporary?: boolean | undefined },
+    actor: Principal,
+    ctx: RequestContext,
+  ): Promise<void> {
     const target = await this.get(username);
     if (target.kind !== 'human') fail('invalid_request', 'a system account has no password');
-    const hash = await this.#newPasswordHash(password, target.username, target.totpConfirmedAt !== null);
+    const hash = await this.#newPasswordHash(input.password, target.username, target.totpConfirmedAt !== null);
+    const temporary = input.temporary !== false;
     await this.#store.transaction(async (tx) => {
       const now = this.#clock.now();
       await tx.accounts.updatePasswordHash(target.id, hash, now);
+      await tx.accounts.setPasswordChangeRequired(target.id, temporary, now);
       const revoked = await tx.tokens.revokeAllOf(target.id, now, 'password_reset');
-      await this.#audit(tx, ctx, actor, target, 'password_reset', { tokens_revoked: revoked });
+      await this.#audit(tx, ctx, actor, target, 'password_reset', { tokens_revoked: revoked, temporary_password: temporary });
     });
   }
 
-  /** Own change (security.md 5): the current password is required; every other token is revoked. */
+  /**
+   * Own change (security.md 5): the current password is required; every other token is revoked. It is also the way
+   * out of a temporary password (security.md 39): then the new one must differ from it, and the change clears the flag.
+   */
   async changeOwnPassword(
     principal: Principal,
     input: { currentPassword: string; newPassword: string },
@@ -154,10 +176,15 @@ export class AccountService {
       await this.#store.audit.insert(this.#event(ctx, principal, account, 'password_changed', 'failure', { reason: 'wrong_current_password' }));
       fail('invalid_credentials', 'the current password is not correct');
     }
+    // Replacing a temporary password with itself would leave one that someone else chose (or saw) in place.
+    if (stored?.passwordChangeRequired === true && normalizePassword(input.newPassword) === normalizePassword(input.currentPassword)) {
+      fail('invalid_request', 'the new password is the current one: choose another', 'password_unchanged');
+    }
     const hash = await this.#newPasswordHash(input.newPassword, account.username, stored?.totpConfirmedAt != null);
     await this.#store.transaction(async (tx) => {
       const now = this.#clock.now();
       await tx.accounts.updatePasswordHash(account.id, hash, now);
+      if (stored?.passwordChangeRequired === true) await tx.accounts.setPasswordChangeRequired(account.id, false, now);
       const revoked = await tx.tokens.revokeAllOf(account.id, now, 'password_changed', principal.token.jti);
       await this.#audit(tx, ctx, principal, account, 'password_changed', { tokens_revoked: revoked });
     });
@@ -213,7 +240,10 @@ export class AccountService {
     return this.#hasher.hash(password);
   }
 
-  async #insert(tx: Store, input: { username: string; kind: AccountKind; passwordHash: string | null }): Promise<Account> {
+  async #insert(
+    tx: Store,
+    input: { username: string; kind: AccountKind; passwordHash: string | null; passwordChangeRequired: boolean },
+  ): Promise<Account> {
     if (await tx.accounts.findByUsername(input.username)) fail('conflict', 'an account with that username exists');
     const now = this.#clock.now();
     const record: AccountRecord = {
@@ -223,6 +253,7 @@ export class AccountService {
       status: 'active',
       passwordHash: input.passwordHash,
       totpConfirmedAt: null,
+      passwordChangeRequired: input.passwordChangeRequired,
       createdAt: now,
       updatedAt: now,
     };

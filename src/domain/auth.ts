@@ -2,7 +2,7 @@ import { requestEvent, type AuditEvent } from './audit.ts';
 import type { Clock } from './clock.ts';
 import { MciasError, type ErrorCode } from './errors.ts';
 import { ADMIN_ROLE, type Account, type AccountRecord, type RequestContext } from './model.ts';
-import type { PasswordHasher } from './password.ts';
+import { normalizePassword, type PasswordHasher } from './password.ts';
 import type { Store } from './ports.ts';
 import type { TokenService } from './tokens.ts';
 import type { TotpService } from './totp.ts';
@@ -27,7 +27,18 @@ export class LoginService {
   readonly #totp: TotpService;
   readonly #clock: Clock;
 
-  constructor(deps: { store: Store; hasher: PasswordHasher; tokens: TokenService; totp: TotpService; clock: Clock }) {
+  readonly #minPasswordLength: { readonly withoutTotp: number; readonly withTotp: number };
+
+  constructor(deps: {
+    store: Store;
+    hasher: PasswordHasher;
+    tokens: TokenService;
+    totp: TotpService;
+    clock: Clock;
+    /** passwords.min_length and passwords.min_length_with_totp: a shorter password must be replaced at login. */
+    minPasswordLength: { readonly withoutTotp: number; readonly withTotp: number };
+  }) {
+    this.#minPasswordLength = deps.minPasswordLength;
     this.#store = deps.store;
     this.#hasher = deps.hasher;
     this.#tokens = deps.tokens;
@@ -68,16 +79,31 @@ export class LoginService {
     }
 
     const rehash = needsRehash ? await this.#hasher.hash(input.password) : undefined;
-    const account: Account = { ...record, roles };
+    // Only a login sees the plaintext, so only a login can tell that a password is now too short for its account:
+    // after an administrator's TOTP reset left an 8-character password alone, or after min_length was raised.
+    const tooShort = !record.passwordChangeRequired && this.#tooShort(input.password, record.totpConfirmedAt !== null);
+    const account: Account = { ...record, roles, passwordChangeRequired: record.passwordChangeRequired || tooShort };
     const issued = await this.#tokens.mint(account, { kind: 'session', issuedBy: record.id });
     await this.#store.transaction(async (tx) => {
       if (rehash !== undefined) await tx.accounts.updatePasswordHash(record.id, rehash, this.#clock.now());
+      if (tooShort) await tx.accounts.setPasswordChangeRequired(record.id, true, this.#clock.now());
       await tx.tokens.insert(issued.record);
       await tx.audit.insert(
-        this.#event(ctx, record, 'login_succeeded', 'success', { factor, jti: issued.record.jti, rehashed: rehash !== undefined }),
+        this.#event(ctx, record, 'login_succeeded', 'success', {
+          factor,
+          jti: issued.record.jti,
+          rehashed: rehash !== undefined,
+          ...(account.passwordChangeRequired ? { password_change_required: tooShort ? 'password_too_short' : 'temporary_password' } : {}),
+        }),
       );
     });
     return { token: issued.token, expiresAt: issued.record.expiresAt, account, totpEnrollmentRequired };
+  }
+
+  /** Shorter than the minimum for a new password of this account now (security.md 4), counted as checkNewPassword counts. */
+  #tooShort(password: string, withTotp: boolean): boolean {
+    const minimum = withTotp ? this.#minPasswordLength.withTotp : this.#minPasswordLength.withoutTotp;
+    return [...normalizePassword(password)].length < minimum;
   }
 
   /** The first administrator, logging in for the first time, may do so once without TOTP: to enroll it. */

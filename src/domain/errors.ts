@@ -8,6 +8,7 @@ export const ERROR_CODES = [
   'totp_required',
   'unauthenticated',
   'forbidden',
+  'password_change_required',
   'not_found',
   'conflict',
   'payload_too_large',

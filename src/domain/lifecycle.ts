@@ -133,20 +133,24 @@ export class TokenLifecycle {
    */
   async validate(token: string, ctx: RequestContext): Promise<Validation> {
     const result = await this.#tokens.check(this.#store, token);
-    if (!result.ok) {
-      await this.#store.audit.insert({
-        type: 'token_validation_failed',
-        outcome: 'failure',
-        occurredAt: this.#clock.now(),
-        ip: ctx.ip,
-        userAgent: ctx.userAgent,
-        requestId: ctx.requestId,
-        details: { reason: result.reason },
-      });
-      return { active: false };
-    }
+    if (!result.ok) return this.#inactive(result.reason, ctx);
+    // A session whose password is temporary may only change it (security.md 39): for an app, it is not active yet.
+    if (result.principal.account.passwordChangeRequired) return this.#inactive('password_change_required', ctx);
     const { account, token: record, permissions } = result.principal;
     return { active: true, account, permissions, jti: record.jti, issuedAt: record.issuedAt, expiresAt: record.expiresAt };
+  }
+
+  async #inactive(reason: string, ctx: RequestContext): Promise<Validation> {
+    await this.#store.audit.insert({
+      type: 'token_validation_failed',
+      outcome: 'failure',
+      occurredAt: this.#clock.now(),
+      ip: ctx.ip,
+      userAgent: ctx.userAgent,
+      requestId: ctx.requestId,
+      details: { reason },
+    });
+    return { active: false };
   }
 
   async #revoke(

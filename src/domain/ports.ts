@@ -30,6 +30,8 @@ export interface AccountStore {
   insert(account: AccountRecord): Promise<void>;
   updateStatus(id: string, status: AccountStatus, now: number): Promise<void>;
   updatePasswordHash(id: string, hash: string, now: number): Promise<void>;
+  /** Marks the password temporary (the account must change it before anything else), or clears the mark. */
+  setPasswordChangeRequired(id: string, required: boolean, now: number): Promise<void>;
   delete(id: string): Promise<void>;
   /** Holds the account's row lock until the transaction ends (serialises token issuance for one account). */
   lock(id: string): Promise<void>;

@@ -89,10 +89,20 @@ export class TotpService {
     this.#minPasswordLength = deps.minPasswordLength;
   }
 
-  /** Starts (or restarts) enrollment with a fresh secret; nothing changes at login until it is confirmed. */
-  async begin(principal: Principal, ctx: RequestContext): Promise<{ secret: string; uri: string }> {
+  /**
+   * Starts (or restarts) enrollment with a fresh secret; nothing changes at login until it is confirmed. It needs the
+   * current password (security.md 14, ASVS 7.5.1): a stolen token alone cannot put an attacker's authenticator on the
+   * account. A wrong password is audited and stores nothing.
+   */
+  async begin(principal: Principal, password: string, ctx: RequestContext): Promise<{ secret: string; uri: string }> {
     const account = this.#human(principal);
     if (account.totpConfirmedAt !== null) fail('conflict', 'TOTP is already enabled; remove it first to enroll again');
+    const stored = await this.#store.accounts.findById(account.id);
+    const { ok } = await this.#hasher.verify(password, stored?.passwordHash);
+    if (!ok) {
+      await this.#store.audit.insert(this.#event(ctx, principal, account, 'totp_enrollment_started', 'failure', { reason: 'wrong_password' }));
+      fail('invalid_credentials', 'the password is not correct');
+    }
     const secret = randomBytes(SECRET_BYTES);
     await this.#store.transaction(async (tx) => {
       await tx.accounts.setPendingTotp(account.id, this.#sealer.seal(secret, sealContext(account.id)), this.#clock.now());
@@ -147,7 +157,11 @@ export class TotpService {
     await this.#clear(account, principal, ctx, 'totp_disabled');
   }
 
-  /** An administrator's reset for a lost authenticator. */
+  /**
+   * An administrator's reset for a lost authenticator. Like a password reset, a credential reset ends every session
+   * of the account. The next login decides whether the password alone is long enough (LoginService): if it is
+   * shorter than passwords.min_length (allowed only while TOTP was on), that login may do nothing but change it.
+   */
   async reset(principal: Principal, username: string, ctx: RequestContext): Promise<void> {
     const account = await this.#accounts.get(username);
     if (account.kind !== 'human') fail('invalid_request', 'a system account has no TOTP');
@@ -174,9 +188,11 @@ export class TotpService {
 
   async #clear(account: AccountRecord, principal: Principal, ctx: RequestContext, type: 'totp_disabled' | 'totp_reset'): Promise<void> {
     await this.#store.transaction(async (tx) => {
-      await tx.accounts.clearTotp(account.id, this.#clock.now());
+      const now = this.#clock.now();
+      await tx.accounts.clearTotp(account.id, now);
       await tx.recoveryCodes.deleteAll(account.id);
-      await tx.audit.insert(this.#event(ctx, principal, account, type, 'success', {}));
+      const revoked = type === 'totp_reset' ? await tx.tokens.revokeAllOf(account.id, now, 'totp_reset') : undefined;
+      await tx.audit.insert(this.#event(ctx, principal, account, type, 'success', revoked === undefined ? {} : { tokens_revoked: revoked }));
     });
   }
 

@@ -15,6 +15,11 @@ export type Access = (typeof ACCESS_LEVELS)[number];
 declare module 'fastify' {
   interface FastifyContextConfig {
     access?: Access;
+    /**
+     * The route stays open to a session whose password is temporary (security.md 39). Only reading the own account,
+     * changing the own password and logging out declare it; every other route refuses such a session.
+     */
+    duringPasswordChange?: true;
   }
   interface FastifyRequest {
     principal: Principal | undefined;
@@ -51,6 +56,10 @@ export const accessControl = fp(
       const match = BEARER.exec(request.headers.authorization ?? '');
       if (match === null) throw new MciasError('unauthenticated', 'a bearer token is required');
       const principal = await deps.tokens.authenticate(deps.store, match[1] as string);
+      // The flag comes from the database with the token's row (never from a claim), so a change takes effect at once.
+      if (principal.account.passwordChangeRequired && request.routeOptions.config.duringPasswordChange !== true) {
+        fail('password_change_required', 'this account must change its password first (PUT /v1/me/password)');
+      }
       if (access === 'human' && principal.account.kind !== 'human') fail('forbidden', 'this route is for human accounts');
       if (access === 'admin' && !principal.account.roles.includes(ADMIN_ROLE)) fail('forbidden', 'this route needs the admin role');
       request.principal = principal;

@@ -127,6 +127,7 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
         ...schema,
         ...(access === 'public' ? {} : { security: [{ bearer: [] }] }),
         'x-mcias-access': access,
+        ...(route.config?.duringPasswordChange === true ? { 'x-mcias-during-password-change': true } : {}),
         response: { ...(schema?.response as object), '4XX': ProblemSchema, '5XX': ProblemSchema },
       };
       return { schema: documented as typeof schema, url };

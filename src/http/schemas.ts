@@ -19,6 +19,7 @@ export const AccountView = Type.Object(
     status: Type.Union([Type.Literal('active'), Type.Literal('disabled')]),
     roles: Type.Array(Type.String()),
     totp_enabled: Type.Boolean(),
+    password_change_required: Type.Boolean({ description: 'the password is temporary: the account must change it before anything else' }),
     created_at: Timestamp,
   },
   { $id: 'Account', additionalProperties: false },
@@ -62,6 +63,7 @@ export function accountView(account: Account): Static<typeof AccountView> {
     status: account.status,
     roles: [...account.roles],
     totp_enabled: account.totpConfirmedAt !== null,
+    password_change_required: account.passwordChangeRequired,
     created_at: rfc3339(account.createdAt),
   };
 }

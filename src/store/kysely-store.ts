@@ -39,11 +39,15 @@ const ACCOUNT_COLUMNS = [
   'accounts.status',
   'accounts.password_hash',
   'accounts.totp_confirmed_at',
+  'accounts.password_change_required',
   'accounts.created_at',
   'accounts.updated_at',
 ] as const;
 
-type AccountRow = Pick<Selectable<AccountsTable>, 'id' | 'username' | 'kind' | 'status' | 'password_hash' | 'totp_confirmed_at' | 'created_at' | 'updated_at'>;
+type AccountRow = Pick<
+  Selectable<AccountsTable>,
+  'id' | 'username' | 'kind' | 'status' | 'password_hash' | 'totp_confirmed_at' | 'password_change_required' | 'created_at' | 'updated_at'
+>;
 
 function toAccount(row: AccountRow): AccountRecord {
   return {
@@ -53,6 +57,7 @@ function toAccount(row: AccountRow): AccountRecord {
     status: row.status,
     passwordHash: row.password_hash,
     totpConfirmedAt: row.totp_confirmed_at,
+    passwordChangeRequired: Number(row.password_change_required) === 1,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
@@ -96,6 +101,7 @@ class KyselyAccountStore implements AccountStore {
         totp_secret: null,
         totp_confirmed_at: a.totpConfirmedAt,
         totp_last_step: null,
+        password_change_required: a.passwordChangeRequired ? 1 : 0,
         created_at: a.createdAt,
         updated_at: a.updatedAt,
       })
@@ -108,6 +114,14 @@ class KyselyAccountStore implements AccountStore {
 
   async updatePasswordHash(id: string, hash: string, now: number): Promise<void> {
     await this.#db.updateTable('accounts').set({ password_hash: hash, updated_at: now }).where('id', '=', id).execute();
+  }
+
+  async setPasswordChangeRequired(id: string, required: boolean, now: number): Promise<void> {
+    await this.#db
+      .updateTable('accounts')
+      .set({ password_change_required: required ? 1 : 0, updated_at: now })
+      .where('id', '=', id)
+      .execute();
   }
 
   async delete(id: string): Promise<void> {

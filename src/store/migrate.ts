@@ -2,6 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import { Migrator, type Migration, type MigrationResultSet } from 'kysely/migration';
 import type { DialectCapabilities } from './dialects.ts';
 import { initial } from './migrations/0001_initial.ts';
+import { passwordChangeRequired } from './migrations/0005_password_change_required.ts';
 import type { DB } from './schema.ts';
 
 /** Migrations in order; names sort lexically, so each starts with its number. */
@@ -40,6 +41,7 @@ function migrations(caps: DialectCapabilities): Record<string, Migration> {
         await db.schema.dropIndex('tokens_by_kid').execute();
       },
     },
+    '0005_password_change_required': passwordChangeRequired,
   };
 }
 

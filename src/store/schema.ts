@@ -37,6 +37,8 @@ export interface AccountsTable {
   totp_confirmed_at: number | null;
   /** The last accepted TOTP step, so a code is accepted once (RFC 6238 §5.2). */
   totp_last_step: number | null;
+  /** 1 while the password is temporary (set by an administrator or by init): the person must change it first. */
+  password_change_required: number;
   created_at: number;
   updated_at: number;
 }

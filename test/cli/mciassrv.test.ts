@@ -55,7 +55,7 @@ describe('mciassrv', { concurrency: 4 }, () => {
     const dataDir = path.join(scratch(), 'data');
     const result = await mciassrv(['init', '--data-dir', dataDir, '--admin-password-file', passwordFile(path.dirname(dataDir)), '--listen', '127.0.0.1:0']);
     assert.equal(result.code, 0, result.stderr);
-    assert.doesNotMatch(result.stdout, /One-time password/);
+    assert.doesNotMatch(result.stdout, /Temporary password/);
     assert.ok(!result.stdout.includes(ADMIN_PASSWORD), 'a password from a file is not echoed');
 
     assert.equal(mode(dataDir), 0o700);
@@ -79,8 +79,12 @@ describe('mciassrv', { concurrency: 4 }, () => {
 
     const db = new BetterSqlite3(path.join(dataDir, 'mcias.db'), { readonly: true });
     try {
-      const admin = db.prepare("select username, password_hash from accounts where username = 'admin'").get() as { password_hash: string } | undefined;
+      const admin = db.prepare("select username, password_hash, password_change_required from accounts where username = 'admin'").get() as
+        | { password_hash: string; password_change_required: number }
+        | undefined;
       assert.match(admin?.password_hash ?? '', /^\$scrypt\$/);
+      // The operator chose this password (security.md 39): it is not temporary.
+      assert.equal(admin?.password_change_required, 0);
     } finally {
       db.close();
     }
@@ -90,7 +94,7 @@ describe('mciassrv', { concurrency: 4 }, () => {
     const dataDir = path.join(scratch(), 'data');
     const result = await mciassrv(['init', '--data-dir', dataDir, '--listen', '127.0.0.1:1']);
     assert.equal(result.code, 0, result.stderr);
-    const password = /One-time password for admin[^\n]*\n\s+(\S+)/.exec(result.stdout)?.[1];
+    const password = /Temporary password for admin[^\n]*\n\s+(\S+)/.exec(result.stdout)?.[1];
     assert.ok(password !== undefined && password.length >= 24, result.stdout);
     assert.equal(result.stdout.split(password).length - 1, 1, 'printed exactly once');
     assert.ok(!readFileSync(path.join(dataDir, 'mcias.toml'), 'utf8').includes(password));
@@ -101,8 +105,24 @@ describe('mciassrv', { concurrency: 4 }, () => {
       assert.match(server.url, /^https:\/\/127\.0\.0\.1:\d+$/);
       assert.notEqual(new URL(server.url).port, '1');
       const at = serverAt(server, path.join(dataDir, 'tls', 'cert.pem'));
-      assert.equal((await login(at, 'admin', password)).status, 200);
       assert.equal((await login(at, 'admin', `${password}x`)).status, 401);
+      // The printed password is temporary (security.md 39): it logs in, but only to be replaced.
+      const first = await login(at, 'admin', password);
+      assert.equal(first.status, 200, first.body);
+      const { token, password_change_required: required } = JSON.parse(first.body) as { token: string; password_change_required?: boolean };
+      assert.equal(required, true);
+      const call = (url: string, options: { method?: string; body?: unknown } = {}) => httpsRequest(`${server.url}${url}`, { caFile: at.caCertFile, token, ...options });
+      const refused = await call('/v1/accounts');
+      assert.equal(refused.status, 403);
+      assert.equal((JSON.parse(refused.body) as { code: string }).code, 'password_change_required');
+      assert.equal((await call('/v1/me')).status, 200);
+      const own = 'a password of my very own choosing';
+      assert.equal((await call('/v1/me/password', { method: 'PUT', body: { current_password: password, new_password: own } })).status, 204);
+      assert.equal((await call('/v1/accounts')).status, 200, 'the same session works once the password is changed');
+      const next = await login(at, 'admin', own);
+      assert.equal(next.status, 200);
+      assert.equal((JSON.parse(next.body) as { password_change_required?: boolean }).password_change_required, undefined);
+      assert.equal((await login(at, 'admin', password)).status, 401, 'the printed password is gone');
     } finally {
       assert.equal(await server.stop(), 0);
     }
@@ -159,7 +179,7 @@ describe('mciassrv', { concurrency: 4 }, () => {
     const server = await serveDataDir(dataDir, {}, ['--init', '--listen', '127.0.0.1:0']);
     try {
       const output = server.logs.join('\n');
-      const password = /One-time password for admin[^\n]*\n\s+(\S+)/.exec(output)?.[1];
+      const password = /Temporary password for admin[^\n]*\n\s+(\S+)/.exec(output)?.[1];
       assert.ok(password !== undefined, output);
       assert.equal(mode(path.join(dataDir, 'master.key')), 0o600);
       assert.equal((await login(serverAt(server, path.join(dataDir, 'tls', 'cert.pem')), 'admin', password)).status, 200);

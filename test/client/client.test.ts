@@ -110,7 +110,7 @@ describe('MciasClient against a real mciassrv over TLS', () => {
   });
 
   test('account lifecycle: create, list, get, disable, enable, reset password, delete', async () => {
-    const alice: Account = await admin.createAccount({ username: 'alice', kind: 'human', password: USER_PASSWORD });
+    const alice: Account = await admin.createAccount({ username: 'alice', kind: 'human', password: USER_PASSWORD, temporary: false });
     assert.equal(alice.username, 'alice');
     assert.equal(alice.kind, 'human');
     assert.equal(alice.status, 'active');
@@ -129,10 +129,12 @@ describe('MciasClient against a real mciassrv over TLS', () => {
 
     const fresh = anonymous.withToken((await anonymous.login('alice', USER_PASSWORD)).token);
     const next = `${USER_PASSWORD} reset by admin`;
-    await admin.resetPassword('alice', next);
+    await admin.resetPassword('alice', next, { temporary: false });
     await apiError(fresh.me(), 401, 'unauthenticated');
     await apiError(anonymous.login('alice', USER_PASSWORD), 401, 'invalid_credentials');
-    assert.equal((await anonymous.login('alice', next)).account.username, 'alice');
+    const afterReset = await anonymous.login('alice', next);
+    assert.equal(afterReset.account.username, 'alice');
+    assert.equal(afterReset.password_change_required, undefined);
 
     await admin.deleteAccount('alice');
     await apiError(admin.getAccount('alice'), 404, 'not_found');
@@ -147,8 +149,37 @@ describe('MciasClient against a real mciassrv over TLS', () => {
     await apiError(admin.createAccount({ username: 'robot2', kind: 'system', password: USER_PASSWORD }), 400, 'invalid_request');
   });
 
+  test('temporary passwords: create and reset default to temporary; the login says so, and only changePassword lifts it', async () => {
+    const created = await admin.createAccount({ username: 'tess', kind: 'human', password: USER_PASSWORD });
+    assert.equal(created.password_change_required, true);
+    const first = await anonymous.login('tess', USER_PASSWORD);
+    assert.equal(first.password_change_required, true);
+    assert.equal(first.account.password_change_required, true);
+    const tess = anonymous.withToken(first.token);
+    assert.equal((await tess.me()).password_change_required, true);
+    await apiError(tess.listMyTokens(), 403, 'password_change_required');
+    await apiError(tess.renew(), 403, 'password_change_required');
+    assert.equal((await anonymous.validate(first.token)).active, false);
+    const unchanged = await apiError(tess.changePassword(USER_PASSWORD, USER_PASSWORD), 400, 'invalid_request');
+    assert.equal(unchanged.reason, 'password_unchanged');
+    const own = `${USER_PASSWORD}, my own`;
+    await tess.changePassword(USER_PASSWORD, own);
+    assert.equal((await tess.me()).password_change_required, false);
+    assert.equal((await tess.listMyTokens()).length, 1);
+    assert.equal((await anonymous.validate(first.token)).active, true);
+    assert.equal((await admin.getAccount('tess')).password_change_required, false);
+
+    // An administrator's reset is temporary again, unless it says otherwise.
+    await admin.resetPassword('tess', USER_PASSWORD);
+    assert.equal((await admin.getAccount('tess')).password_change_required, true);
+    assert.equal((await anonymous.login('tess', USER_PASSWORD)).password_change_required, true);
+    await admin.resetPassword('tess', USER_PASSWORD, { temporary: false });
+    assert.equal((await anonymous.login('tess', USER_PASSWORD)).password_change_required, undefined);
+    await apiError(admin.createAccount({ username: 'robot3', kind: 'system', temporary: false }), 400, 'invalid_request');
+  });
+
   test('changePassword changes your own password and needs the current one', async () => {
-    await admin.createAccount({ username: 'carol', kind: 'human', password: USER_PASSWORD });
+    await admin.createAccount({ username: 'carol', kind: 'human', password: USER_PASSWORD, temporary: false });
     const carol = anonymous.withToken((await anonymous.login('carol', USER_PASSWORD)).token);
     const next = `${USER_PASSWORD}, changed`;
     await apiError(carol.changePassword('not the current password', next), 401, 'invalid_credentials');
@@ -165,7 +196,7 @@ describe('MciasClient against a real mciassrv over TLS', () => {
     const roles = (await admin.listRoles()).map((r) => r.name);
     assert.ok(roles.includes('admin') && roles.includes('wiki'));
 
-    await admin.createAccount({ username: 'dave', kind: 'human', password: USER_PASSWORD });
+    await admin.createAccount({ username: 'dave', kind: 'human', password: USER_PASSWORD, temporary: false });
     await admin.grantRole('dave', 'wiki');
     assert.deepEqual((await admin.getAccount('dave')).roles, ['wiki']);
     await admin.revokeRole('dave', 'wiki');
@@ -178,14 +209,14 @@ describe('MciasClient against a real mciassrv over TLS', () => {
   });
 
   test('a token without the admin role is forbidden from administration', async () => {
-    await admin.createAccount({ username: 'erin', kind: 'human', password: USER_PASSWORD });
+    await admin.createAccount({ username: 'erin', kind: 'human', password: USER_PASSWORD, temporary: false });
     const erin = anonymous.withToken((await anonymous.login('erin', USER_PASSWORD)).token);
     const error = await apiError(erin.listAccounts(), 403, 'forbidden');
     assert.match(error.requestId ?? '', /.+/);
   });
 
   test('logout revokes the token', async () => {
-    await admin.createAccount({ username: 'frank', kind: 'human', password: USER_PASSWORD });
+    await admin.createAccount({ username: 'frank', kind: 'human', password: USER_PASSWORD, temporary: false });
     const frank = anonymous.withToken((await anonymous.login('frank', USER_PASSWORD)).token);
     await frank.logout();
     await apiError(frank.me(), 401, 'unauthenticated');

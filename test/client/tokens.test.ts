@@ -22,7 +22,7 @@ describe('MciasClient token methods against a real mciassrv', () => {
 
   /** A new human account (optionally with roles) and a client logged in as it. */
   async function person(username: string, roles: readonly string[] = []): Promise<MciasClient> {
-    await admin.createAccount({ username, kind: 'human', password: USER_PASSWORD });
+    await admin.createAccount({ username, kind: 'human', password: USER_PASSWORD, temporary: false });
     for (const role of roles) await admin.grantRole(username, role);
     return anonymous.withToken((await anonymous.login(username, USER_PASSWORD)).token);
   }

@@ -18,13 +18,13 @@ describe('MciasClient TOTP methods against a real mciassrv', () => {
 
   /** A new human account and a client logged in as it. */
   async function person(username: string): Promise<MciasClient> {
-    await admin.createAccount({ username, kind: 'human', password: USER_PASSWORD });
+    await admin.createAccount({ username, kind: 'human', password: USER_PASSWORD, temporary: false });
     return anonymous.withToken((await anonymous.login(username, USER_PASSWORD)).token);
   }
 
   /** Enrolls `client`'s account; returns its authenticator and recovery codes. */
   async function enroll(client: MciasClient): Promise<{ app: Authenticator; recoveryCodes: readonly string[] }> {
-    const { secret } = await client.beginTotp();
+    const { secret } = await client.beginTotp(USER_PASSWORD);
     const app = new Authenticator(secret);
     const { recovery_codes: recoveryCodes } = await client.confirmTotp(await app.next());
     return { app, recoveryCodes };
@@ -43,7 +43,9 @@ describe('MciasClient TOTP methods against a real mciassrv', () => {
   test('enroll, confirm, log in with a code once, a recovery code once, disable', async () => {
     const alice = await person('alice');
 
-    const enrollment = await alice.beginTotp();
+    // Re-authentication: a wrong password starts nothing.
+    await apiError(alice.beginTotp('not the password at all, no'), 401, 'invalid_credentials');
+    const enrollment = await alice.beginTotp(USER_PASSWORD);
     assert.deepEqual(Object.keys(enrollment).sort(), ['otpauth_uri', 'secret']);
     assert.match(enrollment.secret, /^[A-Z2-7]{32}$/);
     const uri = URI.parse(enrollment.otpauth_uri);
@@ -62,7 +64,7 @@ describe('MciasClient TOTP methods against a real mciassrv', () => {
     for (const code of recoveryCodes) assert.match(code, RECOVERY_CODE);
     assert.equal((await alice.me()).totp_enabled, true);
     assert.equal((await admin.getAccount('alice')).totp_enabled, true);
-    await apiError(alice.beginTotp(), 409, 'conflict');
+    await apiError(alice.beginTotp(USER_PASSWORD), 409, 'conflict');
 
     // The password alone is now `totp_required`, distinguishable from a wrong password.
     const required = await apiError(anonymous.login('alice', USER_PASSWORD), 401, 'totp_required');
@@ -113,6 +115,8 @@ describe('MciasClient TOTP methods against a real mciassrv', () => {
 
     await admin.resetTotp('bob');
     assert.equal((await admin.getAccount('bob')).totp_enabled, false);
+    // A credential reset ends the sessions that the lost authenticator opened.
+    await apiError(bob.me(), 401, 'unauthenticated');
     const again = anonymous.withToken((await anonymous.login('bob', USER_PASSWORD)).token);
     await enroll(again);
     assert.equal((await again.me()).totp_enabled, true);
@@ -123,10 +127,10 @@ describe('MciasClient TOTP methods against a real mciassrv', () => {
   test('a system account has no TOTP; the code format is checked before anything else', async () => {
     await admin.createAccount({ username: 'ci-bot', kind: 'system' });
     const bot = anonymous.withToken((await admin.issueServiceToken('ci-bot')).token);
-    await apiError(bot.beginTotp(), 403, 'forbidden');
+    await apiError(bot.beginTotp(USER_PASSWORD), 403, 'forbidden');
     const carol = await person('carol');
     await apiError(carol.confirmTotp('123456'), 409, 'conflict');
-    await carol.beginTotp();
+    await carol.beginTotp(USER_PASSWORD);
     await apiError(carol.confirmTotp('12345'), 400, 'invalid_request');
     await apiError(carol.disableTotp(USER_PASSWORD, '123456'), 409, 'conflict');
   });

@@ -52,7 +52,7 @@ for (const dialect of DIALECTS) {
     });
 
     test('the bootstrap creates one human administrator with a hashed password, and audits it', async () => {
-      const account = await runtime.services.accounts.bootstrapAdmin('Root.Admin', ADMIN_PASSWORD);
+      const account = await runtime.services.accounts.bootstrapAdmin('Root.Admin', ADMIN_PASSWORD, { temporary: false });
       assert.equal(account.username, 'root.admin');
       assert.equal(account.kind, 'human');
       assert.deepEqual(account.roles, ['admin']);
@@ -65,14 +65,14 @@ for (const dialect of DIALECTS) {
     });
 
     test('the bootstrap refuses once any account exists', async () => {
-      await runtime.services.accounts.bootstrapAdmin('first', ADMIN_PASSWORD);
-      await assert.rejects(runtime.services.accounts.bootstrapAdmin('second', ADMIN_PASSWORD), (error) => isMciasError(error, 'conflict'));
+      await runtime.services.accounts.bootstrapAdmin('first', ADMIN_PASSWORD, { temporary: false });
+      await assert.rejects(runtime.services.accounts.bootstrapAdmin('second', ADMIN_PASSWORD, { temporary: false }), (error) => isMciasError(error, 'conflict'));
       assert.equal(await rowCount(runtime.database.db, 'accounts'), 1);
     });
 
     test('the bootstrap applies the password rules', async () => {
-      await assert.rejects(runtime.services.accounts.bootstrapAdmin('admin', 'short'), (error) => isMciasError(error, 'invalid_request'));
-      await assert.rejects(runtime.services.accounts.bootstrapAdmin('admin', 'admin-admin-admin-admin'), (error) =>
+      await assert.rejects(runtime.services.accounts.bootstrapAdmin('admin', 'short', { temporary: false }), (error) => isMciasError(error, 'invalid_request'));
+      await assert.rejects(runtime.services.accounts.bootstrapAdmin('admin', 'admin-admin-admin-admin', { temporary: false }), (error) =>
         isMciasError(error, 'invalid_request'),
       );
       assert.equal(await rowCount(runtime.database.db, 'accounts'), 0);
@@ -81,7 +81,7 @@ for (const dialect of DIALECTS) {
     // Regression: on PostgreSQL, concurrent bootstraps each counted zero accounts and each created an administrator.
     test('concurrent bootstraps create exactly one administrator', async () => {
       const results = await Promise.allSettled(
-        ['alpha', 'bravo', 'charlie', 'delta'].map((name) => runtime.services.accounts.bootstrapAdmin(name, ADMIN_PASSWORD)),
+        ['alpha', 'bravo', 'charlie', 'delta'].map((name) => runtime.services.accounts.bootstrapAdmin(name, ADMIN_PASSWORD, { temporary: false })),
       );
       assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
       for (const r of results) if (r.status === 'rejected') assert.ok(isMciasError(r.reason, 'conflict'), String(r.reason));

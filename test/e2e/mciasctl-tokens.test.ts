@@ -62,9 +62,9 @@ describe('mciasctl token, renew and keys against a real mciassrv', () => {
     for (const args of [
       ['account', 'create', 'wiki', '--system'],
       ['role', 'create', 'wiki'],
-      ['account', 'create', 'delegate', '--password-file', userPasswordFile],
+      ['account', 'create', 'delegate', '--password-file', userPasswordFile, '--no-temporary'],
       ['role', 'grant', 'wiki', 'delegate'],
-      ['account', 'create', 'stranger', '--password-file', userPasswordFile],
+      ['account', 'create', 'stranger', '--password-file', userPasswordFile, '--no-temporary'],
     ]) {
       const result = await ctl(admin, ...args);
       assert.equal(result.code, 0, result.stderr);

@@ -142,7 +142,7 @@ describe('mciasctl totp and the login with a second factor against a real mciass
     admin = await loggedIn('admin', passwordFile);
     lasting.push(...dirs.splice(0));
     for (const name of ['alice', 'bob', 'carol', 'dave', 'erin']) {
-      assertOk(await ctl(admin, 'account', 'create', name, '--password-file', userPasswordFile));
+      assertOk(await ctl(admin, 'account', 'create', name, '--password-file', userPasswordFile, '--no-temporary'));
     }
   });
   afterEach(() => {
@@ -159,6 +159,8 @@ describe('mciasctl totp and the login with a second factor against a real mciass
     let app: Authenticator | undefined;
     let confirmation = '';
     const enrolled = await inTerminal(['totp', 'enroll'], alice, [
+      // Re-authentication first (security.md 14): nothing is started before the password is given.
+      ['Current password:', USER_PASSWORD],
       [
         'Code from the app:',
         async (output) => {
@@ -173,6 +175,8 @@ describe('mciasctl totp and the login with a second factor against a real mciass
     assert.match(enrolled.output, /type in the secret by hand: [A-Z2-7]{32}\b/);
     assert.ok(app !== undefined);
     assert.ok(!enrolled.output.includes(confirmation), 'the code was echoed');
+    assert.ok(!enrolled.output.includes(USER_PASSWORD), 'the password was echoed');
+    assert.ok(enrolled.output.indexOf('Current password:') < enrolled.output.indexOf('otpauth://'));
     assert.match(enrolled.output, /TOTP is on/);
     const recovery = recoveryCodesIn(enrolled.output);
     assert.equal(recovery.length, 10, enrolled.output);
@@ -220,17 +224,22 @@ describe('mciasctl totp and the login with a second factor against a real mciass
 
   test('for scripts: enroll --uri-only or --json, confirm <code>, login --totp-code-file, disable --code-file', async () => {
     const bob = await loggedIn('bob');
-    let result = await ctl(bob, 'totp', 'enroll', '--uri-only');
+    // A session alone cannot start an enrollment: a wrong password is refused and nothing is shown.
+    const refused = await ctl(bob, 'totp', 'enroll', '--uri-only', '--password-file', fileWith('not the password at all'));
+    assertOneLineError(refused, 'invalid_credentials');
+    assert.equal(refused.stdout, '');
+    assertOneLineError(await ctl(bob, 'totp', 'confirm', '123456'), 'conflict');
+    let result = await ctl(bob, 'totp', 'enroll', '--uri-only', '--password-file', userPasswordFile);
     assertOk(result);
     assert.match(result.stdout, /^otpauth:\/\/totp\/MCIAS:bob\?\S+\n$/);
     // Enrolling again starts over with a new secret; --json gives it apart as well.
-    result = await ctl(bob, '--json', 'totp', 'enroll');
+    result = await ctl(bob, '--json', 'totp', 'enroll', '--password-file', userPasswordFile);
     assertOk(result);
     const started = JSON.parse(result.stdout) as { otpauth_uri: string; secret: string };
     assert.deepEqual(Object.keys(started).sort(), ['otpauth_uri', 'secret']);
     assert.equal(URI.parse(started.otpauth_uri).secret.base32, started.secret);
-    assert.notEqual(secretIn(result.stdout), secretIn((await ctl(bob, 'totp', 'enroll', '--uri-only')).stdout));
-    const uri = (await ctl(bob, 'totp', 'enroll', '--uri-only')).stdout.trim();
+    assert.notEqual(secretIn(result.stdout), secretIn((await ctl(bob, 'totp', 'enroll', '--uri-only', '--password-file', userPasswordFile)).stdout));
+    const uri = (await ctl(bob, 'totp', 'enroll', '--uri-only', '--password-file', userPasswordFile)).stdout.trim();
     const app = new Authenticator(URI.parse(uri).secret.base32);
 
     result = await ctl(bob, 'totp', 'confirm', app.wrong());
@@ -240,7 +249,7 @@ describe('mciasctl totp and the login with a second factor against a real mciass
     assertOk(result);
     const { recovery_codes: recovery } = JSON.parse(result.stdout) as { recovery_codes: string[] };
     assert.equal(recovery.length, 10);
-    assertOneLineError(await ctl(bob, 'totp', 'enroll', '--uri-only'), 'conflict');
+    assertOneLineError(await ctl(bob, 'totp', 'enroll', '--uri-only', '--password-file', userPasswordFile), 'conflict');
 
     // Without a terminal, a login that needs a code says how to give one, and keeps nothing.
     const env = freshEnv();
@@ -283,13 +292,18 @@ describe('mciasctl totp and the login with a second factor against a real mciass
     assertOneLineError(await ctl(dave, 'totp', 'disable', '--password-file', userPasswordFile), 'usage', 2);
     assertOneLineError(await ctl(dave, 'totp', 'confirm', '123456'), 'conflict');
     assertOneLineError(await ctl(dave, 'totp', 'enroll', '--code-file', fileWith('')), 'usage', 2);
+    // Enrolling needs the current password: without a terminal to ask on, --password-file.
+    result = await ctl(dave, 'totp', 'enroll', '--uri-only');
+    assertOneLineError(result, 'usage', 2);
+    assert.match(result.stderr, /--password-file/);
+    assert.equal(result.stdout, '');
   });
 
   test('enroll --code-file reads the code only after the secret is shown: a named pipe works', { skip: HAVE_MKFIFO ? false : 'mkfifo is not installed' }, async () => {
     const carol = await loggedIn('carol');
     const fifo = path.join(scratch, 'code.fifo');
     execFileSync('mkfifo', ['-m', '0600', fifo]);
-    const child = spawn(process.execPath, [MCIASCTL, 'totp', 'enroll', '--code-file', fifo], { cwd: ROOT, env: { ...process.env, ...carol } });
+    const child = spawn(process.execPath, [MCIASCTL, 'totp', 'enroll', '--code-file', fifo, '--password-file', userPasswordFile], { cwd: ROOT, env: { ...process.env, ...carol } });
     let stdout = '';
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -313,7 +327,7 @@ describe('mciasctl totp and the login with a second factor against a real mciass
 
   test('account reset-totp: an administrator removes a lost authenticator; nobody else can', async () => {
     const erin = await loggedIn('erin');
-    const started = JSON.parse((await ctl(erin, '--json', 'totp', 'enroll')).stdout) as { secret: string };
+    const started = JSON.parse((await ctl(erin, '--json', 'totp', 'enroll', '--password-file', userPasswordFile)).stdout) as { secret: string };
     assertOk(await ctl(erin, 'totp', 'confirm', await new Authenticator(started.secret).next()));
     assertOneLineError(await ctl(freshEnv(), 'login', '--username', 'erin', '--password-file', userPasswordFile), 'usage', 2);
 
@@ -336,12 +350,12 @@ describe('mciasctl totp and the login with a second factor against a real mciass
       assert.equal(result.stdout, "logged in as admin\nadministrators must use TOTP: run 'mciasctl totp enroll' now, or your next login will be refused\n");
 
       // Another administrator without TOTP is refused outright.
-      assertOk(await ctl(env, 'account', 'create', 'second', '--password-file', userPasswordFile));
+      assertOk(await ctl(env, 'account', 'create', 'second', '--password-file', userPasswordFile, '--no-temporary'));
       assertOk(await ctl(env, 'role', 'grant', 'admin', 'second'));
       result = await ctl(freshEnv(strict), 'login', '--username', 'second', '--password-file', userPasswordFile);
       assertOneLineError(result, 'forbidden');
 
-      const app = new Authenticator(secretIn((await ctl(env, 'totp', 'enroll', '--uri-only')).stdout));
+      const app = new Authenticator(secretIn((await ctl(env, 'totp', 'enroll', '--uri-only', '--password-file', passwordFile)).stdout));
       assertOk(await ctl(env, 'totp', 'confirm', await app.next()));
       const again = freshEnv(strict);
       const login = await inTerminal(['login', '--username', 'admin'], again, [

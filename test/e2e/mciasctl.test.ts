@@ -129,7 +129,7 @@ describe('mciasctl against a real mciassrv', () => {
 
   test('account create, list, show, disable, enable, set-password and delete', async () => {
     const env = await loggedIn();
-    let result = await ctl(env, 'account', 'create', 'alice', '--password-file', userPasswordFile);
+    let result = await ctl(env, 'account', 'create', 'alice', '--password-file', userPasswordFile, '--no-temporary');
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout, 'created human account alice\n');
     result = await ctl(env, 'account', 'create', 'backup-bot', '--system');
@@ -156,7 +156,7 @@ describe('mciasctl against a real mciassrv', () => {
 
     const newPasswordFile = path.join(scratch, 'alice-new-password');
     writeFileSync(newPasswordFile, 'another long password for the test\n', { mode: 0o600 });
-    result = await ctl(env, 'account', 'set-password', 'alice', '--password-file', newPasswordFile);
+    result = await ctl(env, 'account', 'set-password', 'alice', '--password-file', newPasswordFile, '--no-temporary');
     assert.equal(result.code, 0, result.stderr);
     assertOneLineError(await ctl(freshEnv(), 'login', '--username', 'alice', '--password-file', userPasswordFile), 'invalid_credentials');
     assert.equal((await ctl(freshEnv(), 'login', '--username', 'alice', '--password-file', newPasswordFile)).stdout, 'logged in as alice\n');
@@ -186,7 +186,7 @@ describe('mciasctl against a real mciassrv', () => {
 
   test('password changes your own password; the session stays logged in', async () => {
     const env = await loggedIn();
-    await ctl(env, 'account', 'create', 'erin', '--password-file', userPasswordFile);
+    await ctl(env, 'account', 'create', 'erin', '--password-file', userPasswordFile, '--no-temporary');
     const erin = await loggedIn('erin', userPasswordFile);
     assert.equal((await ctl(erin, 'whoami')).stdout, 'erin (human, active; roles: -)\n');
     const next = fileWith('a brand new long password for her');
@@ -196,6 +196,44 @@ describe('mciasctl against a real mciassrv', () => {
     assert.equal((await ctl(erin, 'whoami')).code, 0);
     assertOneLineError(await ctl(freshEnv(), 'login', '--username', 'erin', '--password-file', userPasswordFile), 'invalid_credentials');
     assert.equal((await ctl(freshEnv(), 'login', '--username', 'erin', '--password-file', next)).code, 0);
+  });
+
+  test('a temporary password: account create and set-password make one; login replaces it with --new-password-file', async () => {
+    const env = await loggedIn();
+    let result = await ctl(env, 'account', 'create', 'tom', '--password-file', userPasswordFile);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, 'created human account tom (the password is temporary: they choose their own at their first login)\n');
+    assert.match((await ctl(env, 'account', 'show', 'tom')).stdout, /^password:\s+temporary/m);
+
+    // A script without --new-password-file: one clear line, and a session that can only change the password.
+    const tom = freshEnv();
+    result = await ctl(tom, 'login', '--username', 'tom', '--password-file', userPasswordFile);
+    assertOneLineError(result, 'usage', 2);
+    assert.match(result.stderr, /temporary.*--new-password-file/);
+    assert.equal((await ctl(tom, 'whoami')).stdout, "tom (human, active; roles: -; the password is temporary: run 'mciasctl password')\n");
+    assertOneLineError(await ctl(tom, 'token', 'list', 'tom'), 'password_change_required');
+
+    const mine = fileWith('the password he chose for himself');
+    result = await ctl(freshEnv(), 'login', '--username', 'tom', '--password-file', userPasswordFile, '--new-password-file', userPasswordFile);
+    assertOneLineError(result, 'invalid_request');
+    assert.match(result.stderr, /mciasctl password/);
+    const fresh = freshEnv();
+    result = await ctl(fresh, '--json', 'login', '--username', 'tom', '--password-file', userPasswordFile, '--new-password-file', mine);
+    assert.equal(result.code, 0, result.stderr);
+    const printed = JSON.parse(result.stdout) as { account: { password_change_required: boolean }; password_changed?: boolean };
+    assert.equal(printed.password_changed, true);
+    assert.equal(printed.account.password_change_required, false);
+    // The stored session is a full one now.
+    assert.equal((await ctl(fresh, 'whoami')).stdout, 'tom (human, active; roles: -)\n');
+    assertOneLineError(await ctl(freshEnv(), 'login', '--username', 'tom', '--password-file', userPasswordFile), 'invalid_credentials');
+    assert.equal((await ctl(freshEnv(), 'login', '--username', 'tom', '--password-file', mine)).stdout, 'logged in as tom\n');
+
+    // An administrator's set-password is temporary again.
+    result = await ctl(env, 'account', 'set-password', 'tom', '--password-file', userPasswordFile);
+    assert.equal(result.stdout, 'set the password of tom (temporary: they choose their own at their next login)\n');
+    result = await ctl(freshEnv(), 'login', '--username', 'tom', '--password-file', userPasswordFile, '--new-password-file', fileWith('yet another password of his own'));
+    assert.equal(result.stdout, 'password changed: from now on, log in with the new one\nlogged in as tom\n');
+    assertOneLineError(await ctl(env, 'account', 'create', 'tombot', '--system', '--no-temporary'), 'usage', 2);
   });
 
   test('with --json, write commands print the changed object or {}', async () => {
@@ -301,7 +339,7 @@ describe('mciasctl against a real mciassrv', () => {
   test('account create asks twice on a terminal, without echo, and refuses two different passwords', { skip: HAVE_SCRIPT ? false : 'util-linux script is not installed' }, async () => {
     const env = await loggedIn();
     const password = 'typed twice and never shown';
-    let { code, output } = await inTerminal(['account', 'create', 'carol'], env, [
+    let { code, output } = await inTerminal(['account', 'create', 'carol', '--no-temporary'], env, [
       ['Password for carol:', password],
       ['Repeat it:', password],
     ]);
@@ -317,6 +355,28 @@ describe('mciasctl against a real mciassrv', () => {
     assert.equal(code, 2, output);
     assert.match(output, /mciasctl: the two passwords differ \(usage\)/);
     assertOneLineError(await ctl(env, 'account', 'show', 'dave'), 'not_found');
+  });
+
+  test('login with a temporary password asks for a new one at once, twice and without echo', { skip: HAVE_SCRIPT ? false : 'util-linux script is not installed' }, async () => {
+    const admin = await loggedIn();
+    assert.equal((await ctl(admin, 'account', 'create', 'nina', '--password-file', userPasswordFile)).code, 0);
+    const env = freshEnv();
+    const mine = 'she typed this one herself';
+    const { code, output } = await inTerminal(['login', '--username', 'nina'], env, [
+      ['Password for nina:', USER_PASSWORD],
+      ['New password:', 'password'],
+      ['Repeat it:', 'password'],
+      ['New password:', mine],
+      ['Repeat it:', mine],
+    ]);
+    assert.equal(code, 0, output);
+    assert.match(output, /This password is temporary: choose your own now\./);
+    // A refused password (too short) is asked for again.
+    assert.match(output, /at least 15 characters/);
+    assert.match(output, /password changed[^\n]*\r?\n[^\n]*logged in as nina/);
+    assert.ok(!output.includes(mine) && !output.includes(USER_PASSWORD), 'a password was echoed');
+    assert.equal((await ctl(env, 'whoami')).stdout, 'nina (human, active; roles: -)\n');
+    assert.equal((await ctl(freshEnv(), 'login', '--username', 'nina', '--password-file', fileWith(mine))).code, 0);
   });
 
   let files = 0;

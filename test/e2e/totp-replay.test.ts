@@ -94,7 +94,7 @@ describe('a TOTP code is accepted once across two mciassrv processes on one Post
 
   /** A new person, logged in through `via`; returns their token. */
   async function person(via: Instance, username: string): Promise<string> {
-    const created = await via.call('POST', '/v1/accounts', { token: adminToken, body: { username, kind: 'human', password: USER_PASSWORD } });
+    const created = await via.call('POST', '/v1/accounts', { token: adminToken, body: { username, kind: 'human', password: USER_PASSWORD, temporary: false } });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     const response = await via.login(username, USER_PASSWORD);
     assert.equal(response.status, 200, JSON.stringify(response.body));
@@ -103,7 +103,7 @@ describe('a TOTP code is accepted once across two mciassrv processes on one Post
 
   /** Starts enrollment through `via`; returns the secret. */
   async function begin(via: Instance, token: string): Promise<string> {
-    const begun = await via.call('POST', '/v1/me/totp', { token });
+    const begun = await via.call('POST', '/v1/me/totp', { token, body: { password: USER_PASSWORD } });
     assert.equal(begun.status, 200, JSON.stringify(begun.body));
     return begun.body['secret'] as string;
   }

@@ -108,7 +108,7 @@ const ROUTES: Readonly<Record<string, RouteRule>> = {
     allowed: HUMANS,
     call: async (f) => {
       await resetTotp(f.h, await f.person());
-      return {};
+      return { body: { password: USER_PASSWORD } };
     },
     status: 200,
   },

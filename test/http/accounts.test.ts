@@ -38,12 +38,14 @@ for (const dialect of DIALECTS) {
       const response = await admin.post('/v1/accounts', { username: 'Alice.Smith', kind: 'human', password: USER_PASSWORD });
       assert.equal(response.statusCode, 201, response.body);
       const account = response.json();
-      assert.deepEqual(Object.keys(account).sort(), ['created_at', 'id', 'kind', 'roles', 'status', 'totp_enabled', 'username']);
+      assert.deepEqual(Object.keys(account).sort(), ['created_at', 'id', 'kind', 'password_change_required', 'roles', 'status', 'totp_enabled', 'username']);
       assert.equal(account.username, 'alice.smith');
       assert.equal(account.kind, 'human');
       assert.equal(account.status, 'active');
       assert.deepEqual(account.roles, []);
       assert.equal(account.totp_enabled, false);
+      // An administrator chose the password: it is temporary (security.md 39).
+      assert.equal(account.password_change_required, true);
       assert.match(account.id, UUID);
       assert.match(account.created_at, RFC3339_UTC);
       const shown = await admin.get('/v1/accounts/ALICE.SMITH');

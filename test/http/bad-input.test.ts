@@ -118,7 +118,10 @@ const ROUTES: Readonly<Record<string, RouteSpec>> = {
     }),
   },
   // A second enrollment while TOTP is on is refused (409), so each TOTP request gets a person of its own.
-  'POST /v1/me/totp': { access: 'human', valid: async (f) => ({ token: await issueToken(f.h, await f.human()), status: 200 }) },
+  'POST /v1/me/totp': {
+    access: 'human',
+    valid: async (f) => ({ token: await issueToken(f.h, await f.human()), body: { password: USER_PASSWORD }, status: 200 }),
+  },
   'POST /v1/me/totp/confirm': {
     access: 'human',
     badValues: badField('code', BAD_TOTP_CODES),

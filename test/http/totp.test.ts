@@ -57,7 +57,7 @@ async function recoveryRows(h: Harness, username: string) {
 async function enrolledPerson(h: Harness, username: string, password = USER_PASSWORD) {
   await h.createAccount(username, 'human', password);
   const token = await issueToken(h, username);
-  const { secret, recoveryCodes } = await enrollTotp(h, token);
+  const { secret, recoveryCodes } = await enrollTotp(h, token, password);
   return { username, token, secret, recoveryCodes };
 }
 
@@ -82,7 +82,7 @@ for (const dialect of DIALECTS) {
     test('POST /v1/me/totp: a 160-bit secret and an otpauth:// URI for SHA-1, 6 digits, 30 s, issuer MCIAS, label = username', async () => {
       await h.createAccount('enid');
       const token = await issueToken(h, 'enid');
-      const response = await h.request({ method: 'POST', url: '/v1/me/totp', token });
+      const response = await h.request({ method: 'POST', url: '/v1/me/totp', token, body: { password: USER_PASSWORD } });
       assert.equal(response.statusCode, 200, response.body);
       assert.match(String(response.headers['cache-control']), /no-store/);
       const body = json(response);
@@ -107,6 +107,28 @@ for (const dialect of DIALECTS) {
       // Every enrollment draws a fresh secret.
       const again = await beginTotp(h, token);
       assert.notEqual(again.secret, secret);
+    });
+
+    test('enrollment needs the current password: a token alone, or with a wrong password, starts nothing (ASVS 7.5.1)', async () => {
+      await h.createAccount('stolen');
+      const token = await issueToken(h, 'stolen');
+      const begin = (body?: unknown) => h.request({ method: 'POST', url: '/v1/me/totp', token, ...(body === undefined ? {} : { body }) });
+      const since = await lastAuditSeq(h);
+      problemOf(await begin(), 400, 'invalid_request');
+      problemOf(await begin({}), 400, 'invalid_request');
+      problemOf(await begin({ password: 'not the password at all, sorry' }), 401, 'invalid_credentials');
+      const row = await accountRow(h, 'stolen');
+      assert.equal(row.totp_secret, null, 'no pending secret is stored');
+      assert.equal(row.totp_confirmed_at, null);
+      const failure = await newest(h, 'totp_enrollment_started', since);
+      assert.equal(failure.outcome, 'failure');
+      assert.equal(failure.details['reason'], 'wrong_password');
+      assert.equal((await auditRows(h, { type: 'totp_enrollment_started', after: since })).length, 1);
+      // Nothing to confirm: no enrollment was started.
+      problemOf(await h.request({ method: 'POST', url: '/v1/me/totp/confirm', token, body: { code: '123456' } }), 409, 'conflict');
+      assert.equal((await begin({ password: USER_PASSWORD })).statusCode, 200);
+      assert.ok((await accountRow(h, 'stolen')).totp_secret !== null);
+      assert.equal((await newest(h, 'totp_enrollment_started', since)).outcome, 'success');
     });
 
     test('before confirmation nothing changes: login needs no code and totp_enabled is false', async () => {
@@ -189,7 +211,7 @@ for (const dialect of DIALECTS) {
     test('enrolling again while TOTP is active is a conflict, and the active secret stays', async () => {
       const { username, token, secret } = await enrolledPerson(h, 'twice');
       const before = Buffer.from((await accountRow(h, username)).totp_secret as Uint8Array).toString('hex');
-      problemOf(await h.request({ method: 'POST', url: '/v1/me/totp', token }), 409, 'conflict');
+      problemOf(await h.request({ method: 'POST', url: '/v1/me/totp', token, body: { password: USER_PASSWORD } }), 409, 'conflict');
       assert.equal(Buffer.from((await accountRow(h, username)).totp_secret as Uint8Array).toString('hex'), before);
       assert.equal((await me(h, token))['totp_enabled'], true);
       assert.equal((await loginRequest(h, username, USER_PASSWORD, nextCode(h, secret))).statusCode, 200);
@@ -198,7 +220,7 @@ for (const dialect of DIALECTS) {
     test('a system account has no TOTP', async () => {
       await h.createAccount('robot', 'system');
       const token = await issueToken(h, 'robot');
-      problemOf(await h.request({ method: 'POST', url: '/v1/me/totp', token }), 403, 'forbidden');
+      problemOf(await h.request({ method: 'POST', url: '/v1/me/totp', token, body: { password: USER_PASSWORD } }), 403, 'forbidden');
       problemOf(await h.request({ method: 'DELETE', url: '/v1/accounts/robot/totp', token: h.adminToken }), 400, 'invalid_request');
     });
   });
@@ -614,13 +636,20 @@ for (const dialect of DIALECTS) {
       assert.equal(row.outcome, 'success');
       assert.equal(row.actor_username, 'admin');
       assert.equal(row.subject_username, username);
-      assert.equal((await loginRequest(h, username, USER_PASSWORD)).statusCode, 200);
+      // A credential reset ends the account's sessions, like a password reset.
+      assert.equal(row.details['tokens_revoked'], 1);
+      problemOf(await h.request({ method: 'GET', url: '/v1/me', token }), 401, 'unauthenticated');
+      const login = await loginRequest(h, username, USER_PASSWORD);
+      assert.equal(login.statusCode, 200);
+      // The password is long enough to stand alone: no change is asked.
+      assert.equal(json(login)['password_change_required'], undefined);
+      const session = json(login)['token'] as string;
       assert.equal((await recoveryRows(h, username)).length, 0);
       assert.equal((await accountRow(h, username)).totp_secret, null);
-      assert.equal((await me(h, token))['totp_enabled'], false);
+      assert.equal((await me(h, session))['totp_enabled'], false);
 
       // A new enrollment: the old secret's codes and the old recovery codes are worthless.
-      const fresh = await enrollTotp(h, token);
+      const fresh = await enrollTotp(h, session);
       assert.notEqual(fresh.secret, secret);
       const oldCode = nextCode(h, secret);
       assert.notEqual(oldCode, totpCode(fresh.secret, h.clock.now()));
@@ -717,7 +746,7 @@ for (const dialect of DIALECTS) {
       const config = testConfig(db, { auth: { require_totp_for_admins: true } });
       runtime = await createRuntime(config, { clock, masterKey: randomBytes(32) });
       app = await buildApp(runtime.services, { bodyLimit: config.server.bodyLimit, trustedProxies: config.server.trustedProxies, logger: false });
-      await runtime.services.accounts.bootstrapAdmin('root', ADMIN_PASSWORD);
+      await runtime.services.accounts.bootstrapAdmin('root', ADMIN_PASSWORD, { temporary: false });
     });
     after(async () => {
       await app?.close();
@@ -735,7 +764,7 @@ for (const dialect of DIALECTS) {
       assert.equal(assertProblem(second, { status: 403, code: 'forbidden' })['reason'], 'totp_enrollment_required');
 
       // The first login's token is enough to enroll.
-      const begun = await request({ method: 'POST', url: '/v1/me/totp', token });
+      const begun = await request({ method: 'POST', url: '/v1/me/totp', token, body: { password: ADMIN_PASSWORD } });
       assert.equal(begun.statusCode, 200, begun.body);
       const secret = json(begun)['secret'] as string;
       const confirmed = await request({ method: 'POST', url: '/v1/me/totp/confirm', token, body: { code: totpCode(secret, clock.now()) } });

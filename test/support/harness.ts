@@ -53,7 +53,7 @@ export async function createHarness(
   const masterKey = randomBytes(32);
   const runtime = await createRuntime(config, { clock: clock as Clock, masterKey });
   const app = await buildApp(runtime.services, { bodyLimit: config.server.bodyLimit, trustedProxies: config.server.trustedProxies, logger: false });
-  await runtime.services.accounts.bootstrapAdmin('admin', ADMIN_PASSWORD);
+  await runtime.services.accounts.bootstrapAdmin('admin', ADMIN_PASSWORD, { temporary: false });
 
   const request: Harness['request'] = ({ method, url, token, body, headers = {} }) => {
     const all: Record<string, string> = { ...headers };
@@ -84,7 +84,8 @@ export async function createHarness(
         method: 'POST',
         url: '/v1/accounts',
         token: adminToken,
-        body: kind === 'human' ? { username, kind, password } : { username, kind },
+        // Automation: the password is final (temporary passwords have their own tests).
+        body: kind === 'human' ? { username, kind, password, temporary: false } : { username, kind },
       });
       if (response.statusCode !== 201) throw new Error(`creating ${username} failed: ${response.body}`);
       return username;

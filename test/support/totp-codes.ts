@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { Secret, TOTP } from 'otpauth';
-import type { Harness } from './harness.ts';
+import { USER_PASSWORD, type Harness } from './harness.ts';
 
 /**
  * TOTP codes for in-process tests on the harness's ManualClock: an authenticator app computed with `otpauth` from
@@ -34,9 +34,9 @@ export function nextCode(h: Harness, base32Secret: string): string {
   return totpCode(base32Secret, h.clock.now());
 }
 
-/** `POST /v1/me/totp` with the token; returns the secret and the URI. */
-export async function beginTotp(h: Harness, token: string): Promise<{ secret: string; otpauth_uri: string }> {
-  const response = await h.request({ method: 'POST', url: '/v1/me/totp', token });
+/** `POST /v1/me/totp` with the token and the account's password (re-authentication); returns the secret and the URI. */
+export async function beginTotp(h: Harness, token: string, password = USER_PASSWORD): Promise<{ secret: string; otpauth_uri: string }> {
+  const response = await h.request({ method: 'POST', url: '/v1/me/totp', token, body: { password } });
   assert.equal(response.statusCode, 200, response.body);
   return response.json() as { secret: string; otpauth_uri: string };
 }
@@ -45,8 +45,8 @@ export async function beginTotp(h: Harness, token: string): Promise<{ secret: st
  * Enrolls the token's account (begin, then confirm with the current code) and returns the secret and the recovery
  * codes. The confirming code's step counts as used: call `nextCode` for the next login.
  */
-export async function enrollTotp(h: Harness, token: string): Promise<{ secret: string; recoveryCodes: string[] }> {
-  const { secret } = await beginTotp(h, token);
+export async function enrollTotp(h: Harness, token: string, password = USER_PASSWORD): Promise<{ secret: string; recoveryCodes: string[] }> {
+  const { secret } = await beginTotp(h, token, password);
   const response = await h.request({ method: 'POST', url: '/v1/me/totp/confirm', token, body: { code: totpCode(secret, h.clock.now()) } });
   assert.equal(response.statusCode, 200, response.body);
   return { secret, recoveryCodes: (response.json() as { recovery_codes: string[] }).recovery_codes };

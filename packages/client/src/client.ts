@@ -9,6 +9,7 @@ import type {
   KeyRotation,
   LoginResult,
   NewAccount,
+  PasswordResetOptions,
   Role,
   TokenInfo,
   TokenValidation,
@@ -120,7 +121,10 @@ export class MciasClient {
     return this.#call('GET', '/v1/me');
   }
 
-  /** Changes the caller's own password; every other token of the account is revoked. */
+  /**
+   * Changes the caller's own password; every other token of the account is revoked. After a login that answered
+   * `password_change_required`, this is the call that ends the restriction (the new password must differ).
+   */
   async changePassword(currentPassword: string, newPassword: string): Promise<void> {
     await this.#call('PUT', '/v1/me/password', { body: { current_password: currentPassword, new_password: newPassword } });
   }
@@ -129,10 +133,11 @@ export class MciasClient {
 
   /**
    * Starts (or restarts) TOTP enrollment: a fresh secret and its otpauth:// URI for an authenticator app. Nothing
-   * changes at login until confirmTotp() with a correct code. 409 `conflict` if TOTP is already enabled.
+   * changes at login until confirmTotp() with a correct code. Needs the caller's current password (a token alone
+   * cannot turn TOTP on): a wrong one is 401 `invalid_credentials`. 409 `conflict` if TOTP is already enabled.
    */
-  async beginTotp(): Promise<TotpEnrollment> {
-    return this.#call('POST', '/v1/me/totp');
+  async beginTotp(password: string): Promise<TotpEnrollment> {
+    return this.#call('POST', '/v1/me/totp', { body: { password } });
   }
 
   /** Activates the started enrollment with a current code; returns the ten single-use recovery codes, shown this once. */
@@ -191,10 +196,14 @@ export class MciasClient {
     return accounts;
   }
 
+  /** Creates an account; a human account's password is temporary unless `temporary: false`. */
   async createAccount(account: NewAccount): Promise<Account> {
-    const body = account.password === undefined
-      ? { username: account.username, kind: account.kind }
-      : { username: account.username, kind: account.kind, password: account.password };
+    const body = {
+      username: account.username,
+      kind: account.kind,
+      ...(account.password === undefined ? {} : { password: account.password }),
+      ...(account.temporary === undefined ? {} : { temporary: account.temporary }),
+    };
     return this.#call('POST', '/v1/accounts', { body });
   }
 
@@ -211,9 +220,10 @@ export class MciasClient {
     await this.#call('DELETE', `/v1/accounts/${segment(username)}`);
   }
 
-  /** Sets a human account's password (admin reset); revokes its tokens. */
-  async resetPassword(username: string, password: string): Promise<void> {
-    await this.#call('PUT', `/v1/accounts/${segment(username)}/password`, { body: { password } });
+  /** Sets a human account's password (admin reset); revokes its tokens. Temporary unless `temporary: false`. */
+  async resetPassword(username: string, password: string, options: PasswordResetOptions = {}): Promise<void> {
+    const body = options.temporary === undefined ? { password } : { password, temporary: options.temporary };
+    await this.#call('PUT', `/v1/accounts/${segment(username)}/password`, { body });
   }
 
   /** Removes a person's TOTP and recovery codes (admin reset of a lost authenticator): they log in with the password alone. */

@@ -31,6 +31,7 @@ export {
   type KeyRotation,
   type LoginResult,
   type NewAccount,
+  type PasswordResetOptions,
   type Permission,
   type Role,
   type RolePermission,

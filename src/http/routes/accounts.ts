@@ -4,6 +4,10 @@ import type { AppServices } from '../app.ts';
 import { principalOf, requestContext } from '../access.ts';
 import { AccountView, NoContent, Password, RoleName, Username, UsernameParams, accountView, noContent } from '../schemas.ts';
 
+const Temporary = Type.Boolean({
+  description: 'default true: the person must replace the password at their next login (false: for automation)',
+});
+
 /** Account and role-membership administration (admin). */
 export const accountRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, services) => {
   const admin = { access: 'admin' } as const;
@@ -24,11 +28,13 @@ export const accountRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app,
       schema: {
         tags: ['accounts'],
         summary: 'Create an account (password required for human, refused for system)',
+        description: 'The password is temporary unless "temporary": false: the person must change it at their first login.',
         body: Type.Object(
           {
             username: Username,
             kind: Type.Union([Type.Literal('human'), Type.Literal('system')]),
             password: Type.Optional(Password),
+            temporary: Type.Optional(Temporary),
           },
           { additionalProperties: false },
         ),
@@ -87,13 +93,14 @@ export const accountRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app,
       schema: {
         tags: ['accounts'],
         summary: "Reset a human account's password; revokes its tokens",
+        description: 'The password is temporary unless "temporary": false: the person must change it at their next login.',
         params: UsernameParams,
-        body: Type.Object({ password: Password }, { additionalProperties: false }),
+        body: Type.Object({ password: Password, temporary: Type.Optional(Temporary) }, { additionalProperties: false }),
         response: { 204: NoContent },
       },
     },
     async (request, reply) => {
-      await services.accounts.resetPassword(request.params.username, request.body.password, principalOf(request), requestContext(request));
+      await services.accounts.resetPassword(request.params.username, request.body, principalOf(request), requestContext(request));
       return noContent(reply);
     },
   );

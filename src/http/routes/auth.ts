@@ -31,6 +31,12 @@ export const authRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, se
               token_type: Type.Literal('Bearer'),
               expires_at: TokenResponse.properties.expires_at,
               account: AccountView,
+              password_change_required: Type.Optional(
+                Type.Boolean({
+                  description:
+                    'present (true) when the password is temporary: until PUT /v1/me/password, this token may only call GET /v1/me, PUT /v1/me/password and POST /v1/auth/logout',
+                }),
+              ),
               totp_enrollment_required: Type.Optional(
                 Type.Boolean({ description: 'present (true) on the bootstrap admin\'s first login when admins must use TOTP: enroll now' }),
               ),
@@ -50,6 +56,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, se
         token_type: 'Bearer' as const,
         expires_at: rfc3339(result.expiresAt),
         account: accountView(result.account),
+        ...(result.account.passwordChangeRequired ? { password_change_required: true } : {}),
         ...(result.totpEnrollmentRequired ? { totp_enrollment_required: true } : {}),
       };
     },
@@ -74,7 +81,10 @@ export const authRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, se
 
   app.post(
     '/v1/auth/logout',
-    { config: { access: 'token' }, schema: { tags: ['auth'], summary: 'Revoke the presented token', response: { 204: NoContent } } },
+    {
+      config: { access: 'token', duringPasswordChange: true },
+      schema: { tags: ['auth'], summary: 'Revoke the presented token', response: { 204: NoContent } },
+    },
     async (request, reply) => {
       await services.lifecycle.logout(principalOf(request), requestContext(request));
       return noContent(reply);

@@ -7,17 +7,21 @@ import { AccountView, NoContent, Password, accountView, noContent } from '../sch
 export const meRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, services) => {
   app.get(
     '/v1/me',
-    { config: { access: 'token' }, schema: { tags: ['me'], summary: 'The calling account', response: { 200: AccountView } } },
+    {
+      config: { access: 'token', duringPasswordChange: true },
+      schema: { tags: ['me'], summary: 'The calling account', response: { 200: AccountView } },
+    },
     async (request) => accountView(principalOf(request).account),
   );
 
   app.put(
     '/v1/me/password',
     {
-      config: { access: 'human' },
+      config: { access: 'human', duringPasswordChange: true },
       schema: {
         tags: ['me'],
         summary: 'Change your own password; every other token of the account is revoked',
+        description: 'Also the way out of a temporary password: the change clears password_change_required.',
         body: Type.Object({ current_password: Password, new_password: Password }, { additionalProperties: false }),
         response: { 204: NoContent },
       },

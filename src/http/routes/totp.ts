@@ -17,11 +17,13 @@ export const totpRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, se
       schema: {
         tags: ['me'],
         summary: 'Start TOTP enrollment: a fresh secret and its otpauth:// URI (not active until confirmed)',
+        description: 'Needs the current password (re-authentication): a token alone cannot turn TOTP on. A wrong one is 401 invalid_credentials.',
+        body: Type.Object({ password: Password }, { additionalProperties: false }),
         response: { 200: Type.Object({ secret: Type.String(), otpauth_uri: Type.String() }, { additionalProperties: false }) },
       },
     },
     async (request) => {
-      const { secret, uri } = await totp.begin(principalOf(request), requestContext(request));
+      const { secret, uri } = await totp.begin(principalOf(request), request.body.password, requestContext(request));
       return { secret, otpauth_uri: uri };
     },
   );
