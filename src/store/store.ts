@@ -1,0 +1,39 @@
+import type { Kysely } from 'kysely';
+import type { AccountStore, AuditStore, KeyStore, RecoveryCodeStore, RoleStore, Store, TokenStore } from '../domain/ports.ts';
+import { KyselyAccountStore } from './accounts.ts';
+import { KyselyAuditStore } from './audit.ts';
+import { KyselyRecoveryCodeStore } from './credentials.ts';
+import type { Executor } from './executor.ts';
+import { KyselyRoleStore } from './roles.ts';
+import type { DB } from './schema.ts';
+import { KyselyKeyStore } from './signing-keys.ts';
+import { KyselyTokenStore } from './tokens.ts';
+
+/**
+ * The domain's Store over Kysely; the same code serves SQLite and PostgreSQL. One store per record kind, all over
+ * one executor: the database, or inside `transaction` the transaction, so every store's writes commit together.
+ */
+export class KyselyStore implements Store {
+  readonly accounts: AccountStore;
+  readonly roles: RoleStore;
+  readonly tokens: TokenStore;
+  readonly keys: KeyStore;
+  readonly audit: AuditStore;
+  readonly recoveryCodes: RecoveryCodeStore;
+  readonly #db: Executor;
+
+  constructor(db: Executor) {
+    this.#db = db;
+    this.accounts = new KyselyAccountStore(db);
+    this.roles = new KyselyRoleStore(db);
+    this.tokens = new KyselyTokenStore(db);
+    this.keys = new KyselyKeyStore(db);
+    this.audit = new KyselyAuditStore(db);
+    this.recoveryCodes = new KyselyRecoveryCodeStore(db);
+  }
+
+  transaction<T>(work: (tx: Store) => Promise<T>): Promise<T> {
+    if (this.#db.isTransaction) return work(this);
+    return (this.#db as Kysely<DB>).transaction().execute((tx) => work(new KyselyStore(tx)));
+  }
+}
