@@ -1,6 +1,6 @@
 import type { Selectable } from 'kysely';
 import type { AccountRecord } from '../domain/model.ts';
-import type { AccountStore, TotpState } from '../domain/ports.ts';
+import type { AccountStore } from '../domain/ports.ts';
 import type { Executor } from './executor.ts';
 import type { AccountsTable } from './schema.ts';
 
@@ -93,52 +93,5 @@ export class KyselyAccountStore implements AccountStore {
   async lock(id: string): Promise<void> {
     // A no-op write: PostgreSQL takes the row lock, SQLite the database write lock; both last until commit.
     await this.#db.updateTable('accounts').set((eb) => ({ updated_at: eb.ref('updated_at') })).where('id', '=', id).execute();
-  }
-
-  async findTotp(id: string): Promise<TotpState | undefined> {
-    const row = await this.#db
-      .selectFrom('accounts')
-      .select(['totp_secret', 'totp_confirmed_at', 'totp_last_step'])
-      .where('id', '=', id)
-      .executeTakeFirst();
-    return row && { secret: row.totp_secret, confirmedAt: row.totp_confirmed_at, lastStep: row.totp_last_step };
-  }
-
-  async setPendingTotp(id: string, sealedSecret: Uint8Array, now: number): Promise<void> {
-    await this.#db
-      .updateTable('accounts')
-      .set({ totp_secret: sealedSecret, totp_confirmed_at: null, totp_last_step: null, updated_at: now })
-      .where('id', '=', id)
-      .execute();
-  }
-
-  async confirmTotp(id: string, step: number, now: number): Promise<boolean> {
-    const result = await this.#db
-      .updateTable('accounts')
-      .set({ totp_confirmed_at: now, totp_last_step: step, updated_at: now })
-      .where('id', '=', id)
-      .where('totp_secret', 'is not', null)
-      .where('totp_confirmed_at', 'is', null)
-      .executeTakeFirst();
-    return Number(result.numUpdatedRows) > 0;
-  }
-
-  async acceptTotpStep(id: string, step: number): Promise<boolean> {
-    const result = await this.#db
-      .updateTable('accounts')
-      .set({ totp_last_step: step })
-      .where('id', '=', id)
-      .where('totp_confirmed_at', 'is not', null)
-      .where((eb) => eb.or([eb('totp_last_step', 'is', null), eb('totp_last_step', '<', step)]))
-      .executeTakeFirst();
-    return Number(result.numUpdatedRows) > 0;
-  }
-
-  async clearTotp(id: string, now: number): Promise<void> {
-    await this.#db
-      .updateTable('accounts')
-      .set({ totp_secret: null, totp_confirmed_at: null, totp_last_step: null, updated_at: now })
-      .where('id', '=', id)
-      .execute();
   }
 }

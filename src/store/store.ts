@@ -1,8 +1,8 @@
 import type { Kysely } from 'kysely';
-import type { AccountStore, AuditStore, KeyStore, RecoveryCodeStore, RoleStore, Store, TokenStore } from '../domain/ports.ts';
+import type { AccountStore, AuditStore, CredentialStore, KeyStore, RoleStore, Store, TokenStore } from '../domain/ports.ts';
 import { KyselyAccountStore } from './accounts.ts';
 import { KyselyAuditStore } from './audit.ts';
-import { KyselyRecoveryCodeStore } from './credentials.ts';
+import { KyselyCredentialStore } from './credentials.ts';
 import type { Executor } from './executor.ts';
 import { KyselyRoleStore } from './roles.ts';
 import type { DB } from './schema.ts';
@@ -15,21 +15,21 @@ import { KyselyTokenStore } from './tokens.ts';
  */
 export class KyselyStore implements Store {
   readonly accounts: AccountStore;
+  readonly credentials: CredentialStore;
   readonly roles: RoleStore;
   readonly tokens: TokenStore;
   readonly keys: KeyStore;
   readonly audit: AuditStore;
-  readonly recoveryCodes: RecoveryCodeStore;
   readonly #db: Executor;
 
   constructor(db: Executor) {
     this.#db = db;
     this.accounts = new KyselyAccountStore(db);
+    this.credentials = new KyselyCredentialStore(db);
     this.roles = new KyselyRoleStore(db);
     this.tokens = new KyselyTokenStore(db);
     this.keys = new KyselyKeyStore(db);
     this.audit = new KyselyAuditStore(db);
-    this.recoveryCodes = new KyselyRecoveryCodeStore(db);
   }
 
   transaction<T>(work: (tx: Store) => Promise<T>): Promise<T> {
