@@ -7,6 +7,12 @@ import type { AccountRecord, AccountStatus, PermissionGrant, Role, SigningKeyRec
  */
 export interface Store {
   transaction<T>(work: (tx: Store) => Promise<T>): Promise<T>;
+  /**
+   * Holds the named lock until the transaction ends, across every instance on the database: transactions that must
+   * each see what the one before wrote (two bootstraps, two rotations) take the same lock and queue on it. Only
+   * inside `transaction`.
+   */
+  lock(name: LockName): Promise<void>;
   readonly accounts: AccountStore;
   readonly credentials: CredentialStore;
   readonly roles: RoleStore;
@@ -27,6 +33,9 @@ export interface AccountStore {
   /** Holds the account's row lock until the transaction ends (serialises token issuance for one account). */
   lock(id: string): Promise<void>;
 }
+
+/** The named locks; each is a row of its own, so unrelated changes do not queue on each other. */
+export type LockName = 'bootstrap' | 'signing_keys';
 
 /** An account's TOTP state: the sealed secret (pending until confirmed) and the last accepted time step. */
 export interface TotpState {
@@ -67,11 +76,6 @@ export interface RoleStore {
   rolesOf(accountIds: readonly string[]): Promise<Map<string, string[]>>;
   grant(accountId: string, role: string, now: number): Promise<void>;
   revoke(accountId: string, role: string): Promise<boolean>;
-  /**
-   * Holds the role's row lock until the transaction ends: transactions that must not interleave queue on it. The
-   * admin role's row, which always exists, is the lock for server-wide changes (bootstrap, key rotation).
-   */
-  lock(name: string): Promise<void>;
 }
 
 /** A token row with its account, the account's roles and their permissions, read together in one query. */

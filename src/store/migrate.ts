@@ -40,6 +40,17 @@ function migrations(caps: DialectCapabilities): Record<string, Migration> {
         await db.schema.dropIndex('tokens_by_kid').execute();
       },
     },
+    // One row per named lock (Store.lock); the names are written out here, not read from the domain, so this
+    // migration stays what it was when a later one adds a lock.
+    '0006_locks': {
+      async up(db) {
+        await db.schema.createTable('locks').addColumn('name', 'text', (c) => c.primaryKey()).execute();
+        await db.insertInto('locks').values([{ name: 'bootstrap' }, { name: 'signing_keys' }]).execute();
+      },
+      async down(db) {
+        await db.schema.dropTable('locks').execute();
+      },
+    },
   };
 }
 

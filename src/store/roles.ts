@@ -70,13 +70,4 @@ export class KyselyRoleStore implements RoleStore {
       .executeTakeFirst();
     return Number(result.numDeletedRows) > 0;
   }
-
-  async lock(name: string): Promise<void> {
-    // A no-op write: PostgreSQL takes the row lock, SQLite the database write lock; both last until commit.
-    await this.#db
-      .updateTable('roles')
-      .set((eb) => ({ created_at: eb.ref('created_at') }))
-      .where('name', '=', name)
-      .execute();
-  }
 }

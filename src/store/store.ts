@@ -1,9 +1,10 @@
 import type { Kysely } from 'kysely';
-import type { AccountStore, AuditStore, CredentialStore, KeyStore, RoleStore, Store, TokenStore } from '../domain/ports.ts';
+import type { AccountStore, AuditStore, CredentialStore, KeyStore, LockName, RoleStore, Store, TokenStore } from '../domain/ports.ts';
 import { KyselyAccountStore } from './accounts.ts';
 import { KyselyAuditStore } from './audit.ts';
 import { KyselyCredentialStore } from './credentials.ts';
 import type { Executor } from './executor.ts';
+import { lockRow } from './locks.ts';
 import { KyselyRoleStore } from './roles.ts';
 import type { DB } from './schema.ts';
 import { KyselyKeyStore } from './signing-keys.ts';
@@ -35,5 +36,11 @@ export class KyselyStore implements Store {
   transaction<T>(work: (tx: Store) => Promise<T>): Promise<T> {
     if (this.#db.isTransaction) return work(this);
     return (this.#db as Kysely<DB>).transaction().execute((tx) => work(new KyselyStore(tx)));
+  }
+
+  async lock(name: LockName): Promise<void> {
+    // Outside a transaction the lock would end with its own statement and hold nothing back.
+    if (!this.#db.isTransaction) throw new Error(`the ${name} lock is only held inside a transaction`);
+    await lockRow(this.#db, name);
   }
 }
