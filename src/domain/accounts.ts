@@ -97,7 +97,7 @@ export class AccountService {
     const passwordHash = await this.#newPasswordHash(password, name);
     return this.#store.transaction(async (tx) => {
       // Concurrent bootstraps queue on this lock, so each one counts the accounts the ones before it created.
-      await tx.roles.lock(ADMIN_ROLE);
+      await tx.lock('bootstrap');
       if ((await tx.accounts.count()) > 0) fail('conflict', 'accounts already exist; bootstrap is only for an empty server');
       const account = await this.#insert(tx, { username: name, kind: 'human', passwordHash, passwordChangeRequired: options.temporary });
       await tx.roles.grant(account.id, ADMIN_ROLE, this.#clock.now());

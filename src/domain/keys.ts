@@ -1,7 +1,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint, type JWK } from 'jose';
 import type { Clock } from './clock.ts';
-import { ADMIN_ROLE, type RequestContext, type SigningKeyRecord } from './model.ts';
+import type { RequestContext, SigningKeyRecord } from './model.ts';
 import type { Store } from './ports.ts';
 import type { Sealer } from './sealing.ts';
 
@@ -75,7 +75,7 @@ export class KeyRing {
   async rotate(actor: { id: string; username: string } | undefined, ctx: RequestContext | undefined): Promise<string> {
     const kid = await this.#store.transaction(async (tx) => {
       // Concurrent rotations queue here, so each retires the key the one before it created.
-      await tx.roles.lock(ADMIN_ROLE);
+      await tx.lock('signing_keys');
       const retired = await tx.keys.retireAll(this.#clock.now());
       return this.#create(tx, { actor, ctx, retired });
     });

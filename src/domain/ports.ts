@@ -7,19 +7,18 @@ import type { AccountRecord, AccountStatus, PermissionGrant, Role, SigningKeyRec
  */
 export interface Store {
   transaction<T>(work: (tx: Store) => Promise<T>): Promise<T>;
+  /**
+   * Holds the named lock until the transaction ends, across every instance on the database: transactions that must
+   * each see what the one before wrote (two bootstraps, two rotations) take the same lock and queue on it. Only
+   * inside `transaction`.
+   */
+  lock(name: LockName): Promise<void>;
   readonly accounts: AccountStore;
+  readonly credentials: CredentialStore;
   readonly roles: RoleStore;
   readonly tokens: TokenStore;
   readonly keys: KeyStore;
   readonly audit: AuditStore;
-  readonly recoveryCodes: RecoveryCodeStore;
-}
-
-/** An account's TOTP state: the sealed secret (pending until confirmed) and the last accepted time step. */
-export interface TotpState {
-  readonly secret: Uint8Array | null;
-  readonly confirmedAt: number | null;
-  readonly lastStep: number | null;
 }
 
 export interface AccountStore {
@@ -35,6 +34,23 @@ export interface AccountStore {
   delete(id: string): Promise<void>;
   /** Holds the account's row lock until the transaction ends (serialises token issuance for one account). */
   lock(id: string): Promise<void>;
+}
+
+/** The named locks; each is a row of its own, so unrelated changes do not queue on each other. */
+export type LockName = 'bootstrap' | 'signing_keys';
+
+/** An account's TOTP state: the sealed secret (pending until confirmed) and the last accepted time step. */
+export interface TotpState {
+  readonly secret: Uint8Array | null;
+  readonly confirmedAt: number | null;
+  readonly lastStep: number | null;
+}
+
+/**
+ * An account's second factor: its TOTP secret and state, and the recovery codes that stand in for a lost device.
+ * The codes exist only while TOTP is confirmed: created when it is, deleted when it is removed.
+ */
+export interface CredentialStore {
   findTotp(id: string): Promise<TotpState | undefined>;
   /** Stores a new, unconfirmed secret (replacing a pending one); TOTP is not active until confirmed. */
   setPendingTotp(id: string, sealedSecret: Uint8Array, now: number): Promise<void>;
@@ -46,15 +62,11 @@ export interface AccountStore {
    */
   acceptTotpStep(id: string, step: number): Promise<boolean>;
   clearTotp(id: string, now: number): Promise<void>;
-}
-
-export interface RecoveryCodeStore {
   /** Replaces the account's recovery codes with these digests. */
-  replace(accountId: string, digests: readonly string[], now: number): Promise<void>;
+  replaceRecoveryCodes(accountId: string, digests: readonly string[], now: number): Promise<void>;
   /** Marks an unused code used; false if it is unknown or already used (the database decides, once). */
-  use(accountId: string, digest: string, now: number): Promise<boolean>;
-  remaining(accountId: string): Promise<number>;
-  deleteAll(accountId: string): Promise<void>;
+  useRecoveryCode(accountId: string, digest: string, now: number): Promise<boolean>;
+  deleteRecoveryCodes(accountId: string): Promise<void>;
 }
 
 export interface RoleStore {
@@ -66,11 +78,6 @@ export interface RoleStore {
   rolesOf(accountIds: readonly string[]): Promise<Map<string, string[]>>;
   grant(accountId: string, role: string, now: number): Promise<void>;
   revoke(accountId: string, role: string): Promise<boolean>;
-  /**
-   * Holds the role's row lock until the transaction ends: transactions that must not interleave queue on it. The
-   * admin role's row, which always exists, is the lock for server-wide changes (bootstrap, key rotation).
-   */
-  lock(name: string): Promise<void>;
 }
 
 /** A token row with its account, the account's roles and their permissions, read together in one query. */

@@ -105,7 +105,7 @@ export class TotpService {
     }
     const secret = randomBytes(SECRET_BYTES);
     await this.#store.transaction(async (tx) => {
-      await tx.accounts.setPendingTotp(account.id, this.#sealer.seal(secret, sealContext(account.id)), this.#clock.now());
+      await tx.credentials.setPendingTotp(account.id, this.#sealer.seal(secret, sealContext(account.id)), this.#clock.now());
       await tx.audit.insert(this.#event(ctx, principal, account, 'totp_enrollment_started', 'success', {}));
     });
     const totp = totpFor(secret, this.settings.issuer, account.username);
@@ -115,7 +115,7 @@ export class TotpService {
   /** Activates enrollment with a correct code; returns the recovery codes, shown this once. */
   async confirm(principal: Principal, code: string, ctx: RequestContext): Promise<string[]> {
     const account = this.#human(principal);
-    const state = await this.#store.accounts.findTotp(account.id);
+    const state = await this.#store.credentials.findTotp(account.id);
     if (state?.secret == null || state.confirmedAt !== null) fail('conflict', 'there is no TOTP enrollment to confirm: start one first');
     const step = matchTotpStep(this.#sealer.open(state.secret, sealContext(account.id)), code, this.#clock.now());
     if (step === undefined) {
@@ -125,8 +125,8 @@ export class TotpService {
     const codes = Array.from({ length: RECOVERY_CODES }, newRecoveryCode);
     await this.#store.transaction(async (tx) => {
       const now = this.#clock.now();
-      if (!(await tx.accounts.confirmTotp(account.id, step, now))) fail('conflict', 'the enrollment changed; start again');
-      await tx.recoveryCodes.replace(account.id, codes.map((c) => this.#digest(c)), now);
+      if (!(await tx.credentials.confirmTotp(account.id, step, now))) fail('conflict', 'the enrollment changed; start again');
+      await tx.credentials.replaceRecoveryCodes(account.id, codes.map((c) => this.#digest(c)), now);
       await tx.audit.insert(this.#event(ctx, principal, account, 'totp_enabled', 'success', { recovery_codes: codes.length }));
     });
     return codes;
@@ -175,22 +175,22 @@ export class TotpService {
   async verify(account: AccountRecord, code: string): Promise<SecondFactorResult> {
     const recovery = normalizeRecoveryCode(code);
     if (RECOVERY_CODE.test(recovery)) {
-      const used = await this.#store.recoveryCodes.use(account.id, this.#digest(recovery), this.#clock.now());
+      const used = await this.#store.credentials.useRecoveryCode(account.id, this.#digest(recovery), this.#clock.now());
       return used ? { ok: true, factor: 'recovery_code' } : { ok: false, reason: 'wrong_recovery_code' };
     }
-    const state = await this.#store.accounts.findTotp(account.id);
+    const state = await this.#store.credentials.findTotp(account.id);
     if (state?.secret == null || state.confirmedAt === null) return { ok: false, reason: 'wrong_totp' };
     // The login and removal schemas let spaces through (for recovery codes): "123 456", as apps show it, is a code too.
     const step = matchTotpStep(this.#sealer.open(state.secret, sealContext(account.id)), code.replace(/\s/g, ''), this.#clock.now());
     if (step === undefined) return { ok: false, reason: 'wrong_totp' };
-    return (await this.#store.accounts.acceptTotpStep(account.id, step)) ? { ok: true, factor: 'totp' } : { ok: false, reason: 'totp_replayed' };
+    return (await this.#store.credentials.acceptTotpStep(account.id, step)) ? { ok: true, factor: 'totp' } : { ok: false, reason: 'totp_replayed' };
   }
 
   async #clear(account: AccountRecord, principal: Principal, ctx: RequestContext, type: 'totp_disabled' | 'totp_reset'): Promise<void> {
     await this.#store.transaction(async (tx) => {
       const now = this.#clock.now();
-      await tx.accounts.clearTotp(account.id, now);
-      await tx.recoveryCodes.deleteAll(account.id);
+      await tx.credentials.clearTotp(account.id, now);
+      await tx.credentials.deleteRecoveryCodes(account.id);
       const revoked = type === 'totp_reset' ? await tx.tokens.revokeAllOf(account.id, now, 'totp_reset') : undefined;
       await tx.audit.insert(this.#event(ctx, principal, account, type, 'success', revoked === undefined ? {} : { tokens_revoked: revoked }));
     });

@@ -1,7 +1,7 @@
 import { Kysely } from 'kysely';
 import type { StorageConfig } from '../config/load.ts';
 import { openDialect, ping, type DialectCapabilities } from './dialects.ts';
-import { KyselyStore } from './kysely-store.ts';
+import { KyselyStore } from './store.ts';
 import { migrateToLatest } from './migrate.ts';
 import type { DB } from './schema.ts';
 

@@ -42,6 +42,17 @@ function migrations(caps: DialectCapabilities): Record<string, Migration> {
       },
     },
     '0005_password_change_required': passwordChangeRequired,
+    // One row per named lock (Store.lock); the names are written out here, not read from the domain, so this
+    // migration stays what it was when a later one adds a lock.
+    '0006_locks': {
+      async up(db) {
+        await db.schema.createTable('locks').addColumn('name', 'text', (c) => c.primaryKey()).execute();
+        await db.insertInto('locks').values([{ name: 'bootstrap' }, { name: 'signing_keys' }]).execute();
+      },
+      async down(db) {
+        await db.schema.dropTable('locks').execute();
+      },
+    },
   };
 }
 

@@ -16,6 +16,12 @@ export interface DB {
   registrations: RegistrationsTable;
   audit_events: AuditEventsTable;
   recovery_codes: RecoveryCodesTable;
+  locks: LocksTable;
+}
+
+/** One row per named lock (Store.lock): a transaction holds the row to queue the others that take it. */
+export interface LocksTable {
+  name: string;
 }
 
 export interface RecoveryCodesTable {

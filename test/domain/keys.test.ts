@@ -121,6 +121,18 @@ for (const dialect of DIALECTS) {
         await other.close();
       }
     });
+
+    // The rotations queue on the signing_keys lock; without it, on PostgreSQL, rotations that overlapped found the
+    // same current key, one retired it, the others retired nothing, and each left a current key of its own.
+    test('concurrent rotations leave one current key, each retiring the key the one before it created', async () => {
+      const since = await lastAuditSeq(h);
+      const [first] = (await keyRows(h)).filter((k) => !k.retired).map((k) => k.kid);
+      const kids = await Promise.all(Array.from({ length: 4 }, () => h.runtime.services.keys.rotate(undefined, undefined)));
+      const current = (await keyRows(h)).filter((k) => !k.retired).map((k) => k.kid);
+      assert.equal(current.length, 1, `current keys: ${current.join(', ')}`);
+      const retired = (await auditRows(h, { after: since })).filter((r) => r.type === 'signing_key_rotated').map((r) => r.details['retired']);
+      assert.deepEqual(retired.toSorted(), [first, ...kids].filter((kid) => kid !== current[0]).sort());
+    });
   });
 
   describe(`retired keys leave the JWKS when their last token expires, and are then deleted [${dialect}]`, () => {

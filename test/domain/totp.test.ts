@@ -89,20 +89,20 @@ for (const dialect of DIALECTS) {
       await h.createAccount('stepper');
       const account = await h.runtime.services.accounts.get('stepper');
       // Not enrolled: nothing is accepted.
-      assert.equal(await store.accounts.acceptTotpStep(account.id, 1_000), false);
+      assert.equal(await store.credentials.acceptTotpStep(account.id, 1_000), false);
 
       await enrollTotp(h, await issueToken(h, 'stepper'));
       const confirmed = stepOf(h.clock.now());
       // The confirming code's step counts as used.
-      assert.equal((await store.accounts.findTotp(account.id))?.lastStep, confirmed);
-      assert.equal(await store.accounts.acceptTotpStep(account.id, confirmed), false);
-      assert.equal(await store.accounts.acceptTotpStep(account.id, confirmed - 1), false);
-      assert.equal(await store.accounts.acceptTotpStep(account.id, confirmed + 1), true);
-      assert.equal(await store.accounts.acceptTotpStep(account.id, confirmed + 1), false);
-      assert.equal(await store.accounts.acceptTotpStep(account.id, confirmed), false);
-      assert.equal(await store.accounts.acceptTotpStep(account.id, confirmed + 5), true);
-      assert.equal(await store.accounts.acceptTotpStep(account.id, confirmed + 3), false);
-      assert.equal((await store.accounts.findTotp(account.id))?.lastStep, confirmed + 5);
+      assert.equal((await store.credentials.findTotp(account.id))?.lastStep, confirmed);
+      assert.equal(await store.credentials.acceptTotpStep(account.id, confirmed), false);
+      assert.equal(await store.credentials.acceptTotpStep(account.id, confirmed - 1), false);
+      assert.equal(await store.credentials.acceptTotpStep(account.id, confirmed + 1), true);
+      assert.equal(await store.credentials.acceptTotpStep(account.id, confirmed + 1), false);
+      assert.equal(await store.credentials.acceptTotpStep(account.id, confirmed), false);
+      assert.equal(await store.credentials.acceptTotpStep(account.id, confirmed + 5), true);
+      assert.equal(await store.credentials.acceptTotpStep(account.id, confirmed + 3), false);
+      assert.equal((await store.credentials.findTotp(account.id))?.lastStep, confirmed + 5);
     });
 
     test('of many concurrent acceptances of one step, exactly one wins', async () => {
@@ -112,7 +112,7 @@ for (const dialect of DIALECTS) {
       await enrollTotp(h, await issueToken(h, 'racer'));
       const base = stepOf(h.clock.now());
       for (let round = 1; round <= 5; round += 1) {
-        const results = await Promise.all(Array.from({ length: 8 }, () => store.accounts.acceptTotpStep(account.id, base + round)));
+        const results = await Promise.all(Array.from({ length: 8 }, () => store.credentials.acceptTotpStep(account.id, base + round)));
         assert.equal(results.filter(Boolean).length, 1, `round ${round}: ${results.join(',')}`);
       }
     });

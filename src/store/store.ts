@@ -1,0 +1,46 @@
+import type { Kysely } from 'kysely';
+import type { AccountStore, AuditStore, CredentialStore, KeyStore, LockName, RoleStore, Store, TokenStore } from '../domain/ports.ts';
+import { KyselyAccountStore } from './accounts.ts';
+import { KyselyAuditStore } from './audit.ts';
+import { KyselyCredentialStore } from './credentials.ts';
+import type { Executor } from './executor.ts';
+import { lockRow } from './locks.ts';
+import { KyselyRoleStore } from './roles.ts';
+import type { DB } from './schema.ts';
+import { KyselyKeyStore } from './signing-keys.ts';
+import { KyselyTokenStore } from './tokens.ts';
+
+/**
+ * The domain's Store over Kysely; the same code serves SQLite and PostgreSQL. One store per record kind, all over
+ * one executor: the database, or inside `transaction` the transaction, so every store's writes commit together.
+ */
+export class KyselyStore implements Store {
+  readonly accounts: AccountStore;
+  readonly credentials: CredentialStore;
+  readonly roles: RoleStore;
+  readonly tokens: TokenStore;
+  readonly keys: KeyStore;
+  readonly audit: AuditStore;
+  readonly #db: Executor;
+
+  constructor(db: Executor) {
+    this.#db = db;
+    this.accounts = new KyselyAccountStore(db);
+    this.credentials = new KyselyCredentialStore(db);
+    this.roles = new KyselyRoleStore(db);
+    this.tokens = new KyselyTokenStore(db);
+    this.keys = new KyselyKeyStore(db);
+    this.audit = new KyselyAuditStore(db);
+  }
+
+  transaction<T>(work: (tx: Store) => Promise<T>): Promise<T> {
+    if (this.#db.isTransaction) return work(this);
+    return (this.#db as Kysely<DB>).transaction().execute((tx) => work(new KyselyStore(tx)));
+  }
+
+  async lock(name: LockName): Promise<void> {
+    // Outside a transaction the lock would end with its own statement and hold nothing back.
+    if (!this.#db.isTransaction) throw new Error(`the ${name} lock is only held inside a transaction`);
+    await lockRow(this.#db, name);
+  }
+}
