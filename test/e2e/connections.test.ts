@@ -25,7 +25,9 @@ const SHORT = {
   MCIAS_SERVER_HANDSHAKE_TIMEOUT: '1s',
   MCIAS_SERVER_HEADERS_TIMEOUT: '1s',
   MCIAS_SERVER_REQUEST_TIMEOUT: '2s',
-  MCIAS_SERVER_IDLE_TIMEOUT: '5s',
+  MCIAS_SERVER_KEEP_ALIVE_TIMEOUT: '1500ms',
+  MCIAS_SERVER_IDLE_TIMEOUT: '1500ms',
+  MCIAS_SERVER_MAX_REQUESTS_PER_SOCKET: '3',
 };
 /** The caps, with the default timeouts (so held connections stay open while they are counted). */
 const CAPPED = {
@@ -74,14 +76,19 @@ async function closeAll(connections: readonly RawConnection[]): Promise<void> {
   await Promise.all(connections.map((c) => c.closed));
 }
 
-describe('connection bounds on a real mciassrv process (security.md 36)', () => {
+describe('connection bounds on a real mciassrv process (security.md 36)', { timeout: SOAK ? 300_000 : 60_000 }, () => {
   let short: ServerProcess;
   let capped: ServerProcess;
+  let idle: ServerProcess;
   before(async () => {
-    [short, capped] = await Promise.all([startServerProcess({ env: SHORT }), startServerProcess({ env: CAPPED })]);
+    [short, capped, idle] = await Promise.all([
+      startServerProcess({ env: SHORT }),
+      startServerProcess({ env: CAPPED }),
+      startServerProcess({ env: { MCIAS_SERVER_IDLE_TIMEOUT: '1s' } }),
+    ]);
   });
   after(async () => {
-    await Promise.all([short?.dispose(), capped?.dispose()]);
+    await Promise.all([short?.dispose(), capped?.dispose(), idle?.dispose()]);
   });
 
   test('slow clients of every kind are closed within the configured time while /healthz from another address answers', async () => {
@@ -108,6 +115,54 @@ describe('connection bounds on a real mciassrv process (security.md 36)', () => 
         if (answer !== undefined) assert.equal(parseResponse(outcome.received)?.status, answer, `${kind}: ${outcome.received.slice(0, 40)}`);
       }
     });
+  });
+
+  test('an idle keep-alive connection is closed after keep_alive_timeout', async () => {
+    const connection = openTls(short, 'GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    await connection.handshake;
+    const outcome = await connection.closed;
+    assert.equal(parseResponse(outcome.received)?.status, 200);
+    assert.ok(outcome.closedAfterMs >= 1_450 && outcome.closedAfterMs <= 1_500 + SLACK_MS, `closed after ${outcome.closedAfterMs} ms`);
+  });
+
+  test('a connection that stops reading its responses is closed after idle_timeout', async () => {
+    const connection = openTls(idle, undefined);
+    await connection.handshake;
+    // Pipelined requests for the OpenAPI document, never read: the socket buffers fill and the server's writes stall.
+    connection.socket.pause();
+    const count = 300;
+    connection.socket.write('GET /openapi.json HTTP/1.1\r\nHost: localhost\r\n\r\n'.repeat(count));
+    await new Promise((resolve) => setTimeout(resolve, 1_000 + SLACK_MS + 1_000));
+    connection.socket.resume();
+    const outcome = await connection.closed;
+    const answered = outcome.received.split('HTTP/1.1 200 ').length - 1;
+    assert.ok(answered > 0 && answered < count, `${answered} of ${count} answered: the stalled connection was not cut off`);
+  });
+
+  test('a connection serves at most max_requests_per_socket requests, the last one saying connection: close', async () => {
+    const connection = openTls(short, undefined);
+    await connection.handshake;
+    const request = 'GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n';
+    let served = 0;
+    let lastAt = 0;
+    let buffer = '';
+    connection.socket.on('data', (d: Buffer) => {
+      buffer += d.toString('latin1');
+      const count = buffer.split('{"status":"ok"}').length - 1;
+      // One more request than allowed, sent after each answer (never pipelined ahead of one).
+      while (served < count) {
+        served += 1;
+        if (served === 3) lastAt = Date.now();
+        if (served <= 3) connection.socket.write(request);
+      }
+    });
+    connection.socket.write(request);
+    const outcome = await connection.closed;
+    assert.equal(served, 3, outcome.received);
+    const third = outcome.received.split('HTTP/1.1 ')[3] ?? '';
+    assert.match(third, /^200 .*\r\nconnection: close\r\n/is);
+    // Node leaves closing to the client, and closes itself once the keep-alive bound (plus its 1 s buffer) passes.
+    assert.ok(Date.now() - lastAt <= 1_500 + 1_000 + SLACK_MS, `closed ${Date.now() - lastAt} ms after the last answer`);
   });
 
   test('one address holds at most max_connections_per_address; another address is served meanwhile', async () => {
