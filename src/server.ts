@@ -94,6 +94,7 @@ export async function startServer(config: Config, logger: Logger, options: { clo
     logger,
     bodyLimit: config.server.bodyLimit,
     trustedProxies: config.server.trustedProxies,
+    connections: config.server.connections,
   }).catch(async (error: unknown) => {
     await runtime.close();
     throw error;

@@ -13,6 +13,18 @@ export type StorageConfig =
   | { readonly kind: 'sqlite'; readonly path: string; readonly busyTimeoutMs: number }
   | { readonly kind: 'postgres'; readonly url: string; readonly caFile: string | undefined; readonly poolSize: number };
 
+/** Bounds on connections (security.md 36); src/http/connections.ts applies them. */
+export interface ConnectionLimits {
+  readonly handshakeTimeoutMs: number;
+  readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly maxConnections: number;
+  readonly maxConnectionsPerAddress: number;
+  readonly maxRequestsPerSocket: number;
+}
+
 export interface Config {
   readonly configFile: string | undefined;
   readonly masterKey: { readonly file: string; readonly inline: string | undefined };
@@ -22,6 +34,7 @@ export interface Config {
     readonly trustedProxies: readonly string[];
     readonly bodyLimit: number;
     readonly shutdownTimeoutMs: number;
+    readonly connections: ConnectionLimits;
   };
   readonly tls: { readonly certFile: string; readonly keyFile: string; readonly minVersion: 'TLSv1.2' | 'TLSv1.3' };
   readonly storage: StorageConfig;
@@ -130,6 +143,7 @@ export function resolveConfig(
       trustedProxies: file.server.trusted_proxies,
       bodyLimit: file.server.body_limit,
       shutdownTimeoutMs: duration('server.shutdown_timeout', file.server.shutdown_timeout),
+      connections: resolveConnectionLimits(file.server, duration, problems),
     },
     tls: {
       certFile: at(file.tls.cert_file),
@@ -201,6 +215,42 @@ function allowedValues(pointer: string): unknown[] | undefined {
   for (const key of pointer.split('/').slice(1)) schema = (schema as { properties?: Record<string, unknown> }).properties?.[key];
   const anyOf = (schema as { anyOf?: { const?: unknown }[] } | undefined)?.anyOf;
   return anyOf?.every((s) => 'const' in s) ? anyOf.map((s) => s.const) : undefined;
+}
+
+const MIN_CONNECTION_TIMEOUT_MS = 100;
+const MAX_CONNECTION_TIMEOUT_MS = 3_600_000;
+
+function resolveConnectionLimits(
+  server: ConfigFile['server'],
+  duration: (name: string, text: string) => number,
+  problems: string[],
+): ConnectionLimits {
+  // Zero would switch Node's bound off; there is no setting that removes a bound (security.md 36).
+  const bounded = (key: keyof ConfigFile['server'] & `${string}_timeout`) => {
+    const ms = duration(`server.${key}`, server[key]);
+    const valid = parseDuration(server[key]) !== undefined; // an unparsable one is reported by `duration`
+    if (valid && (ms < MIN_CONNECTION_TIMEOUT_MS || ms > MAX_CONNECTION_TIMEOUT_MS)) {
+      problems.push(`server.${key}: must be between 100ms and 1h`);
+    }
+    return ms;
+  };
+  const limits: ConnectionLimits = {
+    handshakeTimeoutMs: bounded('handshake_timeout'),
+    headersTimeoutMs: bounded('headers_timeout'),
+    requestTimeoutMs: bounded('request_timeout'),
+    keepAliveTimeoutMs: bounded('keep_alive_timeout'),
+    idleTimeoutMs: bounded('idle_timeout'),
+    maxConnections: server.max_connections,
+    maxConnectionsPerAddress: server.max_connections_per_address,
+    maxRequestsPerSocket: server.max_requests_per_socket,
+  };
+  if (limits.headersTimeoutMs > limits.requestTimeoutMs) {
+    problems.push('server.headers_timeout: must not be longer than server.request_timeout');
+  }
+  if (limits.maxConnectionsPerAddress > limits.maxConnections) {
+    problems.push('server.max_connections_per_address: must not be more than server.max_connections');
+  }
+  return limits;
 }
 
 function resolveStorage(

@@ -24,6 +24,20 @@ export const ConfigFileSchema = Type.Object(
       }),
       body_limit: Type.Integer({ default: 65_536, minimum: 1_024, maximum: 1_048_576 }),
       shutdown_timeout: Duration('30s', 'how long in-flight requests may take to finish on SIGTERM'),
+      // Connection bounds (security.md 36); docs/configuration.md argues each default.
+      handshake_timeout: Duration('10s', 'how long a connection may take to finish its TLS handshake'),
+      headers_timeout: Duration('10s', 'how long a request may take to send its headers'),
+      request_timeout: Duration('30s', 'how long a request may take to arrive in full, headers and body'),
+      keep_alive_timeout: Duration('10s', 'how long an idle connection is kept open between requests'),
+      idle_timeout: Duration('30s', 'how long a connection may stay silent in both directions mid-request'),
+      max_connections: Type.Integer({ default: 1_024, minimum: 1, maximum: 100_000, description: 'open connections at once' }),
+      max_connections_per_address: Type.Integer({
+        default: 64,
+        minimum: 1,
+        maximum: 100_000,
+        description: 'open connections from one client address (IPv6: one /64); trusted proxies are exempt',
+      }),
+      max_requests_per_socket: Type.Integer({ default: 1_000, minimum: 1, maximum: 1_000_000 }),
     }),
     tls: section({
       cert_file: Type.String({ default: 'tls/cert.pem' }),

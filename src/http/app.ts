@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import type { ServerOptions as HttpsServerOptions } from 'node:https';
+import type { Server as HttpsServer, ServerOptions as HttpsServerOptions } from 'node:https';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import type { ConnectionLimits } from '../config/load.ts';
 import type { AccountService } from '../domain/accounts.ts';
 import type { LoginService } from '../domain/auth.ts';
 import { MciasError } from '../domain/errors.ts';
@@ -14,6 +15,8 @@ import type { TotpService } from '../domain/totp.ts';
 import { accessControl } from './access.ts';
 import { refuseDuplicateKeys } from './json-body.ts';
 import { logAccess, logSerializers } from './log.ts';
+import { clientErrorHandler, fastifyConnectionOptions, httpsConnectionOptions, limitConnections } from './connections.ts';
+import { SECURITY_HEADERS } from './headers.ts';
 import { sendProblem } from './problem.ts';
 import { accountRoutes } from './routes/accounts.ts';
 import { authRoutes } from './routes/auth.ts';
@@ -43,21 +46,19 @@ export interface AppOptions {
   readonly logger: FastifyServerOptions['loggerInstance'] | false;
   /** TLS for a real listener; tests that use `inject` leave it out. */
   readonly https?: HttpsServerOptions;
+  /** Bounds on the real listener's connections (security.md 36); only with `https`. */
+  readonly connections?: ConnectionLimits;
   readonly version?: string;
 }
 
-export const HSTS = 'max-age=63072000; includeSubDomains';
+export { HSTS } from './headers.ts';
 /** What Fastify does with `__proto__` and `constructor.prototype` keys in a JSON body (security.md 33). */
 const POISONING = 'error';
 
 /** Headers on every response, including the ones Fastify's router answers before any hook runs. */
 function securityHeaders(request: FastifyRequest, reply: FastifyReply): void {
   reply.header('x-request-id', request.id);
-  reply.header('strict-transport-security', HSTS);
-  reply.header('x-content-type-options', 'nosniff');
-  reply.header('cache-control', 'no-store');
-  reply.header('content-security-policy', "default-src 'none'; frame-ancestors 'none'");
-  reply.header('referrer-policy', 'no-referrer');
+  reply.headers(SECURITY_HEADERS);
 }
 
 /** A body is present if one was parsed, or the request announces one (GET and HEAD bodies are never parsed). */
@@ -69,10 +70,14 @@ function hasBody(request: FastifyRequest): boolean {
 
 /** Builds the application without listening, so tests can `inject` into it (src/server.ts listens). */
 export async function buildApp(services: AppServices, options: AppOptions): Promise<FastifyInstance> {
+  const limits = options.https ? options.connections : undefined;
   const app = Fastify({
     // The serializers keep query strings and raw request bytes out of Fastify's own log lines (security.md 19).
     ...(options.logger ? { loggerInstance: options.logger.child({}, { serializers: logSerializers }) } : { logger: false }),
-    ...(options.https ? { https: options.https } : {}),
+    ...(options.https ? { https: { ...options.https, ...(limits ? httpsConnectionOptions(limits) : {}) } } : {}),
+    ...(limits ? fastifyConnectionOptions(limits) : {}),
+    // Errors Node's parser answers before Fastify sees a request get the house format too (security.md 42).
+    clientErrorHandler,
     bodyLimit: options.bodyLimit,
     trustProxy: options.trustedProxies.length > 0 ? [...options.trustedProxies] : false,
     genReqId: () => randomUUID(),
@@ -90,6 +95,8 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
+
+  if (limits) limitConnections(app.server as HttpsServer, limits, options.trustedProxies);
 
   // JSON only: a text/plain body gets 415 instead of reaching a handler.
   app.removeContentTypeParser('text/plain');

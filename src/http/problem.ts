@@ -69,6 +69,11 @@ export function toProblem(error: unknown, request: FastifyRequest): { problem: P
 }
 
 function problem(status: number, code: ErrorCode, request: FastifyRequest, detail?: string, reason?: string): Problem {
+  return buildProblem(status, code, request.id, detail, reason);
+}
+
+/** The problem+json body for a status and code; also used where there is no Fastify request (src/http/connections.ts). */
+export function buildProblem(status: number, code: ErrorCode, requestId: string, detail?: string, reason?: string): Problem {
   return {
     type: 'about:blank',
     title: STATUS_CODES[status] ?? 'Error',
@@ -76,12 +81,14 @@ function problem(status: number, code: ErrorCode, request: FastifyRequest, detai
     code,
     ...(detail === undefined ? {} : { detail }),
     ...(reason === undefined ? {} : { reason }),
-    request_id: request.id,
+    request_id: requestId,
   };
 }
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
 
 export function sendProblem(reply: FastifyReply, error: unknown): FastifyReply {
   const { problem, retryAfter } = toProblem(error, reply.request);
   if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter));
-  return reply.code(problem.status).type('application/problem+json; charset=utf-8').send(JSON.stringify(problem));
+  return reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem));
 }

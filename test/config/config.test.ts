@@ -58,6 +58,16 @@ describe('configuration', () => {
       trustedProxies: [],
       bodyLimit: 65_536,
       shutdownTimeoutMs: 30_000,
+      connections: {
+        handshakeTimeoutMs: 10_000,
+        headersTimeoutMs: 10_000,
+        requestTimeoutMs: 30_000,
+        keepAliveTimeoutMs: 10_000,
+        idleTimeoutMs: 30_000,
+        maxConnections: 1_024,
+        maxConnectionsPerAddress: 64,
+        maxRequestsPerSocket: 1_000,
+      },
     });
     assert.deepEqual(config.tls, { certFile: `${BASE}/tls/cert.pem`, keyFile: `${BASE}/tls/key.pem`, minVersion: 'TLSv1.2' });
     assert.deepEqual(config.storage, { kind: 'sqlite', path: `${BASE}/mcias.db`, busyTimeoutMs: 5_000 });
@@ -250,6 +260,32 @@ describe('configuration', () => {
     assert.match(result.problems[0] as string, /no such file/);
     const allowed = readConfig({ file: missing, env: {}, mustExist: false });
     assert.equal(allowed.config?.server.port, 8443);
+  });
+
+  test('connection bounds come from the file and MCIAS_SERVER_* variables (security.md 36)', () => {
+    const config = ok(
+      { server: { headers_timeout: '2s', max_connections: 50 } },
+      { MCIAS_SERVER_REQUEST_TIMEOUT: '500ms', MCIAS_SERVER_HEADERS_TIMEOUT: '250ms', MCIAS_SERVER_MAX_CONNECTIONS_PER_ADDRESS: '5' },
+    );
+    assert.equal(config.server.connections.headersTimeoutMs, 250);
+    assert.equal(config.server.connections.requestTimeoutMs, 500);
+    assert.equal(config.server.connections.maxConnections, 50);
+    assert.equal(config.server.connections.maxConnectionsPerAddress, 5);
+  });
+
+  test('no connection bound can be switched off or made inconsistent', () => {
+    for (const key of ['handshake_timeout', 'headers_timeout', 'request_timeout', 'keep_alive_timeout', 'idle_timeout']) {
+      hasProblem(problems({ server: { [key]: '0s' } }), `server.${key}`);
+      hasProblem(problems({ server: { [key]: '2h' } }), `server.${key}`);
+      hasProblem(problems({ server: { [key]: 'forever' } }), `server.${key}`);
+    }
+    for (const key of ['max_connections', 'max_connections_per_address', 'max_requests_per_socket']) {
+      hasProblem(problems({ server: { [key]: 0 } }), `server.${key}`);
+    }
+    hasProblem(problems({ server: { headers_timeout: '1m', request_timeout: '30s' } }), 'server.headers_timeout');
+    hasProblem(problems({ server: { max_connections: 10, max_connections_per_address: 11 } }), 'server.max_connections_per_address');
+    // One problem per unparsable duration, not a second one about its range.
+    assert.equal(problems({ server: { idle_timeout: 'forever' } }).filter((p) => p.startsWith('server.idle_timeout')).length, 1);
   });
 
   test('durations accept ms, s, m, h and d, and nothing else', () => {
