@@ -76,9 +76,8 @@ export class FairScheduler {
     this.#next();
   }
 
-  /** Starts the oldest waiting task of the key whose turn it is, and sends that key to the back of the turn order. */
+  /** Called as a slot frees: starts the oldest waiting task of the key whose turn it is, and sends that key to the back of the turn order. */
   #next(): void {
-    if (this.#running >= this.#options.concurrency) return;
     const first = this.#waiting.entries().next();
     if (first.done === true) return;
     const [key, queue] = first.value;
