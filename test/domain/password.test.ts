@@ -122,6 +122,26 @@ describe('the password hasher', () => {
     assert.equal((await strong.verify('pw', await hasher({ ln: 6, r: 4, p: 1 }).hash('pw', K), K)).needsRehash, true);
   });
 
+  test('a stored hash of fewer than 16 bytes verifies nothing (a zero-byte hash would match every password)', async () => {
+    const h = hasher();
+    const salt = Buffer.alloc(16, 7).toString('base64').replace(/=+$/, '');
+    for (const hash of ['A', 'AAA', Buffer.alloc(15).toString('base64').replace(/=+$/, '')]) {
+      const stored = `$scrypt$ln=4,r=8,p=1$${salt}$${hash}`;
+      assert.equal(parsePhc(stored), undefined, hash);
+      assert.deepEqual(await h.verify('any password at all', stored, K), { ok: false, needsRehash: false }, hash);
+    }
+    const sixteen = `$scrypt$ln=4,r=8,p=1$${salt}$${crypto.scryptSync('pw', Buffer.alloc(16, 7), 16, { N: 16, r: 8, p: 1 }).toString('base64').replace(/=+$/, '')}`;
+    assert.equal((await h.verify('pw', sixteen, K)).ok, true, 'a 16-byte hash from another tool still verifies');
+  });
+
+  test('a dummy hash refused while the queue was full is computed on a later unknown-user login, not kept as a failure', async () => {
+    const h = hasher({ ln: 8, r: 8, p: 1 }, { maxConcurrent: 1, maxQueued: 0 });
+    const busy = h.hash('holds the only slot', 'other');
+    await assert.rejects(h.verify('guess', undefined, K), (e) => isMciasError(e, 'rate_limited'));
+    await busy;
+    assert.deepEqual(await h.verify('guess', undefined, K), { ok: false, needsRehash: false });
+  });
+
   test('passwords are NFKC-normalised: a compatibility form verifies against the canonical one', async () => {
     const h = hasher();
     const phc = await h.hash('ﬁne ﬁsh and ①②③ in ＦＵＬＬＷＩＤＴＨ', K);
@@ -192,6 +212,19 @@ describe('new-password rules (NIST SP 800-63B)', () => {
     assert.equal(check('w'.repeat(64) + ' and more words'), undefined);
     assert.equal(check('w'.repeat(1_024)), undefined);
     assert.equal(check('w'.repeat(1_025)), 'password_too_long');
+  });
+
+  test('the length rules count characters after NFKC: ligatures expand, and 1,024 four-byte characters are allowed', () => {
+    // Five characters as typed, fifteen after NFKC (each ﬃ is "ffi").
+    assert.equal(check('ﬃ'.repeat(5)), undefined);
+    assert.equal(check('ﬃ'.repeat(4)), 'password_too_short');
+    assert.equal(check('🔐'.repeat(1_024)), undefined, '1,024 characters, 2,048 UTF-16 units');
+    assert.equal(check('🔐'.repeat(1_025)), 'password_too_long');
+  });
+
+  test('the username check sees through compatibility forms (NFKC) and case', () => {
+    assert.equal(check('ＭＡＲＧＡＲＥＴ is my name and long', 'margaret'), 'password_contains_username');
+    assert.equal(check('ﬁona loves long passwords', 'fiona'), 'password_contains_username');
   });
 
   test('a commonly used password is refused, also with digits or symbols appended', () => {
@@ -307,6 +340,45 @@ for (const dialect of DIALECTS) {
       const names = (await h.runtime.database.db.selectFrom('accounts').select('username').execute()).map((r) => r.username);
       for (const [username] of cases) assert.ok(!names.includes(username));
     });
+  });
+
+  describe(`rehash at login, parameter by parameter (security.md 2) [${dialect}]`, () => {
+    const CONFIGURED: ScryptParams = { ln: 6, r: 4, p: 2 };
+    let h: Harness;
+    before(async () => {
+      h = await createHarness(dialect, { config: { passwords: { scrypt_ln: CONFIGURED.ln, scrypt_r: CONFIGURED.r, scrypt_p: CONFIGURED.p } } });
+    });
+    after(() => h.close());
+
+    const password = 'an old but quite long password';
+    const cases: [string, ScryptParams, boolean][] = [
+      ['ln weaker alone', { ln: 5, r: 4, p: 2 }, true],
+      ['r weaker alone', { ln: 6, r: 2, p: 2 }, true],
+      ['p weaker alone', { ln: 6, r: 4, p: 1 }, true],
+      ['equal', CONFIGURED, false],
+      ['ln stronger', { ln: 7, r: 4, p: 2 }, false],
+      ['r stronger', { ln: 6, r: 8, p: 2 }, false],
+      ['p stronger', { ln: 6, r: 4, p: 3 }, false],
+    ];
+    for (const [name, params, rehashed] of cases) {
+      test(`${name} (${JSON.stringify(params)}): ${rehashed ? 'replaced by a hash at the configured cost' : 'kept as it is'}`, async () => {
+        const username = `legacy-${params.ln}-${params.r}-${params.p}`;
+        await h.createAccount(username);
+        const seeded = await hasher(params).hash(password, K);
+        await h.runtime.database.db.updateTable('accounts').set({ password_hash: seeded }).where('username', '=', username).execute();
+        await h.login(username, password);
+        const stored = (
+          await h.runtime.database.db.selectFrom('accounts').select('password_hash').where('username', '=', username).executeTakeFirstOrThrow()
+        ).password_hash as string;
+        if (rehashed) {
+          assert.notEqual(stored, seeded);
+          assert.deepEqual(parsePhc(stored)?.params, CONFIGURED);
+          await h.login(username, password);
+        } else {
+          assert.equal(stored, seeded);
+        }
+      });
+    }
   });
 
   describe(`a 1 MB password under the largest body limit [${dialect}]`, () => {
