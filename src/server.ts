@@ -32,6 +32,7 @@ export async function createRuntime(config: Config, options: { clock?: Clock; ma
     const hasher = new PasswordHasher(config.passwords.scrypt, {
       maxConcurrent: config.passwords.maxConcurrentHashes,
       maxQueued: config.passwords.maxQueuedHashes,
+      maxPerClient: config.passwords.maxHashesPerClient,
     });
     const keys = new KeyRing({ store, sealer, clock });
     await Promise.all([keys.load(), hasher.warmUp()]);

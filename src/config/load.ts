@@ -49,6 +49,7 @@ export interface Config {
     readonly scrypt: { readonly ln: number; readonly r: number; readonly p: number };
     readonly maxConcurrentHashes: number;
     readonly maxQueuedHashes: number;
+    readonly maxHashesPerClient: number;
     readonly minLength: number;
     readonly minLengthWithTotp: number;
   };
@@ -162,6 +163,8 @@ export function resolveConfig(
       scrypt: { ln: file.passwords.scrypt_ln, r: file.passwords.scrypt_r, p: file.passwords.scrypt_p },
       maxConcurrentHashes: file.passwords.max_concurrent_hashes || Math.max(1, availableParallelism() - 1),
       maxQueuedHashes: file.passwords.max_queued_hashes,
+      // security.md 37: by default one address may hold an eighth of the queue (8 of the default 64).
+      maxHashesPerClient: file.passwords.max_hashes_per_client || Math.max(1, Math.ceil(file.passwords.max_queued_hashes / 8)),
       minLength: file.passwords.min_length,
       minLengthWithTotp: file.passwords.min_length_with_totp,
     },

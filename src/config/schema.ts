@@ -68,6 +68,12 @@ export const ConfigFileSchema = Type.Object(
         description: '0 means one fewer than the CPU cores (at least 1), so a core stays free for token checks',
       }),
       max_queued_hashes: Type.Integer({ default: 64, minimum: 0, maximum: 10_000 }),
+      max_hashes_per_client: Type.Integer({
+        default: 0,
+        minimum: 0,
+        maximum: 10_000,
+        description: 'hashes one client address (an IPv6 /64) may have waiting or running; 0 means an eighth of max_queued_hashes (at least 1)',
+      }),
       min_length: Type.Integer({ default: 15, minimum: 8, maximum: 256 }),
       min_length_with_totp: Type.Integer({ default: 8, minimum: 8, maximum: 256, description: 'for accounts with TOTP enabled' }),
     }),

@@ -13,7 +13,8 @@ import {
   type RequestContext,
   type Role,
 } from './model.ts';
-import { checkNewPassword, normalizePassword, type PasswordHasher } from './password.ts';
+import { addressKey } from './address.ts';
+import { BOOTSTRAP_HASH_KEY, checkNewPassword, normalizePassword, type PasswordHasher } from './password.ts';
 import type { Store } from './ports.ts';
 
 /** Lower-cases and checks a username or role name; anything else is a 400 naming the rule. */
@@ -76,7 +77,7 @@ export class AccountService {
     if (input.kind === 'system' && (input.password !== undefined || input.temporary !== undefined)) {
       fail('invalid_request', 'a system account has no password: it only ever presents a token');
     }
-    const passwordHash = input.password === undefined ? null : await this.#newPasswordHash(input.password, username);
+    const passwordHash = input.password === undefined ? null : await this.#newPasswordHash(input.password, username, addressKey(ctx.ip));
     const passwordChangeRequired = input.kind === 'human' && input.temporary !== false;
     return this.#store.transaction(async (tx) => {
       const account = await this.#insert(tx, { username, kind: input.kind, passwordHash, passwordChangeRequired });
@@ -94,7 +95,7 @@ export class AccountService {
    */
   async bootstrapAdmin(username: string, password: string, options: { temporary: boolean }): Promise<Account> {
     const name = normalizeName(username, 'username');
-    const passwordHash = await this.#newPasswordHash(password, name);
+    const passwordHash = await this.#newPasswordHash(password, name, BOOTSTRAP_HASH_KEY);
     return this.#store.transaction(async (tx) => {
       // Concurrent bootstraps queue on this lock, so each one counts the accounts the ones before it created.
       await tx.lock('bootstrap');
@@ -148,7 +149,7 @@ export class AccountService {
   ): Promise<void> {
     const target = await this.get(username);
     if (target.kind !== 'human') fail('invalid_request', 'a system account has no password');
-    const hash = await this.#newPasswordHash(input.password, target.username, target.totpConfirmedAt !== null);
+    const hash = await this.#newPasswordHash(input.password, target.username, addressKey(ctx.ip), target.totpConfirmedAt !== null);
     const temporary = input.temporary !== false;
     await this.#store.transaction(async (tx) => {
       const now = this.#clock.now();
@@ -171,7 +172,7 @@ export class AccountService {
     const account = principal.account;
     if (account.kind !== 'human') fail('forbidden', 'a system account has no password');
     const stored = await this.#store.accounts.findById(account.id);
-    const { ok } = await this.#hasher.verify(input.currentPassword, stored?.passwordHash);
+    const { ok } = await this.#hasher.verify(input.currentPassword, stored?.passwordHash, addressKey(ctx.ip));
     if (!ok) {
       await this.#store.audit.insert(this.#event(ctx, principal, account, 'password_changed', 'failure', { reason: 'wrong_current_password' }));
       fail('invalid_credentials', 'the current password is not correct');
@@ -180,7 +181,7 @@ export class AccountService {
     if (stored?.passwordChangeRequired === true && normalizePassword(input.newPassword) === normalizePassword(input.currentPassword)) {
       fail('invalid_request', 'the new password is the current one: choose another', 'password_unchanged');
     }
-    const hash = await this.#newPasswordHash(input.newPassword, account.username, stored?.totpConfirmedAt != null);
+    const hash = await this.#newPasswordHash(input.newPassword, account.username, addressKey(ctx.ip), stored?.totpConfirmedAt != null);
     await this.#store.transaction(async (tx) => {
       const now = this.#clock.now();
       await tx.accounts.updatePasswordHash(account.id, hash, now);
@@ -235,9 +236,10 @@ export class AccountService {
     });
   }
 
-  async #newPasswordHash(password: string, username: string, withTotp = false): Promise<string> {
+  /** `hashKey`: whom the hash is for (security.md 37), the client's address in a request. */
+  async #newPasswordHash(password: string, username: string, hashKey: string, withTotp = false): Promise<string> {
     checkNewPassword(password, { username, minLength: withTotp ? this.#minPasswordLengthWithTotp : this.#minPasswordLength });
-    return this.#hasher.hash(password);
+    return this.#hasher.hash(password, hashKey);
   }
 
   async #insert(

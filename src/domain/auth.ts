@@ -2,6 +2,7 @@ import { requestEvent, type AuditEvent } from './audit.ts';
 import type { Clock } from './clock.ts';
 import { MciasError, type ErrorCode } from './errors.ts';
 import { ADMIN_ROLE, type Account, type AccountRecord, type RequestContext } from './model.ts';
+import { addressKey } from './address.ts';
 import { normalizePassword, type PasswordHasher } from './password.ts';
 import type { Store } from './ports.ts';
 import type { TokenService } from './tokens.ts';
@@ -50,7 +51,8 @@ export class LoginService {
     const username = input.username.toLowerCase();
     const record = await this.#store.accounts.findByUsername(username);
     const usable = record !== undefined && record.kind === 'human';
-    const { ok, needsRehash } = await this.#hasher.verify(input.password, usable ? record.passwordHash : undefined);
+    const hashKey = addressKey(ctx.ip);
+    const { ok, needsRehash } = await this.#hasher.verify(input.password, usable ? record.passwordHash : undefined, hashKey);
 
     const failed = async (reason: string, code: ErrorCode, message: string, factor = 'password'): Promise<never> => {
       await this.#store.audit.insert(this.#event(ctx, record, 'login_failed', 'failure', { reason, factor, username }));
@@ -78,7 +80,7 @@ export class LoginService {
       totpEnrollmentRequired = true;
     }
 
-    const rehash = needsRehash ? await this.#hasher.hash(input.password) : undefined;
+    const rehash = needsRehash ? await this.#hasher.hash(input.password, hashKey) : undefined;
     // Only a login sees the plaintext, so only a login can tell that a password is now too short for its account:
     // after an administrator's TOTP reset left an 8-character password alone, or after min_length was raised.
     const tooShort = !record.passwordChangeRequired && this.#tooShort(input.password, record.totpConfirmedAt !== null);

@@ -1,12 +1,14 @@
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
-import pLimit, { type LimitFunction } from 'p-limit';
 import { dictionary } from '@zxcvbn-ts/language-common';
-import { MciasError, fail } from './errors.ts';
+import { fail } from './errors.ts';
+import { FairScheduler } from './fair-scheduler.ts';
 
 /**
  * Password storage (security.md 1-7): scrypt in PHC string form, NFKC-normalised input, never truncated.
  * Hashing runs on libuv's thread pool (async `crypto.scrypt`), and at most `maxConcurrent` hashes run at once so
- * memory stays bounded (128·N·r bytes each: 128 MiB at N=2^17) and the event loop stays free for token checks.
+ * memory stays bounded (128·N·r bytes each: 128 MiB at N=2^17) and the event loop stays free for token checks
+ * (security.md 7). The slots are shared fairly between client addresses (security.md 37): every hash names the key
+ * it runs for (`addressKey(ctx.ip)` for a request, an `internal:` key otherwise); see FairScheduler.
  */
 export interface ScryptParams {
   readonly ln: number;
@@ -20,6 +22,10 @@ const HASH_BYTES = 32;
 /** NIST SP 800-63B asks to allow at least 64; the cap only keeps absurd inputs out. */
 const MAX_PASSWORD_LENGTH = 1024;
 
+/** Work done without a request (the bootstrap administrator, the start-up dummy hash) runs under keys of its own. */
+export const BOOTSTRAP_HASH_KEY = 'internal:bootstrap';
+const WARM_UP_HASH_KEY = 'internal:warm-up';
+
 const PHC = /^\$scrypt\$ln=(\d{1,2}),r=(\d{1,3}),p=(\d{1,3})\$([A-Za-z0-9+/]+)\$([A-Za-z0-9+/]+)$/;
 
 interface ParsedHash {
@@ -28,11 +34,18 @@ interface ParsedHash {
   readonly hash: Buffer;
 }
 
+/**
+ * A stored hash shorter than this is refused as unparseable (so it verifies nothing): scrypt derives exactly the
+ * stored length, and a hash of zero bytes (`$...$A`) would otherwise match every password.
+ */
+const MIN_STORED_HASH_BYTES = 16;
+
 export function parsePhc(phc: string): ParsedHash | undefined {
   const m = PHC.exec(phc);
   if (!m) return undefined;
   const [, ln, r, p, salt, hash] = m as unknown as [string, string, string, string, string, string];
-  return { params: { ln: Number(ln), r: Number(r), p: Number(p) }, salt: Buffer.from(salt, 'base64'), hash: Buffer.from(hash, 'base64') };
+  const parsed = { params: { ln: Number(ln), r: Number(r), p: Number(p) }, salt: Buffer.from(salt, 'base64'), hash: Buffer.from(hash, 'base64') };
+  return parsed.hash.length >= MIN_STORED_HASH_BYTES ? parsed : undefined;
 }
 
 function formatPhc({ params, salt, hash }: ParsedHash): string {
@@ -50,16 +63,23 @@ export interface VerifyResult {
   readonly needsRehash: boolean;
 }
 
+export interface HashLimits {
+  /** Hashes computed at once. */
+  readonly maxConcurrent: number;
+  /** Hashes waiting for a slot, over all clients. */
+  readonly maxQueued: number;
+  /** Hashes one client address (IPv6: one /64) may have waiting or running at once. */
+  readonly maxPerClient: number;
+}
+
 export class PasswordHasher {
   readonly params: ScryptParams;
-  readonly #limit: LimitFunction;
-  readonly #maxQueued: number;
+  readonly #slots: FairScheduler;
   #dummy: Promise<string> | undefined;
 
-  constructor(params: ScryptParams, options: { maxConcurrent: number; maxQueued: number }) {
+  constructor(params: ScryptParams, limits: HashLimits) {
     this.params = params;
-    this.#limit = pLimit(options.maxConcurrent);
-    this.#maxQueued = options.maxQueued;
+    this.#slots = new FairScheduler({ concurrency: limits.maxConcurrent, maxQueued: limits.maxQueued, maxPerKey: limits.maxPerClient });
   }
 
   /** Computes the dummy hash up front, so the first unknown-user login costs what every other one does. */
@@ -67,45 +87,48 @@ export class PasswordHasher {
     await this.#dummyHash();
   }
 
-  async hash(password: string): Promise<string> {
+  /** `key` is whom the work is done for: `addressKey(ctx.ip)` in a request. */
+  async hash(password: string, key: string): Promise<string> {
     const salt = randomBytes(SALT_BYTES);
-    const hash = await this.#derive(password, salt, this.params, HASH_BYTES);
+    const hash = await this.#derive(password, salt, this.params, HASH_BYTES, key);
     return formatPhc({ params: this.params, salt, hash });
   }
 
   /** Verifies against a stored hash; with `undefined` (unknown user, system account) it does the same work and fails. */
-  async verify(password: string, stored: string | null | undefined): Promise<VerifyResult> {
+  async verify(password: string, stored: string | null | undefined, key: string): Promise<VerifyResult> {
     const parsed = stored ? parsePhc(stored) : undefined;
     if (parsed === undefined) {
-      await this.#verifyParsed(password, parsePhc(await this.#dummyHash()) as ParsedHash);
+      await this.#verifyParsed(password, parsePhc(await this.#dummyHash()) as ParsedHash, key);
       return { ok: false, needsRehash: false };
     }
-    const ok = await this.#verifyParsed(password, parsed);
+    const ok = await this.#verifyParsed(password, parsed, key);
     return { ok, needsRehash: ok && isWeaker(parsed.params, this.params) };
   }
 
-  async #verifyParsed(password: string, parsed: ParsedHash): Promise<boolean> {
-    const derived = await this.#derive(password, parsed.salt, parsed.params, parsed.hash.length);
+  async #verifyParsed(password: string, parsed: ParsedHash, key: string): Promise<boolean> {
+    const derived = await this.#derive(password, parsed.salt, parsed.params, parsed.hash.length, key);
     return derived.length === parsed.hash.length && timingSafeEqual(derived, parsed.hash);
   }
 
   /** A hash of a random password at the configured cost, so that failing for an unknown user costs the same. */
   #dummyHash(): Promise<string> {
-    this.#dummy ??= this.hash(randomBytes(32).toString('base64'));
+    // A refused attempt (a full queue) is not kept: the next unknown-user login tries again.
+    this.#dummy ??= this.hash(randomBytes(32).toString('base64'), WARM_UP_HASH_KEY).catch((error: unknown) => {
+      this.#dummy = undefined;
+      throw error;
+    });
     return this.#dummy;
   }
 
-  #derive(password: string, salt: Buffer, params: ScryptParams, length: number): Promise<Buffer> {
-    if (this.#limit.pendingCount >= this.#maxQueued && this.#limit.activeCount >= this.#limit.concurrency) {
-      throw new MciasError('rate_limited', 'the server is busy checking passwords; try again shortly', { retryAfter: 1 });
-    }
+  #derive(password: string, salt: Buffer, params: ScryptParams, length: number, key: string): Promise<Buffer> {
     const N = 2 ** params.ln;
     const options: ScryptOptions = { N, r: params.r, p: params.p, maxmem: 256 * N * params.r };
     const input = Buffer.from(normalizePassword(password), 'utf8');
-    return this.#limit(
+    return this.#slots.run(
+      key,
       () =>
         new Promise<Buffer>((resolve, reject) => {
-          scrypt(input, salt, length, options, (error, key) => (error ? reject(error) : resolve(key)));
+          scrypt(input, salt, length, options, (error, derived) => (error ? reject(error) : resolve(derived)));
         }),
     );
   }

@@ -5,6 +5,7 @@ import type { AccountService } from './accounts.ts';
 import type { Clock } from './clock.ts';
 import { MciasError, fail } from './errors.ts';
 import type { AccountRecord, Principal, RequestContext } from './model.ts';
+import { addressKey } from './address.ts';
 import { normalizePassword, type PasswordHasher } from './password.ts';
 import type { Store } from './ports.ts';
 import type { Sealer } from './sealing.ts';
@@ -98,7 +99,7 @@ export class TotpService {
     const account = this.#human(principal);
     if (account.totpConfirmedAt !== null) fail('conflict', 'TOTP is already enabled; remove it first to enroll again');
     const stored = await this.#store.accounts.findById(account.id);
-    const { ok } = await this.#hasher.verify(password, stored?.passwordHash);
+    const { ok } = await this.#hasher.verify(password, stored?.passwordHash, addressKey(ctx.ip));
     if (!ok) {
       await this.#store.audit.insert(this.#event(ctx, principal, account, 'totp_enrollment_started', 'failure', { reason: 'wrong_password' }));
       fail('invalid_credentials', 'the password is not correct');
@@ -140,7 +141,7 @@ export class TotpService {
     const account = this.#human(principal);
     if (account.totpConfirmedAt === null) fail('conflict', 'TOTP is not enabled');
     const stored = await this.#store.accounts.findById(account.id);
-    const { ok } = await this.#hasher.verify(input.password, stored?.passwordHash);
+    const { ok } = await this.#hasher.verify(input.password, stored?.passwordHash, addressKey(ctx.ip));
     const refuse = async (reason: string, error: MciasError): Promise<never> => {
       await this.#store.audit.insert(this.#event(ctx, principal, account, 'totp_disabled', 'failure', { reason }));
       throw error;

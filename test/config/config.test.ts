@@ -82,6 +82,7 @@ describe('configuration', () => {
     assert.equal(config.passwords.minLength, 15);
     assert.equal(config.passwords.maxQueuedHashes, 64);
     assert.ok(config.passwords.maxConcurrentHashes >= 1);
+    assert.equal(config.passwords.maxHashesPerClient, 8, 'an eighth of the queue');
     assert.equal(config.masterKey.file, `${BASE}/master.key`);
     assert.equal(config.masterKey.inline, undefined);
     assert.equal(config.log.level, 'info');
@@ -135,6 +136,13 @@ describe('configuration', () => {
     assert.equal(config.server.host, '0.0.0.0');
     assert.equal(config.server.port, 443);
     assert.equal(config.log.level, 'debug');
+  });
+
+  test('the per-client share of the hash queue (security.md 37): derived from the queue, or set, from file or environment', () => {
+    assert.equal(ok({ passwords: { max_queued_hashes: 100 } }).passwords.maxHashesPerClient, 13);
+    assert.equal(ok({ passwords: { max_queued_hashes: 0 } }).passwords.maxHashesPerClient, 1);
+    assert.equal(ok({ passwords: { max_hashes_per_client: 3 } }).passwords.maxHashesPerClient, 3);
+    assert.equal(ok({}, { MCIAS_PASSWORDS_MAX_HASHES_PER_CLIENT: '20' }).passwords.maxHashesPerClient, 20);
   });
 
   test('MCIAS_STORAGE_URL_FILE reads the storage URL from a file; MCIAS_STORAGE_URL itself wins over it', () => {

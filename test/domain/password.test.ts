@@ -3,7 +3,7 @@ import crypto from 'node:crypto';
 import { syncBuiltinESMExports } from 'node:module';
 import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import { isMciasError } from '../../src/domain/errors.ts';
-import { DEFAULT_SCRYPT, PasswordHasher, checkNewPassword, parsePhc, type ScryptParams } from '../../src/domain/password.ts';
+import { DEFAULT_SCRYPT, PasswordHasher, checkNewPassword, parsePhc, type HashLimits, type ScryptParams } from '../../src/domain/password.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { createHarness, type Harness } from '../support/harness.ts';
 import { assertProblem } from '../support/inspect.ts';
@@ -11,7 +11,10 @@ import { assertProblem } from '../support/inspect.ts';
 /** security.md 1-7: scrypt storage, rehash, NFKC and no truncation, new-password rules, bounded hashing. */
 
 const CHEAP: ScryptParams = { ln: 4, r: 8, p: 1 };
-const hasher = (params: ScryptParams = CHEAP, options = { maxConcurrent: 4, maxQueued: 100 }) => new PasswordHasher(params, options);
+/** The key hashes run under in these tests (a client address in the server). */
+const K = 'test';
+const hasher = (params: ScryptParams = CHEAP, limits: Partial<HashLimits> = {}) =>
+  new PasswordHasher(params, { maxConcurrent: 4, maxQueued: 100, maxPerClient: 100, ...limits });
 
 /**
  * Counts calls of `crypto.scrypt` and how many run at once. The domain imports `scrypt` by name from node:crypto;
@@ -66,13 +69,13 @@ describe('the password hasher', () => {
   });
 
   test('a hash at the default N=2^17 succeeds, so maxmem is set above 128·N·r', async () => {
-    const phc = await hasher(DEFAULT_SCRYPT, { maxConcurrent: 1, maxQueued: 1 }).hash('a password at full production cost');
+    const phc = await hasher(DEFAULT_SCRYPT, { maxConcurrent: 1, maxQueued: 1 }).hash('a password at full production cost', K);
     assert.deepEqual(parsePhc(phc)?.params, DEFAULT_SCRYPT);
   });
 
   test('a hash is a PHC string with the configured parameters, a 16-byte salt and a 32-byte hash', async () => {
     const params = { ln: 5, r: 4, p: 2 };
-    const phc = await hasher(params).hash('some password or other');
+    const phc = await hasher(params).hash('some password or other', K);
     assert.match(phc, /^\$scrypt\$ln=5,r=4,p=2\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$/);
     const parsed = parsePhc(phc);
     assert.deepEqual(parsed?.params, params);
@@ -85,18 +88,18 @@ describe('the password hasher', () => {
 
   test('two hashes of one password differ (fresh salt) and both verify', async () => {
     const h = hasher();
-    const [a, b] = await Promise.all([h.hash('same password twice'), h.hash('same password twice')]);
+    const [a, b] = await Promise.all([h.hash('same password twice', K), h.hash('same password twice', K)]);
     assert.notEqual(a, b);
     assert.notDeepEqual(parsePhc(a)?.salt, parsePhc(b)?.salt);
-    assert.equal((await h.verify('same password twice', a)).ok, true);
-    assert.equal((await h.verify('same password twice', b)).ok, true);
-    assert.equal((await h.verify('same password twice!', a)).ok, false);
+    assert.equal((await h.verify('same password twice', a, K)).ok, true);
+    assert.equal((await h.verify('same password twice', b, K)).ok, true);
+    assert.equal((await h.verify('same password twice!', a, K)).ok, false);
   });
 
   test('salts do not repeat across many hashes', async () => {
     const h = hasher();
     const salts = new Set<string>();
-    for (let i = 0; i < 50; i++) salts.add(parsePhc(await h.hash('x'))?.salt.toString('hex') ?? '');
+    for (let i = 0; i < 50; i++) salts.add(parsePhc(await h.hash('x', K))?.salt.toString('hex') ?? '');
     assert.equal(salts.size, 50);
   });
 
@@ -104,57 +107,77 @@ describe('the password hasher', () => {
     const h = hasher({ ln: 6, r: 8, p: 1 });
     await h.warmUp();
     scryptProbe.reset();
-    assert.deepEqual(await h.verify('anything', undefined), { ok: false, needsRehash: false });
-    assert.deepEqual(await h.verify('anything', null), { ok: false, needsRehash: false });
-    assert.deepEqual(await h.verify('anything', 'not a phc string'), { ok: false, needsRehash: false });
+    assert.deepEqual(await h.verify('anything', undefined, K), { ok: false, needsRehash: false });
+    assert.deepEqual(await h.verify('anything', null, K), { ok: false, needsRehash: false });
+    assert.deepEqual(await h.verify('anything', 'not a phc string', K), { ok: false, needsRehash: false });
     assert.equal(scryptProbe.calls, 3);
   });
 
   test('a stored hash weaker than the configured parameters asks for a rehash; an equal one does not', async () => {
-    const weak = await hasher({ ln: 4, r: 8, p: 1 }).hash('pw');
+    const weak = await hasher({ ln: 4, r: 8, p: 1 }).hash('pw', K);
     const strong = hasher({ ln: 6, r: 8, p: 1 });
-    assert.deepEqual(await strong.verify('pw', weak), { ok: true, needsRehash: true });
-    assert.deepEqual(await strong.verify('wrong', weak), { ok: false, needsRehash: false });
-    assert.deepEqual(await strong.verify('pw', await strong.hash('pw')), { ok: true, needsRehash: false });
-    assert.equal((await strong.verify('pw', await hasher({ ln: 6, r: 4, p: 1 }).hash('pw'))).needsRehash, true);
+    assert.deepEqual(await strong.verify('pw', weak, K), { ok: true, needsRehash: true });
+    assert.deepEqual(await strong.verify('wrong', weak, K), { ok: false, needsRehash: false });
+    assert.deepEqual(await strong.verify('pw', await strong.hash('pw', K), K), { ok: true, needsRehash: false });
+    assert.equal((await strong.verify('pw', await hasher({ ln: 6, r: 4, p: 1 }).hash('pw', K), K)).needsRehash, true);
+  });
+
+  test('a stored hash of fewer than 16 bytes verifies nothing (a zero-byte hash would match every password)', async () => {
+    const h = hasher();
+    const salt = Buffer.alloc(16, 7).toString('base64').replace(/=+$/, '');
+    for (const hash of ['A', 'AAA', Buffer.alloc(15).toString('base64').replace(/=+$/, '')]) {
+      const stored = `$scrypt$ln=4,r=8,p=1$${salt}$${hash}`;
+      assert.equal(parsePhc(stored), undefined, hash);
+      assert.deepEqual(await h.verify('any password at all', stored, K), { ok: false, needsRehash: false }, hash);
+    }
+    const sixteen = `$scrypt$ln=4,r=8,p=1$${salt}$${crypto.scryptSync('pw', Buffer.alloc(16, 7), 16, { N: 16, r: 8, p: 1 }).toString('base64').replace(/=+$/, '')}`;
+    assert.equal((await h.verify('pw', sixteen, K)).ok, true, 'a 16-byte hash from another tool still verifies');
+  });
+
+  test('a dummy hash refused while the queue was full is computed on a later unknown-user login, not kept as a failure', async () => {
+    const h = hasher({ ln: 8, r: 8, p: 1 }, { maxConcurrent: 1, maxQueued: 0 });
+    const busy = h.hash('holds the only slot', 'other');
+    await assert.rejects(h.verify('guess', undefined, K), (e) => isMciasError(e, 'rate_limited'));
+    await busy;
+    assert.deepEqual(await h.verify('guess', undefined, K), { ok: false, needsRehash: false });
   });
 
   test('passwords are NFKC-normalised: a compatibility form verifies against the canonical one', async () => {
     const h = hasher();
-    const phc = await h.hash('ﬁne ﬁsh and ①②③ in ＦＵＬＬＷＩＤＴＨ');
-    assert.equal((await h.verify('fine fish and 123 in FULLWIDTH', phc)).ok, true);
-    const composed = await h.hash('caf\u00e9 au lait et cr\u00e8me');
-    assert.equal((await h.verify('cafe\u0301 au lait et cre\u0300me', composed)).ok, true);
+    const phc = await h.hash('ﬁne ﬁsh and ①②③ in ＦＵＬＬＷＩＤＴＨ', K);
+    assert.equal((await h.verify('fine fish and 123 in FULLWIDTH', phc, K)).ok, true);
+    const composed = await h.hash('caf\u00e9 au lait et cr\u00e8me', K);
+    assert.equal((await h.verify('cafe\u0301 au lait et cre\u0300me', composed, K)).ok, true);
   });
 
   test('passwords are never truncated: two 80-character passwords differing in the last character differ', async () => {
     const h = hasher();
     const base = 'x'.repeat(79);
-    const phc = await h.hash(`${base}a`);
-    assert.equal((await h.verify(`${base}a`, phc)).ok, true);
-    assert.equal((await h.verify(`${base}b`, phc)).ok, false);
+    const phc = await h.hash(`${base}a`, K);
+    assert.equal((await h.verify(`${base}a`, phc, K)).ok, true);
+    assert.equal((await h.verify(`${base}b`, phc, K)).ok, false);
     // Beyond any 64- or 72-byte boundary, in multi-byte characters too.
     const emoji = '🔐'.repeat(40);
-    const phc2 = await h.hash(`${emoji}1`);
-    assert.equal((await h.verify(`${emoji}2`, phc2)).ok, false);
+    const phc2 = await h.hash(`${emoji}1`, K);
+    assert.equal((await h.verify(`${emoji}2`, phc2, K)).ok, false);
   });
 
   test('with maxConcurrent 1, many concurrent hashes never run more than one scrypt at a time', async () => {
     const h = hasher({ ln: 8, r: 8, p: 1 }, { maxConcurrent: 1, maxQueued: 100 });
-    await Promise.all(Array.from({ length: 12 }, (_, i) => h.hash(`password ${i}`)));
+    await Promise.all(Array.from({ length: 12 }, (_, i) => h.hash(`password ${i}`, K)));
     assert.equal(scryptProbe.calls, 12);
     assert.equal(scryptProbe.maxActive, 1);
   });
 
   test('the concurrency bound is the configured one (the probe sees parallel hashes when allowed)', async () => {
     const h = hasher({ ln: 8, r: 8, p: 1 }, { maxConcurrent: 3, maxQueued: 100 });
-    await Promise.all(Array.from({ length: 12 }, (_, i) => h.hash(`password ${i}`)));
+    await Promise.all(Array.from({ length: 12 }, (_, i) => h.hash(`password ${i}`, K)));
     assert.equal(scryptProbe.maxActive, 3);
   });
 
   test('beyond the queue limit a hash is refused with rate_limited and a Retry-After, without running scrypt', async () => {
     const h = hasher({ ln: 8, r: 8, p: 1 }, { maxConcurrent: 1, maxQueued: 2 });
-    const results = await Promise.allSettled(Array.from({ length: 6 }, () => h.hash('busy')));
+    const results = await Promise.allSettled(Array.from({ length: 6 }, () => h.hash('busy', K)));
     const refused = results.filter((r) => r.status === 'rejected');
     assert.equal(results.filter((r) => r.status === 'fulfilled').length, 3);
     assert.equal(refused.length, 3);
@@ -189,6 +212,19 @@ describe('new-password rules (NIST SP 800-63B)', () => {
     assert.equal(check('w'.repeat(64) + ' and more words'), undefined);
     assert.equal(check('w'.repeat(1_024)), undefined);
     assert.equal(check('w'.repeat(1_025)), 'password_too_long');
+  });
+
+  test('the length rules count characters after NFKC: ligatures expand, and 1,024 four-byte characters are allowed', () => {
+    // Five characters as typed, fifteen after NFKC (each ﬃ is "ffi").
+    assert.equal(check('ﬃ'.repeat(5)), undefined);
+    assert.equal(check('ﬃ'.repeat(4)), 'password_too_short');
+    assert.equal(check('🔐'.repeat(1_024)), undefined, '1,024 characters, 2,048 UTF-16 units');
+    assert.equal(check('🔐'.repeat(1_025)), 'password_too_long');
+  });
+
+  test('the username check sees through compatibility forms (NFKC) and case', () => {
+    assert.equal(check('ＭＡＲＧＡＲＥＴ is my name and long', 'margaret'), 'password_contains_username');
+    assert.equal(check('ﬁona loves long passwords', 'fiona'), 'password_contains_username');
   });
 
   test('a commonly used password is refused, also with digits or symbols appended', () => {
@@ -235,7 +271,7 @@ for (const dialect of DIALECTS) {
     test('a login with a hash weaker than configured stores a fresh hash at the configured cost', async () => {
       await h.createAccount('legacy');
       const id = (await h.runtime.services.accounts.get('legacy')).id;
-      const weak = await hasher({ ln: 4, r: 8, p: 1 }).hash('an old but long password');
+      const weak = await hasher({ ln: 4, r: 8, p: 1 }).hash('an old but long password', K);
       await h.runtime.database.db.updateTable('accounts').set({ password_hash: weak }).where('id', '=', id).execute();
 
       assert.equal((await login('legacy', 'an old but long password')).statusCode, 200);
@@ -259,7 +295,7 @@ for (const dialect of DIALECTS) {
 
     test('a failed login does not rehash a weak stored hash', async () => {
       await h.createAccount('legacy2');
-      const weak = await hasher({ ln: 4, r: 8, p: 1 }).hash('another old long password');
+      const weak = await hasher({ ln: 4, r: 8, p: 1 }).hash('another old long password', K);
       await h.runtime.database.db.updateTable('accounts').set({ password_hash: weak }).where('username', '=', 'legacy2').execute();
       assert.equal((await login('legacy2', 'not the right password')).statusCode, 401);
       assert.equal(await storedHash('legacy2'), weak);
@@ -306,6 +342,45 @@ for (const dialect of DIALECTS) {
     });
   });
 
+  describe(`rehash at login, parameter by parameter (security.md 2) [${dialect}]`, () => {
+    const CONFIGURED: ScryptParams = { ln: 6, r: 4, p: 2 };
+    let h: Harness;
+    before(async () => {
+      h = await createHarness(dialect, { config: { passwords: { scrypt_ln: CONFIGURED.ln, scrypt_r: CONFIGURED.r, scrypt_p: CONFIGURED.p } } });
+    });
+    after(() => h.close());
+
+    const password = 'an old but quite long password';
+    const cases: [string, ScryptParams, boolean][] = [
+      ['ln weaker alone', { ln: 5, r: 4, p: 2 }, true],
+      ['r weaker alone', { ln: 6, r: 2, p: 2 }, true],
+      ['p weaker alone', { ln: 6, r: 4, p: 1 }, true],
+      ['equal', CONFIGURED, false],
+      ['ln stronger', { ln: 7, r: 4, p: 2 }, false],
+      ['r stronger', { ln: 6, r: 8, p: 2 }, false],
+      ['p stronger', { ln: 6, r: 4, p: 3 }, false],
+    ];
+    for (const [name, params, rehashed] of cases) {
+      test(`${name} (${JSON.stringify(params)}): ${rehashed ? 'replaced by a hash at the configured cost' : 'kept as it is'}`, async () => {
+        const username = `legacy-${params.ln}-${params.r}-${params.p}`;
+        await h.createAccount(username);
+        const seeded = await hasher(params).hash(password, K);
+        await h.runtime.database.db.updateTable('accounts').set({ password_hash: seeded }).where('username', '=', username).execute();
+        await h.login(username, password);
+        const stored = (
+          await h.runtime.database.db.selectFrom('accounts').select('password_hash').where('username', '=', username).executeTakeFirstOrThrow()
+        ).password_hash as string;
+        if (rehashed) {
+          assert.notEqual(stored, seeded);
+          assert.deepEqual(parsePhc(stored)?.params, CONFIGURED);
+          await h.login(username, password);
+        } else {
+          assert.equal(stored, seeded);
+        }
+      });
+    }
+  });
+
   describe(`a 1 MB password under the largest body limit [${dialect}]`, () => {
     let h: Harness;
     before(async () => {
@@ -333,7 +408,10 @@ for (const dialect of DIALECTS) {
   describe(`a login storm does not stall token checks [${dialect}]`, () => {
     let h: Harness;
     before(async () => {
-      h = await createHarness(dialect, { config: { passwords: { scrypt_ln: 12, max_concurrent_hashes: 1, max_queued_hashes: 3 } } });
+      // One client may fill the whole queue here, so the global queue limit (not the per-client share) is what refuses.
+      h = await createHarness(dialect, {
+        config: { passwords: { scrypt_ln: 12, max_concurrent_hashes: 1, max_queued_hashes: 3, max_hashes_per_client: 100 } },
+      });
     });
     after(() => h.close());
 

@@ -1,0 +1,16 @@
+import ipaddr from 'ipaddr.js';
+
+/**
+ * The key under which a client address shares a per-address limit (security.md 37): an IPv4 address as it is (an
+ * IPv4-mapped IPv6 address counts as its IPv4 address), an IPv6 address by its /64, since one subscriber usually
+ * holds a whole /64 and could otherwise take a new address for every request. A request without an address
+ * (none reaches the server that way over a socket) shares the key `unknown`.
+ */
+export function addressKey(ip: string | null): string {
+  if (ip === null || ip === '') return 'unknown';
+  if (!ipaddr.isValid(ip)) return `other:${ip}`;
+  const address = ipaddr.process(ip);
+  if (address.kind() === 'ipv4') return address.toString();
+  const prefix = new ipaddr.IPv6([...(address as ipaddr.IPv6).parts.slice(0, 4), 0, 0, 0, 0]);
+  return `${prefix.toString()}/64`;
+}
