@@ -26,6 +26,7 @@ export const TOKEN_FAILURES = [
   'malformed',
   'bad_signature',
   'unknown_key',
+  'invalid_claims',
   'expired',
   'iat_in_future',
   'revoked',
@@ -51,6 +52,21 @@ const MAX_IAT_AHEAD_MS = 60_000;
 const CANONICAL_TOKEN = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{85}[AQgw]$/;
 /** Signature checks remembered, by SHA-256 of the token: apps present the same token on every request. */
 const VERIFIED_CACHE_SIZE = 10_000;
+
+/** The audit reason for a jose error: a genuine signature over claims we refuse is not a bad signature. */
+function failureOf(code: string | undefined): TokenFailure {
+  switch (code) {
+    case 'ERR_JWT_EXPIRED':
+      return 'expired';
+    case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
+      return 'invalid_claims';
+    case 'ERR_JWS_INVALID':
+    case 'ERR_JWT_INVALID':
+      return 'malformed';
+    default:
+      return 'bad_signature';
+  }
+}
 
 /** Issues and checks the JWTs (RFC 7519, RFC 8725). */
 export class TokenService {
@@ -142,8 +158,7 @@ export class TokenService {
       this.#verified.set(digest, claims);
       return { ok: true, claims };
     } catch (error) {
-      const code = (error as { code?: string }).code;
-      return { ok: false, reason: code === 'ERR_JWT_EXPIRED' ? 'expired' : code === 'ERR_JWS_INVALID' || code === 'ERR_JWT_INVALID' ? 'malformed' : 'bad_signature' };
+      return { ok: false, reason: failureOf((error as { code?: string }).code) };
     }
   }
 
