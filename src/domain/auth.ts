@@ -1,7 +1,8 @@
 import { requestEvent, type AuditEvent } from './audit.ts';
+import { isAdmin } from './authorization.ts';
 import type { Clock } from './clock.ts';
 import { MciasError, type ErrorCode } from './errors.ts';
-import { ADMIN_ROLE, type Account, type AccountRecord, type RequestContext } from './model.ts';
+import type { Account, AccountRecord, RequestContext } from './model.ts';
 import { addressKey } from './address.ts';
 import { normalizePassword, type PasswordHasher } from './password.ts';
 import type { Store } from './ports.ts';
@@ -73,7 +74,7 @@ export class LoginService {
       // A wrong or replayed code is a failed login like a wrong password (and counts as one).
       if (!second.ok) return failed(second.reason, 'invalid_credentials', wrong, 'totp');
       factor = `password+${second.factor}`;
-    } else if (this.#totp.settings.requireForAdmins && roles.includes(ADMIN_ROLE)) {
+    } else if (this.#totp.settings.requireForAdmins && isAdmin({ roles })) {
       if (!(await this.#isBootstrapFirstLogin(record))) {
         return failed('totp_enrollment_required', 'forbidden', 'administrators must have TOTP enabled: ask another administrator for help');
       }

@@ -1,8 +1,9 @@
 import { requestEvent, type AuditEvent } from './audit.ts';
+import { mayActForService, mayActForServiceName } from './authorization.ts';
 import { normalizeName, type AccountService } from './accounts.ts';
 import type { Clock } from './clock.ts';
 import { MciasError, fail } from './errors.ts';
-import { ADMIN_ROLE, type Account, type PermissionGrant, type Principal, type RequestContext, type TokenInfo } from './model.ts';
+import { type Account, type PermissionGrant, type Principal, type RequestContext, type TokenInfo } from './model.ts';
 import type { Store } from './ports.ts';
 import type { IssuedToken, TokenService } from './tokens.ts';
 
@@ -88,20 +89,35 @@ export class TokenLifecycle {
 
   /**
    * Issues a system account's token, for an administrator or a delegate (a human holding the role named after the
-   * service). The account holds one live token: the previous one is revoked in the same transaction, the account's
-   * row lock serialises concurrent issues, and a partial unique index makes two live tokens impossible regardless.
+   * service) who holds every role the service holds (security.md 38). The account holds one live token: the
+   * previous one is revoked in the same transaction, the account's row lock serialises concurrent issues, and a
+   * partial unique index makes two live tokens impossible regardless.
    */
   async issueServiceToken(principal: Principal, serviceName: string, ctx: RequestContext): Promise<IssuedToken> {
     // Authorised on the name before the lookup, so a caller who may not issue cannot tell taken names (403) from
     // free ones (404).
     const name = normalizeName(serviceName, 'username');
-    const isAdmin = principal.account.roles.includes(ADMIN_ROLE);
-    const isDelegate = principal.account.kind === 'human' && principal.account.roles.includes(name);
-    if (principal.account.kind !== 'human' || !(isAdmin || isDelegate)) {
+    if (!mayActForServiceName(principal.account, name).allowed) {
       fail('forbidden', `issuing a token for ${name} needs the admin role or the ${name} role`);
     }
     const service = await this.#accounts.get(name);
     if (service.kind !== 'system') fail('invalid_request', 'service tokens are for system accounts; people log in');
+    const delegation = mayActForService(principal.account, service);
+    if (!delegation.allowed) {
+      // A delegate reaching for more than they hold: worth an audit row (the caller is authenticated, so bounded).
+      await this.#store.audit.insert(
+        requestEvent({
+          at: this.#clock.now(),
+          ctx,
+          actor: principal,
+          subject: service,
+          type: 'token_issued',
+          outcome: 'failure',
+          details: { kind: 'service', reason: delegation.reason, missing_roles: (delegation.missing ?? []).join(',') },
+        }),
+      );
+      fail('forbidden', `${name} holds roles you do not hold, so you may not issue its token`, delegation.reason);
+    }
     if (service.status !== 'active') fail('conflict', 'the account is disabled');
     const issued = await this.#tokens.mint(service, { kind: 'service', issuedBy: principal.account.id });
     await this.#store.transaction(async (tx) => {
@@ -110,7 +126,7 @@ export class TokenLifecycle {
       const replaced = await tx.tokens.revokeAllOf(service.id, now, 'replaced');
       await tx.tokens.insert(issued.record);
       await tx.audit.insert(
-        this.#event(ctx, principal, service, 'token_issued', { jti: issued.record.jti, kind: 'service', delegate: !isAdmin, replaced }),
+        this.#event(ctx, principal, service, 'token_issued', { jti: issued.record.jti, kind: 'service', delegate: delegation.as === 'delegate', replaced }),
       );
     });
     return issued;

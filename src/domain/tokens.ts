@@ -22,17 +22,51 @@ export interface IssuedToken {
 }
 
 /** Why a token was refused; recorded in the audit trail, never shown to the presenter. */
-export const TOKEN_FAILURES = ['malformed', 'bad_signature', 'unknown_key', 'expired', 'revoked', 'unknown_token', 'account_inactive'] as const;
+export const TOKEN_FAILURES = [
+  'malformed',
+  'bad_signature',
+  'unknown_key',
+  'invalid_claims',
+  'expired',
+  'iat_in_future',
+  'revoked',
+  'unknown_token',
+  'account_inactive',
+] as const;
 export type TokenFailure = (typeof TOKEN_FAILURES)[number];
 
 export type TokenCheck = { readonly ok: true; readonly principal: Principal } | { readonly ok: false; readonly reason: TokenFailure };
 
-type VerifiedClaims = JWTPayload & { jti: string; sub: string; exp: number };
+type VerifiedClaims = JWTPayload & { jti: string; sub: string; exp: number; iat: number };
 
 /** Seconds of clock difference between instances that `nbf`/`exp` checks forgive. */
 const CLOCK_TOLERANCE_S = 5;
+/** How far ahead of our clock a token's `iat` may be (security.md 40): we never issue one from the future. */
+const MAX_IAT_AHEAD_MS = 60_000;
+/**
+ * The one spelling of a token we accept (security.md 40): three base64url segments without padding, and the signature
+ * exactly an Ed25519 signature's 64 bytes. 64 bytes are 86 characters whose last one carries 4 unused bits; only
+ * A, Q, g and w leave them zero. Without this, 16 spellings of one token (and validate's `token==`) would all work.
+ * The header and payload need no such check: the signature covers their characters, not their decoded bytes.
+ */
+const CANONICAL_TOKEN = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{85}[AQgw]$/;
 /** Signature checks remembered, by SHA-256 of the token: apps present the same token on every request. */
 const VERIFIED_CACHE_SIZE = 10_000;
+
+/** The audit reason for a jose error: a genuine signature over claims we refuse is not a bad signature. */
+function failureOf(code: string | undefined): TokenFailure {
+  switch (code) {
+    case 'ERR_JWT_EXPIRED':
+      return 'expired';
+    case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
+      return 'invalid_claims';
+    case 'ERR_JWS_INVALID':
+    case 'ERR_JWT_INVALID':
+      return 'malformed';
+    default:
+      return 'bad_signature';
+  }
+}
 
 /** Issues and checks the JWTs (RFC 7519, RFC 8725). */
 export class TokenService {
@@ -89,9 +123,11 @@ export class TokenService {
   /**
    * Signature and claims (security.md 16): EdDSA only, our issuer and audience, exp/iat/jti/sub required, the key
    * from our own key ring by `kid` (never from the token's headers). A token that passed once is remembered by its
-   * hash until it expires, so the common case costs one hash instead of one signature check.
+   * hash until it expires, so the common case costs one hash instead of one signature check. Only the canonical
+   * spelling gets that far, so the cache cannot vouch for another spelling of a token it has seen.
    */
   async verify(token: string): Promise<{ ok: true; claims: VerifiedClaims } | { ok: false; reason: TokenFailure }> {
+    if (!CANONICAL_TOKEN.test(token)) return { ok: false, reason: 'malformed' };
     const now = this.#clock.now();
     const digest = createHash('sha256').update(token).digest('base64url');
     const cached = this.#verified.get(digest);
@@ -117,11 +153,12 @@ export class TokenService {
         clockTolerance: CLOCK_TOLERANCE_S,
       });
       const claims = payload as VerifiedClaims;
+      // jose checks `iat` only against a maxTokenAge; a token "issued" in the future was not issued by us.
+      if (claims.iat * 1000 > now + MAX_IAT_AHEAD_MS) return { ok: false, reason: 'iat_in_future' };
       this.#verified.set(digest, claims);
       return { ok: true, claims };
     } catch (error) {
-      const code = (error as { code?: string }).code;
-      return { ok: false, reason: code === 'ERR_JWT_EXPIRED' ? 'expired' : code === 'ERR_JWS_INVALID' || code === 'ERR_JWT_INVALID' ? 'malformed' : 'bad_signature' };
+      return { ok: false, reason: failureOf((error as { code?: string }).code) };
     }
   }
 

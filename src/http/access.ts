@@ -1,7 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { MciasError, fail } from '../domain/errors.ts';
-import { ADMIN_ROLE, type Principal, type RequestContext } from '../domain/model.ts';
+import { isAdmin } from '../domain/authorization.ts';
+import type { Principal, RequestContext } from '../domain/model.ts';
 import type { Store } from '../domain/ports.ts';
 import type { TokenService } from '../domain/tokens.ts';
 
@@ -61,7 +62,7 @@ export const accessControl = fp(
         fail('password_change_required', 'this account must change its password first (PUT /v1/me/password)');
       }
       if (access === 'human' && principal.account.kind !== 'human') fail('forbidden', 'this route is for human accounts');
-      if (access === 'admin' && !principal.account.roles.includes(ADMIN_ROLE)) fail('forbidden', 'this route needs the admin role');
+      if (access === 'admin' && !isAdmin(principal.account)) fail('forbidden', 'this route needs the admin role');
       request.principal = principal;
     });
   },

@@ -6,6 +6,7 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import { MciasClient, type ActiveToken } from '../../packages/client/src/index.ts';
 import { USER_PASSWORD } from '../support/harness.ts';
 import { MCIASCTL, run, startServerProcess, type ServerProcess } from '../support/server-process.ts';
+import { apiError } from '../support/client.ts';
 import { assertOk, assertOneLineError } from '../support/mciasctl.ts';
 
 /** mciasctl's token, renew and keys commands, driven through the shipped binary against a real server. */
@@ -196,6 +197,25 @@ describe('mciasctl token, renew and keys against a real mciassrv', () => {
     assertOneLineError(await ctl(stranger, 'token', 'issue', 'wiki', '--out', refusedToFile), 'forbidden');
     assert.throws(() => statSync(refusedToFile), { code: 'ENOENT' });
     assert.equal((await validate(readFileSync(file, 'utf8').trim())).active, true, "the refused call revoked nothing");
+  });
+
+  test('security.md 38: a delegate cannot issue the token of a service holding admin, through mciasctl or the SDK', async () => {
+    for (const args of [['account', 'create', 'opsbot', '--system'], ['role', 'create', 'opsbot'], ['role', 'grant', 'opsbot', 'delegate'], ['role', 'grant', 'admin', 'opsbot']]) {
+      assertOk(await ctl(admin, ...args));
+    }
+    const delegate = await loggedIn('delegate', userPasswordFile);
+    const refused = await ctl(delegate, 'token', 'issue', 'opsbot');
+    assertOneLineError(refused, 'forbidden');
+    assert.match(refused.stderr, /opsbot holds roles you do not hold/);
+    assert.equal(refused.stdout, '');
+
+    const sdk = anonymous.withToken((await anonymous.login('delegate', USER_PASSWORD)).token);
+    const error = await apiError(sdk.issueServiceToken('opsbot'), 403, 'forbidden');
+    assert.equal(error.reason, 'delegation_exceeds_roles');
+
+    assertOk(await ctl(admin, 'role', 'revoke', 'admin', 'opsbot'));
+    assert.equal((await validate((await sdk.issueServiceToken('opsbot')).token)).active, true);
+    assertOk(await ctl(delegate, 'token', 'issue', 'opsbot', '--out', outFile()));
   });
 
   test('renew replaces the stored token (0600) and prints the new expiry; the old token is then inactive', async () => {

@@ -163,7 +163,10 @@ export class MciasClient {
 
   // Service tokens (admin, or a delegate: a person holding the role named after the service)
 
-  /** Issues a system account's token; its previous token, if any, is revoked. Admin or delegate. */
+  /**
+   * Issues a system account's token; its previous token, if any, is revoked. Admin, or a delegate who holds every
+   * role the service holds (else MciasApiError 403 `forbidden` with reason `delegation_exceeds_roles`).
+   */
   async issueServiceToken(service: string): Promise<IssuedToken> {
     return this.#call('POST', `/v1/accounts/${segment(service)}/token`);
   }

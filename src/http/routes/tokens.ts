@@ -19,7 +19,8 @@ export const tokenRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, s
         tags: ['tokens'],
         summary: 'RFC 7662-style validation: the token is active, with current roles and permissions, or it is not',
         description:
-          'Expired, revoked, malformed, forged, wrong-audience and disabled- or deleted-account tokens are all simply {"active": false}.',
+          'Expired, revoked, malformed, forged, wrong-audience and disabled- or deleted-account tokens, and any spelling of a token ' +
+          'but the exact one issued (no padding, no stray bits), are all simply {"active": false}.',
         body: Type.Object({ token: Type.String({ maxLength: 8192 }) }, { additionalProperties: false }),
         response: {
           200: Type.Union([
@@ -119,7 +120,9 @@ export const tokenRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, s
       schema: {
         tags: ['tokens'],
         summary: "Issue a system account's token (admin, or a human holding the role named after it)",
-        description: 'A system account holds at most one live token: issuing revokes the previous one in the same transaction.',
+        description:
+          'A system account holds at most one live token: issuing revokes the previous one in the same transaction. ' +
+          'A delegate must hold every role the service holds (else 403 forbidden, reason delegation_exceeds_roles).',
         params: ServiceParams,
         response: { 201: TokenResponse },
       },

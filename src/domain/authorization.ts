@@ -1,0 +1,47 @@
+import { ADMIN_ROLE, type Account } from './model.ts';
+
+/**
+ * Who may do what beyond the per-route access levels: the one place that says what "admin" and "delegate" mean.
+ * Plain functions of accounts (with their current roles, read from the database for this request: security.md 21).
+ */
+
+/** Holds the admin role. Route access (src/http/access.ts) adds nothing to this; human-only rules say so themselves. */
+export function isAdmin(account: Pick<Account, 'roles'>): boolean {
+  return account.roles.includes(ADMIN_ROLE);
+}
+
+/**
+ * Why someone may not act for a service account:
+ * - `not_delegate`: neither an administrator nor a human holding the role named after the service (decided on the
+ *   name alone, so callers can refuse before they look the name up and reveal whether it exists);
+ * - `delegation_exceeds_roles`: a delegate, but the service holds a role the delegate does not (security.md 38),
+ *   so the service's token would give the delegate more than they hold.
+ */
+export type DelegationRefusal = 'not_delegate' | 'delegation_exceeds_roles';
+
+export type Delegation =
+  | { readonly allowed: true; readonly as: 'admin' | 'delegate' }
+  | { readonly allowed: false; readonly reason: DelegationRefusal; readonly missing?: readonly string[] };
+
+/**
+ * The part of the delegation rule that needs only the service's (normalised) name. Only people act for services:
+ * a system account never does, even one holding `admin` or the service's role.
+ */
+export function mayActForServiceName(actor: Pick<Account, 'kind' | 'roles'>, serviceName: string): Delegation {
+  if (actor.kind !== 'human') return { allowed: false, reason: 'not_delegate' };
+  if (isAdmin(actor)) return { allowed: true, as: 'admin' };
+  if (actor.roles.includes(serviceName)) return { allowed: true, as: 'delegate' };
+  return { allowed: false, reason: 'not_delegate' };
+}
+
+/**
+ * Whether `actor` may act for the service account `service` (issue its token; read its credentials): an
+ * administrator always; a delegate only if every role the service holds is one the delegate holds too
+ * (security.md 38). Otherwise a delegate of a service holding `admin` could issue its token and act as admin.
+ */
+export function mayActForService(actor: Pick<Account, 'kind' | 'roles'>, service: Pick<Account, 'username' | 'roles'>): Delegation {
+  const byName = mayActForServiceName(actor, service.username);
+  if (!byName.allowed || byName.as === 'admin') return byName;
+  const missing = service.roles.filter((role) => !actor.roles.includes(role));
+  return missing.length === 0 ? byName : { allowed: false, reason: 'delegation_exceeds_roles', missing };
+}
