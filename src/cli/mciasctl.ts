@@ -5,13 +5,14 @@ import { renderUnicodeCompact } from 'uqr';
 import {
   MciasClient,
   MciasClientError,
+  checkCaCertificate,
   isMciasApiError,
   normalizeServerUrl,
   type IssuedToken,
   type LoginResult,
 } from '../../packages/client/src/index.ts';
 import { VERSION } from '../version.ts';
-import { CliError, accountDetails, accountTable, printJson, printLines, roleTable, tokenTable } from './output.ts';
+import { CliError, accountDetails, accountTable, describeError, printJson, printLines, roleTable, tokenTable } from './output.ts';
 import { promptCode, promptLine, requireTerminal, promptNewPassword, promptPassword, readCodeFile, readPasswordFile } from './prompt.ts';
 import { readSession, writeSession, type Session } from './session.ts';
 
@@ -42,11 +43,26 @@ function globalsOf(command: Command): GlobalOptions {
 }
 
 function readCaCert(file: string): Buffer {
+  let pem: Buffer;
   try {
-    return readFileSync(file);
+    pem = readFileSync(file);
   } catch (error) {
     throw new CliError(`cannot read the CA certificate ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, 'usage');
   }
+  checkCaCertificate(pem, `the CA certificate file ${file}`);
+  return pem;
+}
+
+const reached = new WeakSet<MciasClient>();
+
+/**
+ * Asks the server for /healthz before the first prompt, so a TLS or network problem is reported before anyone types
+ * a password that could not be used anyway.
+ */
+async function checkReachable(client: MciasClient): Promise<void> {
+  if (reached.has(client)) return;
+  await client.health();
+  reached.add(client);
 }
 
 function sessionFor(needToken: boolean): Session | undefined {
@@ -91,8 +107,9 @@ function done(command: Command, line: string, result: object = {}): void {
   else printLines(line);
 }
 
-async function passwordFrom(file: string | undefined, prompt: string, confirm: boolean): Promise<string> {
+async function passwordFrom(client: MciasClient, file: string | undefined, prompt: string, confirm: boolean): Promise<string> {
   if (file !== undefined) return readPasswordFile(file);
+  await checkReachable(client);
   return confirm ? promptNewPassword(prompt) : promptPassword(prompt);
 }
 
@@ -141,8 +158,9 @@ export function program(): Command {
     .option('--totp-code-file <file>', 'read the TOTP code, or a recovery code, from this file instead of asking (for scripts)')
     .action(async (o: { username?: string; passwordFile?: string; totpCodeFile?: string }, command: Command) => {
       const { client, caCertFile } = connect(command, { needToken: false });
+      await checkReachable(client);
       const username = o.username ?? (await promptLine('Username:', 'use --username'));
-      const password = await passwordFrom(o.passwordFile, `Password for ${username}:`, false);
+      const password = await passwordFrom(client, o.passwordFile, `Password for ${username}:`, false);
       const result = await logIn(client, username, password, o.totpCodeFile);
       writeSession(env, {
         server: client.server,
@@ -197,8 +215,8 @@ export function program(): Command {
     .option('--password-file <file>', 'read the new password from this file')
     .action(async (o: { currentPasswordFile?: string; passwordFile?: string }, command: Command) => {
       const { client } = connect(command, { needToken: true });
-      const current = await passwordFrom(o.currentPasswordFile, 'Current password:', false);
-      const next = await passwordFrom(o.passwordFile, 'New password:', true);
+      const current = await passwordFrom(client, o.currentPasswordFile, 'Current password:', false);
+      const next = await passwordFrom(client, o.passwordFile, 'New password:', true);
       await client.changePassword(current, next);
       done(command, 'password changed; your other sessions were logged out');
     });
@@ -320,7 +338,7 @@ function totpCommands(totp: Command): void {
     .option('--code-file <file>', 'read the code from this file instead of asking')
     .action(async (o: { passwordFile?: string; codeFile?: string }, command: Command) => {
       const { client } = connect(command, { needToken: true });
-      const password = await passwordFrom(o.passwordFile, 'Password:', false);
+      const password = await passwordFrom(client, o.passwordFile, 'Password:', false);
       const code = o.codeFile !== undefined ? readCodeFile(o.codeFile) : await promptCode(CODE_PROMPT, 'use --code-file');
       await client.disableTotp(password, code);
       done(command, 'TOTP is off: you log in with your password alone');
@@ -348,7 +366,7 @@ function accountCommands(account: Command): void {
       const { client } = connect(command, { needToken: true });
       const created = o.system
         ? await client.createAccount({ username, kind: 'system' })
-        : await client.createAccount({ username, kind: 'human', password: await passwordFrom(o.passwordFile, `Password for ${username}:`, true) });
+        : await client.createAccount({ username, kind: 'human', password: await passwordFrom(client, o.passwordFile, `Password for ${username}:`, true) });
       done(command, `created ${created.kind} account ${created.username}`, created);
     });
 
@@ -392,7 +410,7 @@ function accountCommands(account: Command): void {
     .option('--password-file <file>', 'read the password from this file instead of asking')
     .action(async (username: string, o: { passwordFile?: string }, command: Command) => {
       const { client } = connect(command, { needToken: true });
-      await client.resetPassword(username, await passwordFrom(o.passwordFile, `New password for ${username}:`, true));
+      await client.resetPassword(username, await passwordFrom(client, o.passwordFile, `New password for ${username}:`, true));
       done(command, `set the password of ${username}`);
     });
 
@@ -549,10 +567,3 @@ export async function main(argv: string[]): Promise<void> {
   }
 }
 
-function describeError(error: unknown): string {
-  if (error instanceof MciasClientError || error instanceof CliError) {
-    const hint = error.code === 'unauthenticated' && !error.message.includes('mciasctl login') ? ": run 'mciasctl login'" : '';
-    return `${error.message}${hint} (${error.code})`;
-  }
-  return (error as Error).message;
-}
