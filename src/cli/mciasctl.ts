@@ -54,6 +54,8 @@ function readCaCert(file: string): Buffer {
 }
 
 const reached = new WeakSet<MciasClient>();
+/** Clients this run opened; main() closes their connections before it returns. */
+const opened: MciasClient[] = [];
 
 /**
  * Asks the server for /healthz before the first prompt, so a TLS or network problem is reported before anyone types
@@ -98,6 +100,7 @@ function connect(command: Command, options: { needToken: boolean }): Connection 
   }
   if (options.needToken && token === undefined) throw new CliError(`not logged in to ${normalized}: run 'mciasctl login'`, 'unauthenticated');
   const client = new MciasClient({ server, token, caCert: caCertFile === undefined ? undefined : readCaCert(caCertFile) });
+  opened.push(client);
   return { client, session, caCertFile, tokenSource };
 }
 
@@ -564,6 +567,9 @@ export async function main(argv: string[]): Promise<void> {
     }
     process.stderr.write(`mciasctl: ${describeError(error)}\n`);
     process.exitCode = (error instanceof CliError || error instanceof MciasClientError) && USAGE_CODES.has(error.code) ? 2 : 1;
+  } finally {
+    // Close the TLS connections, so the process ends because its work is done rather than by a cut.
+    for (const client of opened.splice(0)) client.close();
   }
 }
 

@@ -55,11 +55,23 @@ export class PasswordHasher {
   readonly #limit: LimitFunction;
   readonly #maxQueued: number;
   #dummy: Promise<string> | undefined;
+  /** Hashes started or queued and not yet finished: close() waits for them. */
+  readonly #inFlight = new Set<Promise<Buffer>>();
+  #closed = false;
 
   constructor(params: ScryptParams, options: { maxConcurrent: number; maxQueued: number }) {
     this.params = params;
     this.#limit = pLimit(options.maxConcurrent);
     this.#maxQueued = options.maxQueued;
+  }
+
+  /**
+   * Refuses new hashes and resolves once every hash already running or queued has finished, so the process never
+   * exits, nor closes the database under a caller, while scrypt still runs on the thread pool.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
   }
 
   /** Computes the dummy hash up front, so the first unknown-user login costs what every other one does. */
@@ -96,6 +108,15 @@ export class PasswordHasher {
   }
 
   #derive(password: string, salt: Buffer, params: ScryptParams, length: number): Promise<Buffer> {
+    if (this.#closed) throw new MciasError('rate_limited', 'the server is shutting down; try again shortly', { retryAfter: 1 });
+    const work = this.#compute(password, salt, params, length);
+    this.#inFlight.add(work);
+    const settled = () => this.#inFlight.delete(work);
+    work.then(settled, settled);
+    return work;
+  }
+
+  #compute(password: string, salt: Buffer, params: ScryptParams, length: number): Promise<Buffer> {
     if (this.#limit.pendingCount >= this.#maxQueued && this.#limit.activeCount >= this.#limit.concurrency) {
       throw new MciasError('rate_limited', 'the server is busy checking passwords; try again shortly', { retryAfter: 1 });
     }
