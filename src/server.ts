@@ -19,6 +19,7 @@ import { openMigratedDatabase, type Database } from './store/database.ts';
 export interface Runtime {
   readonly services: AppServices;
   readonly database: Database;
+  /** Waits for password hashes still running, then closes the database. */
   close(): Promise<void>;
 }
 
@@ -27,15 +28,22 @@ export async function createRuntime(config: Config, options: { clock?: Clock; ma
   const clock = options.clock ?? systemClock;
   const sealer = new Sealer(options.masterKey ?? loadMasterKey(config));
   const database = await openMigratedDatabase(config.storage);
+  const hasher = new PasswordHasher(config.passwords.scrypt, {
+    maxConcurrent: config.passwords.maxConcurrentHashes,
+    maxQueued: config.passwords.maxQueuedHashes,
+    maxPerClient: config.passwords.maxHashesPerClient,
+  });
+  // Hashes first: a caller that is still hashing goes on to use the database afterwards.
+  const close = async () => {
+    await hasher.close();
+    await database.close();
+  };
   try {
     const store = database.store;
-    const hasher = new PasswordHasher(config.passwords.scrypt, {
-      maxConcurrent: config.passwords.maxConcurrentHashes,
-      maxQueued: config.passwords.maxQueuedHashes,
-      maxPerClient: config.passwords.maxHashesPerClient,
-    });
     const keys = new KeyRing({ store, sealer, clock });
-    await Promise.all([keys.load(), hasher.warmUp()]);
+    // Both finish, even when one fails, before anything is closed.
+    const started = await Promise.allSettled([keys.load(), hasher.warmUp()]);
+    for (const result of started) if (result.status === 'rejected') throw result.reason;
     const tokens = new TokenService({ keys, clock, settings: config.tokens });
     const accounts = new AccountService({
       store,
@@ -70,9 +78,9 @@ export async function createRuntime(config: Config, options: { clock?: Clock; ma
       lifecycle: new TokenLifecycle({ store, tokens, accounts, clock }),
       ready: () => database.ping(),
     };
-    return { services, database, close: () => database.close() };
+    return { services, database, close };
   } catch (error) {
-    await database.close();
+    await close();
     throw error;
   }
 }

@@ -5,13 +5,14 @@ import { renderUnicodeCompact } from 'uqr';
 import {
   MciasClient,
   MciasClientError,
+  checkCaCertificate,
   isMciasApiError,
   normalizeServerUrl,
   type IssuedToken,
   type LoginResult,
 } from '../../packages/client/src/index.ts';
 import { VERSION } from '../version.ts';
-import { CliError, accountDetails, accountTable, printJson, printLines, roleTable, tokenTable } from './output.ts';
+import { CliError, accountDetails, accountTable, describeError, printJson, printLines, roleTable, tokenTable } from './output.ts';
 import { promptCode, promptLine, requireTerminal, promptNewPassword, promptPassword, readCodeFile, readPasswordFile } from './prompt.ts';
 import { readSession, writeSession, type Session } from './session.ts';
 
@@ -42,11 +43,28 @@ function globalsOf(command: Command): GlobalOptions {
 }
 
 function readCaCert(file: string): Buffer {
+  let pem: Buffer;
   try {
-    return readFileSync(file);
+    pem = readFileSync(file);
   } catch (error) {
     throw new CliError(`cannot read the CA certificate ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, 'usage');
   }
+  checkCaCertificate(pem, `the CA certificate file ${file}`);
+  return pem;
+}
+
+const reached = new WeakSet<MciasClient>();
+/** Clients this run opened; main() closes their connections before it returns. */
+const opened: MciasClient[] = [];
+
+/**
+ * Asks the server for /healthz before the first prompt, so a TLS or network problem is reported before anyone types
+ * a password that could not be used anyway.
+ */
+async function checkReachable(client: MciasClient): Promise<void> {
+  if (reached.has(client)) return;
+  await client.health();
+  reached.add(client);
 }
 
 function sessionFor(needToken: boolean): Session | undefined {
@@ -82,6 +100,7 @@ function connect(command: Command, options: { needToken: boolean }): Connection 
   }
   if (options.needToken && token === undefined) throw new CliError(`not logged in to ${normalized}: run 'mciasctl login'`, 'unauthenticated');
   const client = new MciasClient({ server, token, caCert: caCertFile === undefined ? undefined : readCaCert(caCertFile) });
+  opened.push(client);
   return { client, session, caCertFile, tokenSource };
 }
 
@@ -91,8 +110,9 @@ function done(command: Command, line: string, result: object = {}): void {
   else printLines(line);
 }
 
-async function passwordFrom(file: string | undefined, prompt: string, confirm: boolean): Promise<string> {
+async function passwordFrom(client: MciasClient, file: string | undefined, prompt: string, confirm: boolean): Promise<string> {
   if (file !== undefined) return readPasswordFile(file);
+  await checkReachable(client);
   return confirm ? promptNewPassword(prompt) : promptPassword(prompt);
 }
 
@@ -131,7 +151,7 @@ async function replaceTemporaryPassword(client: MciasClient, token: string, curr
     process.stderr.write('This password is temporary: choose your own now.\n');
   }
   for (let attempt = 1; ; attempt++) {
-    const next = await passwordFrom(newPasswordFile, 'New password:', true);
+    const next = await passwordFrom(client, newPasswordFile, 'New password:', true);
     try {
       await session.changePassword(current, next);
       return;
@@ -168,8 +188,9 @@ export function program(): Command {
     .option('--new-password-file <file>', 'if the password is temporary, read the new one from this file instead of asking (for scripts)')
     .action(async (o: { username?: string; passwordFile?: string; totpCodeFile?: string; newPasswordFile?: string }, command: Command) => {
       const { client, caCertFile } = connect(command, { needToken: false });
+      await checkReachable(client);
       const username = o.username ?? (await promptLine('Username:', 'use --username'));
-      const password = await passwordFrom(o.passwordFile, `Password for ${username}:`, false);
+      const password = await passwordFrom(client, o.passwordFile, `Password for ${username}:`, false);
       const result = await logIn(client, username, password, o.totpCodeFile);
       // Kept before a required change, so that a refused new password still leaves a session for 'mciasctl password'.
       writeSession(env, {
@@ -238,8 +259,8 @@ export function program(): Command {
     .option('--password-file <file>', 'read the new password from this file')
     .action(async (o: { currentPasswordFile?: string; passwordFile?: string }, command: Command) => {
       const { client } = connect(command, { needToken: true });
-      const current = await passwordFrom(o.currentPasswordFile, 'Current password:', false);
-      const next = await passwordFrom(o.passwordFile, 'New password:', true);
+      const current = await passwordFrom(client, o.currentPasswordFile, 'Current password:', false);
+      const next = await passwordFrom(client, o.passwordFile, 'New password:', true);
       await client.changePassword(current, next);
       done(command, 'password changed; your other sessions were logged out');
     });
@@ -327,7 +348,7 @@ function totpCommands(totp: Command): void {
       if (interactive && o.codeFile === undefined) requireTerminal('the TOTP code', "use --uri-only, then 'mciasctl totp confirm <code>'");
       const { client } = connect(command, { needToken: true });
       // Re-authentication (security.md 14): a stolen session alone cannot turn TOTP on.
-      const password = await passwordFrom(o.passwordFile, 'Current password:', false);
+      const password = await passwordFrom(client, o.passwordFile, 'Current password:', false);
       const { secret, otpauth_uri: uri } = await client.beginTotp(password);
       if (!interactive) {
         if (json) printJson({ otpauth_uri: uri, secret });
@@ -364,7 +385,7 @@ function totpCommands(totp: Command): void {
     .option('--code-file <file>', 'read the code from this file instead of asking')
     .action(async (o: { passwordFile?: string; codeFile?: string }, command: Command) => {
       const { client } = connect(command, { needToken: true });
-      const password = await passwordFrom(o.passwordFile, 'Password:', false);
+      const password = await passwordFrom(client, o.passwordFile, 'Password:', false);
       const code = o.codeFile !== undefined ? readCodeFile(o.codeFile) : await promptCode(CODE_PROMPT, 'use --code-file');
       await client.disableTotp(password, code);
       done(command, 'TOTP is off: you log in with your password alone');
@@ -397,7 +418,7 @@ function accountCommands(account: Command): void {
         : await client.createAccount({
             username,
             kind: 'human',
-            password: await passwordFrom(o.passwordFile, `Password for ${username}:`, true),
+            password: await passwordFrom(client, o.passwordFile, `Password for ${username}:`, true),
             ...(o.temporary ? {} : { temporary: false }),
           });
       const note = created.password_change_required ? ' (the password is temporary: they choose their own at their first login)' : '';
@@ -445,7 +466,7 @@ function accountCommands(account: Command): void {
     .option('--no-temporary', 'the password is final: no change is asked at the next login (for automation)')
     .action(async (username: string, o: { passwordFile?: string; temporary: boolean }, command: Command) => {
       const { client } = connect(command, { needToken: true });
-      const password = await passwordFrom(o.passwordFile, `New password for ${username}:`, true);
+      const password = await passwordFrom(client, o.passwordFile, `New password for ${username}:`, true);
       await client.resetPassword(username, password, o.temporary ? {} : { temporary: false });
       done(command, `set the password of ${username}${o.temporary ? ' (temporary: they choose their own at their next login)' : ''}`);
     });
@@ -600,13 +621,9 @@ export async function main(argv: string[]): Promise<void> {
     }
     process.stderr.write(`mciasctl: ${describeError(error)}\n`);
     process.exitCode = (error instanceof CliError || error instanceof MciasClientError) && USAGE_CODES.has(error.code) ? 2 : 1;
+  } finally {
+    // Close the TLS connections, so the process ends because its work is done rather than by a cut.
+    for (const client of opened.splice(0)) client.close();
   }
 }
 
-function describeError(error: unknown): string {
-  if (error instanceof MciasClientError || error instanceof CliError) {
-    const hint = error.code === 'unauthenticated' && !error.message.includes('mciasctl login') ? ": run 'mciasctl login'" : '';
-    return `${error.message}${hint} (${error.code})`;
-  }
-  return (error as Error).message;
-}

@@ -47,6 +47,8 @@ function printInit(result: InitResult): void {
 }
 
 const DEFAULT_LISTEN = '127.0.0.1:8443';
+/** How long after the shutdown timeout serve waits for its last resources before it exits regardless. */
+const LINGER_MS = 10_000;
 
 export function program(): Command {
   const cli = new Command('mciassrv')
@@ -101,16 +103,25 @@ export function program(): Command {
       const logger = pino({ level: config.log.level, base: { service: 'mciassrv' }, serializers: logSerializers });
       const server = await startServer(config, logger);
       logger.info({ url: server.url, version: VERSION }, 'mciassrv is serving');
-      process.on('SIGHUP', () => server.reloadTls());
+      const reload = () => server.reloadTls();
+      process.on('SIGHUP', reload);
+      // No process.exit(): close() lets requests finish, waits for running hashes and closes the database, and
+      // the process then ends by itself once nothing is left, with no native work cut off mid-flight.
       const stop = (signal: string) => {
         logger.info({ signal }, 'shutting down');
+        process.removeListener('SIGHUP', reload);
         server.close().then(
-          () => process.exit(0),
+          () => logger.info('shut down'),
           (error: unknown) => {
             logger.error({ err: error }, 'shutdown failed');
-            process.exit(1);
+            process.exitCode = 1;
           },
         );
+        // Only if something still holds the process long after that: name it, and leave anyway.
+        setTimeout(() => {
+          logger.error({ resources: process.getActiveResourcesInfo() }, 'still running after shutdown; exiting');
+          process.exit(process.exitCode ?? 1);
+        }, config.server.shutdownTimeoutMs + LINGER_MS).unref();
       };
       process.once('SIGTERM', stop);
       process.once('SIGINT', stop);

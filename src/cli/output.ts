@@ -1,4 +1,4 @@
-import type { Account, Role, TokenInfo } from '../../packages/client/src/index.ts';
+import { MciasClientError, type Account, type Role, type TokenInfo } from '../../packages/client/src/index.ts';
 
 /** A failure of mciasctl itself (not of the server): printed as `mciasctl: <message> (<code>)`. */
 export class CliError extends Error {
@@ -8,6 +8,39 @@ export class CliError extends Error {
     super(message);
     this.name = 'CliError';
     this.code = code;
+  }
+}
+
+/**
+ * The one line mciasctl prints for a failure: `<message>[; <what to do>] (<code>)`. What to do about a connection
+ * problem is said here, once, for every command.
+ */
+export function describeError(error: unknown): string {
+  if (error instanceof MciasClientError || error instanceof CliError) {
+    const hint = error.code === 'unauthenticated' && !error.message.includes('mciasctl login') ? ": run 'mciasctl login'" : '';
+    const advice = error instanceof MciasClientError ? connectionAdvice(error) : undefined;
+    return `${error.message}${hint}${advice === undefined ? '' : `; ${advice}`} (${error.code})`;
+  }
+  return (error as Error).message;
+}
+
+const LOCAL_CERT = 'data/tls/cert.pem for a local `npm start`';
+
+function connectionAdvice(error: MciasClientError): string | undefined {
+  const cause = (error.cause as NodeJS.ErrnoException | undefined)?.code ?? '';
+  switch (error.code) {
+    case 'tls_verification_failed':
+      if (cause === 'ERR_TLS_CERT_ALTNAME_INVALID') return "use in --server a host name or address that the server's certificate names";
+      if (cause === 'CERT_HAS_EXPIRED' || cause === 'CERT_NOT_YET_VALID') return undefined;
+      return `pass --ca-cert with the server's certificate (${LOCAL_CERT})`;
+    case 'tls_failed':
+      // OpenSSL's "wrong version number": what came back was not TLS (plain HTTP, say).
+      return /wrong version number/.test(error.message) ? 'the server did not answer in TLS: is --server the address of mciassrv?' : undefined;
+    case 'connection_failed':
+      if (cause === 'ENOTFOUND' || cause === 'EAI_AGAIN') return 'check the host name in --server';
+      return 'check that mciassrv is running and that --server is the address it serves (its log says: "mciassrv is serving")';
+    default:
+      return undefined;
   }
 }
 

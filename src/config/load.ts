@@ -118,22 +118,28 @@ export function resolveConfig(
   const problems: string[] = [];
   if ('master_key' in raw) problems.push('master_key: the master key belongs in its own file or MCIAS_MASTER_KEY, not in the config file');
   const merged = structuredClone(raw);
-  applyEnvironment(merged, options.env ?? {}, problems);
-  const file = checkSchema(merged, problems);
-  if (file === undefined) return { config: undefined, problems };
+  const fromEnv = applyEnvironment(merged, options.env ?? {}, problems);
+  // A bad value is named where the operator set it: the environment variable, else the setting in the file.
+  const source = (setting: string) => fromEnv.get(setting) ?? fromEnv.get(setting.replace(/\.\d+$/, '')) ?? setting;
+  const problem = (setting: string, message: string) => problems.push(`${source(setting)}: ${message}`);
+  const file = checkSchema(merged, problem);
+  if (file === undefined) {
+    problems.push('the configuration does not have the expected shape');
+    return { config: undefined, problems };
+  }
   const at = (p: string) => path.resolve(options.baseDir, p);
   const duration = (name: string, text: string) => {
     const ms = parseDuration(text);
-    if (ms === undefined) problems.push(`${name}: "${text}" is not a duration (examples: 30d, 12h, 15m, 10s)`);
+    if (ms === undefined) problem(name, `"${text}" is not a duration (examples: 30d, 12h, 15m, 10s)`);
     return ms ?? 0;
   };
   const listen = parseListen(file.server.listen);
-  if (typeof listen === 'string') problems.push(`server.listen: ${listen}`);
+  if (typeof listen === 'string') problem('server.listen', listen);
   for (const proxy of file.server.trusted_proxies) {
-    if (!isAddressOrCidr(proxy)) problems.push(`server.trusted_proxies: "${proxy}" is not an IP address or CIDR`);
+    if (!isAddressOrCidr(proxy)) problem('server.trusted_proxies', `"${proxy}" is not an IP address or CIDR`);
   }
-  const storage = resolveStorage(file.storage, at, duration, problems);
-  if (!/^https:\/\/\S+$/.test(file.tokens.issuer)) problems.push('tokens.issuer: must be an https:// URL');
+  const storage = resolveStorage(file.storage, at, duration, problem);
+  if (!/^https:\/\/\S+$/.test(file.tokens.issuer)) problem('tokens.issuer', 'must be an https:// URL');
 
   const config: Config = {
     configFile: options.configFile,
@@ -180,7 +186,7 @@ export function resolveConfig(
  * applies) and checking again: every problem is reported, not just the first few (TypeBox buffers at most
  * `maxErrors` errors per pass), and the later semantic checks still run on the valid rest.
  */
-function checkSchema(merged: Record<string, unknown>, problems: string[]): ConfigFile | undefined {
+function checkSchema(merged: Record<string, unknown>, problem: (setting: string, message: string) => void): ConfigFile | undefined {
   let value = Value.Default(ConfigFileSchema, merged) as Record<string, unknown>;
   const dropped = new Set<string>();
   for (;;) {
@@ -202,13 +208,12 @@ function checkSchema(merged: Record<string, unknown>, problems: string[]): Confi
         : allowed !== undefined
           ? [`must be one of ${allowed.map((v) => JSON.stringify(v)).join(', ')}`]
           : pointerErrors.map((e) => e.message);
-      for (const message of new Set(messages)) problems.push(`${where}: ${message}`);
+      for (const message of new Set(messages)) problem(where, message);
       Value.Pointer.Delete(value, pointer);
       dropped.add(pointer);
     }
     value = Value.Default(ConfigFileSchema, value) as Record<string, unknown>;
   }
-  problems.push('the configuration does not have the expected shape');
   return undefined;
 }
 
@@ -260,19 +265,19 @@ function resolveStorage(
   storage: ConfigFile['storage'],
   at: (p: string) => string,
   duration: (name: string, text: string) => number,
-  problems: string[],
+  problem: (setting: string, message: string) => void,
 ): StorageConfig {
   const busyTimeoutMs = duration('storage.busy_timeout', storage.busy_timeout);
   if (storage.url.startsWith('sqlite:')) {
     const file = storage.url.slice('sqlite:'.length);
-    if (file === '') problems.push('storage.url: sqlite: needs a path, e.g. sqlite:mcias.db');
+    if (file === '') problem('storage.url', 'sqlite: needs a path, e.g. sqlite:mcias.db');
     return { kind: 'sqlite', path: file === ':memory:' ? file : at(file), busyTimeoutMs };
   }
   if (/^postgres(ql)?:\/\//.test(storage.url)) {
     return { kind: 'postgres', url: storage.url, caFile: storage.ca_file ? at(storage.ca_file) : undefined, poolSize: storage.pool_size };
   }
   // Never echo the URL: it may carry a database password.
-  problems.push('storage.url: must start with sqlite: or postgres://');
+  problem('storage.url', 'must start with sqlite: or postgres://');
   return { kind: 'sqlite', path: '', busyTimeoutMs };
 }
 
@@ -295,8 +300,10 @@ function isAddressOrCidr(text: string): boolean {
 /**
  * `MCIAS_SECTION_KEY` overrides `[section] key`; `MCIAS_SECTION_KEY_FILE` reads that value from a file, so secrets
  * such as a PostgreSQL URL with a password can come from a mounted secret. Lists are comma-separated.
+ * Returns which variable set each overridden setting (`tokens.user_ttl` -> `MCIAS_TOKENS_USER_TTL`).
  */
-function applyEnvironment(target: Record<string, unknown>, env: Env, problems: string[]): void {
+function applyEnvironment(target: Record<string, unknown>, env: Env, problems: string[]): Map<string, string> {
+  const sources = new Map<string, string>();
   const all = [...leaves(ConfigFileSchema, [])].map(([name, leaf, container]) => ({
     name,
     leaf,
@@ -306,9 +313,11 @@ function applyEnvironment(target: Record<string, unknown>, env: Env, problems: s
   const leafNames = new Set(all.map((l) => l.envName));
   for (const { name, leaf, container, envName } of all) {
     let value = env[envName];
+    let source = envName;
     // MCIAS_MASTER_KEY_FILE names the master_key_file setting itself, not a file holding MCIAS_MASTER_KEY.
     const fileVariant = leafNames.has(`${envName}_FILE`) ? undefined : env[`${envName}_FILE`];
     if (value === undefined && fileVariant !== undefined) {
+      source = `${envName}_FILE`;
       try {
         value = readFileSync(fileVariant, 'utf8').trim();
       } catch (error) {
@@ -317,6 +326,7 @@ function applyEnvironment(target: Record<string, unknown>, env: Env, problems: s
       }
     }
     if (value === undefined) continue;
+    sources.set(name.join('.'), source);
     let node = target;
     for (const key of container) {
       if (typeof node[key] !== 'object' || node[key] === null) node[key] = {};
@@ -334,6 +344,7 @@ function applyEnvironment(target: Record<string, unknown>, env: Env, problems: s
       node[key] = value;
     }
   }
+  return sources;
 }
 
 type Leaf = 'string' | 'integer' | 'array' | 'boolean';

@@ -1,6 +1,6 @@
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { dictionary } from '@zxcvbn-ts/language-common';
-import { fail } from './errors.ts';
+import { MciasError, fail } from './errors.ts';
 import { FairScheduler } from './fair-scheduler.ts';
 
 /**
@@ -76,10 +76,22 @@ export class PasswordHasher {
   readonly params: ScryptParams;
   readonly #slots: FairScheduler;
   #dummy: Promise<string> | undefined;
+  /** Hashes started or queued and not yet finished: close() waits for them. */
+  readonly #inFlight = new Set<Promise<Buffer>>();
+  #closed = false;
 
   constructor(params: ScryptParams, limits: HashLimits) {
     this.params = params;
     this.#slots = new FairScheduler({ concurrency: limits.maxConcurrent, maxQueued: limits.maxQueued, maxPerKey: limits.maxPerClient });
+  }
+
+  /**
+   * Refuses new hashes and resolves once every hash already running or queued has finished, so the process never
+   * exits, nor closes the database under a caller, while scrypt still runs on the thread pool.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
   }
 
   /** Computes the dummy hash up front, so the first unknown-user login costs what every other one does. */
@@ -121,6 +133,15 @@ export class PasswordHasher {
   }
 
   #derive(password: string, salt: Buffer, params: ScryptParams, length: number, key: string): Promise<Buffer> {
+    if (this.#closed) throw new MciasError('rate_limited', 'the server is shutting down; try again shortly', { retryAfter: 1 });
+    const work = this.#compute(password, salt, params, length, key);
+    this.#inFlight.add(work);
+    const settled = () => this.#inFlight.delete(work);
+    work.then(settled, settled);
+    return work;
+  }
+
+  #compute(password: string, salt: Buffer, params: ScryptParams, length: number, key: string): Promise<Buffer> {
     const N = 2 ** params.ln;
     const options: ScryptOptions = { N, r: params.r, p: params.p, maxmem: 256 * N * params.r };
     const input = Buffer.from(normalizePassword(password), 'utf8');

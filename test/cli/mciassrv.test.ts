@@ -197,7 +197,8 @@ describe('mciassrv', { concurrency: 4 }, () => {
     const dataDir = path.join(scratch(), 'data');
     assert.equal((await mciassrv(['init', '--data-dir', dataDir, '--admin-password-file', passwordFile(path.dirname(dataDir)), '--listen', '127.0.0.1:0'])).code, 0);
     const result = await mciassrv(['serve', '--data-dir', dataDir], { MCIAS_SERVER_LISTEN: 'nowhere', MCIAS_TOKENS_USER_TTL: 'forever' });
-    assertOneLineError(result, /invalid configuration: server\.listen: .*; tokens\.user_ttl: /);
+    // The values came from the environment, so the problems name the variables (issue 7 item 11).
+    assertOneLineError(result, /invalid configuration: MCIAS_SERVER_LISTEN: .*; MCIAS_TOKENS_USER_TTL: /);
   });
 
   test('keys rotate on a stopped server prints a new kid; after a restart the JWKS serves it and new tokens use it', async () => {
@@ -351,6 +352,21 @@ describe('mciassrv', { concurrency: 4 }, () => {
     const result = await mciassrv(['config', 'check', '--data-dir', dataDir], { MCIAS_STORAGE_URL_FILE: path.join(dir, 'absent') });
     assert.equal(result.code, 1);
     assert.match(result.stderr, /MCIAS_STORAGE_URL_FILE: cannot read: ENOENT/);
+  });
+
+  test('config check names the environment variable, not the file, when the bad value came from the environment', async () => {
+    const dir = scratch();
+    const dataDir = path.join(dir, 'data');
+    assert.equal((await mciassrv(['init', '--data-dir', dataDir, '--admin-password-file', passwordFile(dir), '--listen', '127.0.0.1:0'])).code, 0);
+    const result = await mciassrv(['config', 'check', '--data-dir', dataDir], { MCIAS_TOKENS_USER_TTL: 'forever', MCIAS_SERVER_LISTEN: 'nowhere' });
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /: 2 problems\n/);
+    assert.match(result.stderr, /^ {2}- MCIAS_TOKENS_USER_TTL: "forever" is not a duration/m);
+    assert.match(result.stderr, /^ {2}- MCIAS_SERVER_LISTEN: "nowhere" is not HOST:PORT/m);
+    assert.doesNotMatch(result.stderr, /tokens\.user_ttl|server\.listen/);
+    // serve refuses to start with the same wording.
+    const serve = await mciassrv(['serve', '--data-dir', dataDir], { MCIAS_TOKENS_USER_TTL: 'forever' });
+    assertOneLineError(serve, /MCIAS_TOKENS_USER_TTL: "forever" is not a duration/);
   });
 
   describe('on PostgreSQL', { concurrency: 1, skip: !DIALECTS.includes('postgres') }, () => {

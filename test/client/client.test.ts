@@ -241,13 +241,58 @@ describe('MciasClient against a real mciassrv over TLS', () => {
     }
   });
 
+  test('a server URL without a scheme suggests https://, and an http:// URL says the server is HTTPS only', () => {
+    for (const [url, suggested] of [
+      ['127.0.0.1:8443', 'https://127.0.0.1:8443'],
+      ['localhost:8443', 'https://localhost:8443'],
+      ['mcias.example.net', 'https://mcias.example.net'],
+      ['[::1]:8443', 'https://[::1]:8443'],
+    ] as const) {
+      assert.throws(() => new MciasClient({ server: url }), (e: unknown) => {
+        assert.ok(e instanceof MciasClientError && e.code === 'invalid_argument');
+        assert.match(e.message, /has no scheme/);
+        assert.ok(e.message.includes(`use "${suggested}"`), e.message);
+        return true;
+      });
+    }
+    assert.throws(() => new MciasClient({ server: 'http://127.0.0.1:8443' }), (e: unknown) => {
+      assert.ok(e instanceof MciasClientError && e.code === 'invalid_argument');
+      assert.equal(e.message, 'the server is HTTPS only: use "https://127.0.0.1:8443"');
+      return true;
+    });
+    assert.throws(() => new MciasClient({ server: 'not a url' }), /is not a URL \(expected https:\/\/HOST:PORT\)/);
+  });
+
+  test('a caCert that holds no certificate (empty, garbage, a private key, a broken block) is refused up front', () => {
+    const broken = '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n';
+    for (const [pem, message] of [
+      ['', /holds no certificate/],
+      [Buffer.from('not a certificate\n'), /holds no certificate/],
+      [otherCertificate().key, /holds a private key, not a certificate/],
+      [broken, /holds a certificate that cannot be read/],
+      [`${caCert.toString()}${broken}`, /holds a certificate that cannot be read/],
+    ] as const) {
+      assert.throws(() => new MciasClient({ server: server.url, caCert: pem }), (e: unknown) => {
+        assert.ok(e instanceof MciasClientError && e.code === 'invalid_argument');
+        assert.match(e.message, message);
+        assert.match(e.message, /^caCert /);
+        return true;
+      });
+    }
+    // A bundle of several certificates is fine.
+    assert.doesNotThrow(() => new MciasClient({ server: server.url, caCert: `${otherCertificate().cert}${caCert.toString()}` }));
+  });
+
   test('a certificate that is not signed by the given CA fails verification, even with NODE_TLS_REJECT_UNAUTHORIZED=0', async () => {
     const other = new MciasClient({ server: server.url, caCert: otherCertificate().cert });
     const error = await connectionError(other.health(), 'tls_verification_failed');
     assert.match(error.message, /certificate/);
 
     // Without caCert only the public roots are trusted, which never signed a self-signed certificate.
-    await connectionError(new MciasClient({ server: server.url }).health(), 'tls_verification_failed');
+    const untrusted = await connectionError(new MciasClient({ server: server.url }).health(), 'tls_verification_failed');
+    // Node's advice to run Node.js with --use-system-ca is about Node's flags, not the SDK's: it is left out.
+    assert.doesNotMatch(untrusted.message, /use-system-ca|Node\.js/);
+    assert.match(untrusted.message, /self-signed certificate \(DEPTH_ZERO_SELF_SIGNED_CERT\)$/);
 
     const saved = process.env['NODE_TLS_REJECT_UNAUTHORIZED'];
     const emitWarning = process.emitWarning;
@@ -271,6 +316,19 @@ describe('MciasClient against a real mciassrv over TLS', () => {
     await once(probe, 'close');
     const error = await connectionError(new MciasClient({ server: `https://127.0.0.1:${port}`, caCert }).health(), 'connection_failed');
     assert.match(error.message, /ECONNREFUSED/);
+  });
+
+  test('a server that does not speak TLS is tls_failed, in one line', async () => {
+    const plain = createTcpServer((socket) => socket.end('HTTP/1.1 400 Bad Request\r\n\r\n'));
+    plain.listen(0, '127.0.0.1');
+    await once(plain, 'listening');
+    try {
+      const { port } = plain.address() as AddressInfo;
+      const error = await connectionError(new MciasClient({ server: `https://127.0.0.1:${port}`, caCert }).health(), 'tls_failed');
+      assert.equal(error.message, `TLS with https://127.0.0.1:${port} failed: wrong version number (EPROTO)`);
+    } finally {
+      plain.close();
+    }
   });
 
   test('a server that never answers is a timeout', async () => {

@@ -185,12 +185,46 @@ describe('configuration', () => {
       'tokens.max_session_age',
       'tokens.issuer',
       'passwords.scrypt_ln',
-      'passwords.min_length',
+      'MCIAS_PASSWORDS_MIN_LENGTH',
       'log.level',
     ]) {
       hasProblem(list, setting);
     }
     assert.equal(list.filter((p) => p.startsWith('server.trusted_proxies:')).length, 2, 'each bad proxy is named');
+  });
+
+  test('a bad value from the environment names the variable (or its _FILE), not the setting in the file', () => {
+    const valueFile = file('user-ttl', 'a fortnight\n');
+    const list = problems(
+      { tokens: { service_ttl: 'forever' }, server: { listen: '127.0.0.1:8443' } },
+      {
+        MCIAS_TOKENS_USER_TTL: 'forever',
+        MCIAS_TOKENS_MAX_SESSION_AGE_FILE: valueFile,
+        MCIAS_SERVER_LISTEN: 'nowhere',
+        MCIAS_SERVER_TRUSTED_PROXIES: '10.0.0.1,not-an-ip',
+        MCIAS_PASSWORDS_SCRYPT_LN: '99',
+        MCIAS_LOG_LEVEL: 'loud',
+        MCIAS_STORAGE_URL: 'mysql://mcias:hunter2-s3cret@db.internal/mcias',
+      },
+    );
+    for (const name of [
+      'MCIAS_TOKENS_USER_TTL',
+      'MCIAS_TOKENS_MAX_SESSION_AGE_FILE',
+      'MCIAS_SERVER_LISTEN',
+      'MCIAS_SERVER_TRUSTED_PROXIES',
+      'MCIAS_PASSWORDS_SCRYPT_LN',
+      'MCIAS_LOG_LEVEL',
+      'MCIAS_STORAGE_URL',
+      // From the file: named as the setting.
+      'tokens.service_ttl',
+    ]) {
+      hasProblem(list, name);
+    }
+    for (const setting of ['tokens.user_ttl', 'tokens.max_session_age', 'server.listen', 'server.trusted_proxies', 'passwords.scrypt_ln', 'log.level', 'storage.url']) {
+      assert.ok(!list.some((p) => p.startsWith(`${setting}:`)), `${setting} came from the environment, yet the problem names the file's setting:\n  ${list.join('\n  ')}`);
+    }
+    assert.equal(list.length, 8, list.join('\n'));
+    for (const p of list) assert.ok(!p.includes('hunter2'), p);
   });
 
   test('unknown settings are refused, at the top level and inside a section', () => {

@@ -14,7 +14,7 @@ export {
   isMciasApiError,
   type ConnectionErrorCode,
 } from './errors.ts';
-export { normalizeServerUrl } from './transport.ts';
+export { checkCaCertificate, normalizeServerUrl } from './transport.ts';
 export {
   ACCOUNT_KINDS,
   ACCOUNT_STATUSES,

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { STATUS_CODES, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { Agent, request } from 'node:https';
 import { MciasApiError, MciasClientError, MciasConnectionError } from './errors.ts';
@@ -41,6 +42,8 @@ export class Transport {
     this.#port = url.port === '' ? 443 : Number(url.port);
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!Number.isFinite(this.#timeoutMs) || this.#timeoutMs <= 0) throw new MciasClientError('invalid_argument', 'timeoutMs must be a positive number');
+    // Node ignores a CA that holds no certificate, and every request then fails verification with no word why.
+    if (options.caCert !== undefined) checkCaCertificate(options.caCert);
     this.#agent = new Agent({
       keepAlive: true,
       rejectUnauthorized: true,
@@ -126,11 +129,15 @@ export class Transport {
   #connectionError(error: Error): MciasClientError {
     if (error instanceof MciasClientError) return error;
     const code = (error as NodeJS.ErrnoException).code ?? '';
-    const reason = `${error.message}${code !== '' && !error.message.includes(code) ? ` (${code})` : ''}`;
+    // Node appends advice about --use-system-ca to some verification errors: that is a flag of Node, not of ours.
+    // An OpenSSL error (EPROTO) is a long line of internals ending in a newline: keep its reason.
+    const openssl = /:SSL routines:[^:]*:([^:]+):/.exec(error.message)?.[1];
+    const message = (openssl ?? error.message.replace(/;[^;]*--use-system-ca[^;]*/, '')).replace(/\s+/g, ' ').trim();
+    const reason = `${message}${code !== '' && !message.includes(code) ? ` (${code})` : ''}`;
     if (TLS_VERIFY_CODES.test(code)) {
       return new MciasConnectionError('tls_verification_failed', `the certificate of ${this.origin} did not verify: ${reason}`, { cause: error });
     }
-    if (code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS')) {
+    if (code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS') || code === 'EPROTO') {
       return new MciasConnectionError('tls_failed', `TLS with ${this.origin} failed: ${reason}`, { cause: error });
     }
     return new MciasConnectionError('connection_failed', `cannot reach ${this.origin}: ${reason}`, { cause: error });
@@ -147,16 +154,53 @@ export function normalizeServerUrl(server: string): string {
 }
 
 function parseServerUrl(server: string): URL {
+  const invalid = (message: string) => new MciasClientError('invalid_argument', message);
+  const scheme = /^([a-z][a-z\d+.-]*):\/\//i.exec(server)?.[1]?.toLowerCase();
+  if (scheme === undefined) {
+    // `127.0.0.1:8443` or `localhost:8443` (which URL would take for the scheme `localhost:`).
+    if (HOST_AND_PORT.test(server)) throw invalid(`the server URL ${JSON.stringify(server)} has no scheme: use ${JSON.stringify(`https://${server}`)}`);
+    throw invalid(`the server URL ${JSON.stringify(server)} is not a URL (expected https://HOST:PORT)`);
+  }
+  if (scheme === 'http') {
+    throw invalid(`the server is HTTPS only: use ${JSON.stringify(`https://${server.slice('http://'.length)}`)}`);
+  }
   let url: URL;
   try {
     url = new URL(server);
   } catch {
-    throw new MciasClientError('invalid_argument', `the server URL ${JSON.stringify(server)} is not a URL`);
+    throw invalid(`the server URL ${JSON.stringify(server)} is not a URL`);
   }
-  if (url.protocol !== 'https:') throw new MciasClientError('invalid_argument', `the server URL must be https:// (got ${url.protocol}//)`);
+  if (url.protocol !== 'https:') throw invalid(`the server URL must be https:// (got ${url.protocol}//)`);
   if (url.username !== '' || url.password !== '') throw new MciasClientError('invalid_argument', 'the server URL must not contain credentials');
   if (url.search !== '' || url.hash !== '') throw new MciasClientError('invalid_argument', 'the server URL must not have a query or fragment');
   return url;
+}
+
+/** A host name, IPv4 or [IPv6] address, with an optional port and path: what people type for a server. */
+const HOST_AND_PORT = /^(?:[a-z\d](?:[a-z\d.-]*[a-z\d])?|\[[\da-f:.]+\])(?::\d{1,5})?(?:\/\S*)?$/i;
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
+
+/**
+ * Throws MciasClientError `invalid_argument` unless `pem` holds at least one PEM certificate and every one parses.
+ * `name` says what held it in the message (the SDK's option, or the CLI's file).
+ */
+export function checkCaCertificate(pem: string | Buffer, name = 'caCert'): void {
+  const text = typeof pem === 'string' ? pem : pem.toString('latin1');
+  const blocks = text.match(PEM_CERTIFICATE) ?? [];
+  if (blocks.length === 0) {
+    if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
+      throw new MciasClientError('invalid_argument', `${name} holds a private key, not a certificate: use the certificate file`);
+    }
+    throw new MciasClientError('invalid_argument', `${name} holds no certificate: it has no "-----BEGIN CERTIFICATE-----" line`);
+  }
+  for (const block of blocks) {
+    try {
+      new X509Certificate(block);
+    } catch {
+      throw new MciasClientError('invalid_argument', `${name} holds a certificate that cannot be read`);
+    }
+  }
 }
 
 const INVALID = Symbol('invalid JSON');
