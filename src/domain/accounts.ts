@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { requestEvent, type AuditEvent } from './audit.ts';
 import type { Clock } from './clock.ts';
 import { MciasError, fail } from './errors.ts';
+import { ADMIN_ROLE, isAdminRole } from './authorization.ts';
 import {
-  ADMIN_ROLE,
   NAME_PATTERN,
   type Account,
   type AccountKind,
@@ -207,7 +207,7 @@ export class AccountService {
 
   async deleteRole(name: string, actor: Principal, ctx: RequestContext): Promise<void> {
     const role = normalizeName(name, 'role');
-    if (role === ADMIN_ROLE) fail('conflict', 'the admin role cannot be deleted');
+    if (isAdminRole(role)) fail('conflict', 'the admin role cannot be deleted');
     await this.#store.transaction(async (tx) => {
       if (!(await tx.roles.exists(role))) fail('not_found', 'no such role');
       await tx.roles.delete(role);
@@ -230,7 +230,7 @@ export class AccountService {
     const role = normalizeName(roleName, 'role');
     await this.#store.transaction(async (tx) => {
       const account = await this.get(username, tx);
-      if (role === ADMIN_ROLE && account.id === actor.account.id) fail('conflict', 'an administrator cannot remove their own admin role');
+      if (isAdminRole(role) && account.id === actor.account.id) fail('conflict', 'an administrator cannot remove their own admin role');
       if (!(await tx.roles.revoke(account.id, role))) fail('not_found', 'the account does not hold that role');
       await this.#audit(tx, ctx, actor, account, 'role_revoked', { role });
     });
