@@ -9,6 +9,7 @@ import { systemClock, type Clock } from './domain/clock.ts';
 import { KeyRing } from './domain/keys.ts';
 import { TokenLifecycle } from './domain/lifecycle.ts';
 import { PasswordHasher } from './domain/password.ts';
+import { RoleService } from './domain/roles.ts';
 import { Sealer } from './domain/sealing.ts';
 import { TokenService } from './domain/tokens.ts';
 import { TotpService } from './domain/totp.ts';
@@ -58,6 +59,7 @@ export async function createRuntime(config: Config, options: { clock?: Clock; ma
       keys,
       tokens,
       accounts,
+      roles: new RoleService({ store, accounts, clock }),
       totp,
       login: new LoginService({
         store,

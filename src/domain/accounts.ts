@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { requestEvent, type AuditEvent } from './audit.ts';
 import type { Clock } from './clock.ts';
 import { MciasError, fail } from './errors.ts';
-import { ADMIN_ROLE, isAdminRole } from './authorization.ts';
+import { ADMIN_ROLE } from './authorization.ts';
 import {
   NAME_PATTERN,
   type Account,
@@ -11,7 +11,6 @@ import {
   type AccountStatus,
   type Principal,
   type RequestContext,
-  type Role,
 } from './model.ts';
 import { addressKey } from './address.ts';
 import { BOOTSTRAP_HASH_KEY, checkNewPassword, normalizePassword, type PasswordHasher } from './password.ts';
@@ -35,7 +34,7 @@ export interface AccountServiceDeps {
   readonly minPasswordLengthWithTotp: number;
 }
 
-/** Account, password and role administration. Every change writes its audit row in the same transaction. */
+/** Account and password administration (roles: src/domain/roles.ts). Every change writes its audit row in the same transaction. */
 export class AccountService {
   readonly #store: Store;
   readonly #hasher: PasswordHasher;
@@ -188,51 +187,6 @@ export class AccountService {
       if (stored?.passwordChangeRequired === true) await tx.accounts.setPasswordChangeRequired(account.id, false, now);
       const revoked = await tx.tokens.revokeAllOf(account.id, now, 'password_changed', principal.token.jti);
       await this.#audit(tx, ctx, principal, account, 'password_changed', { tokens_revoked: revoked });
-    });
-  }
-
-  listRoles(): Promise<Role[]> {
-    return this.#store.roles.list();
-  }
-
-  async createRole(name: string, actor: Principal, ctx: RequestContext): Promise<Role> {
-    const role = normalizeName(name, 'role');
-    return this.#store.transaction(async (tx) => {
-      if (await tx.roles.exists(role)) fail('conflict', 'a role with that name exists');
-      await tx.roles.insert(role, this.#clock.now());
-      await tx.audit.insert(this.#event(ctx, actor, undefined, 'role_created', 'success', { role }));
-      return { name: role, permissions: [] };
-    });
-  }
-
-  async deleteRole(name: string, actor: Principal, ctx: RequestContext): Promise<void> {
-    const role = normalizeName(name, 'role');
-    if (isAdminRole(role)) fail('conflict', 'the admin role cannot be deleted');
-    await this.#store.transaction(async (tx) => {
-      if (!(await tx.roles.exists(role))) fail('not_found', 'no such role');
-      await tx.roles.delete(role);
-      await tx.audit.insert(this.#event(ctx, actor, undefined, 'role_deleted', 'success', { role }));
-    });
-  }
-
-  async grantRole(username: string, roleName: string, actor: Principal, ctx: RequestContext): Promise<void> {
-    const role = normalizeName(roleName, 'role');
-    await this.#store.transaction(async (tx) => {
-      const account = await this.get(username, tx);
-      if (!(await tx.roles.exists(role))) fail('not_found', 'no such role');
-      if (account.roles.includes(role)) return;
-      await tx.roles.grant(account.id, role, this.#clock.now());
-      await this.#audit(tx, ctx, actor, account, 'role_granted', { role });
-    });
-  }
-
-  async revokeRole(username: string, roleName: string, actor: Principal, ctx: RequestContext): Promise<void> {
-    const role = normalizeName(roleName, 'role');
-    await this.#store.transaction(async (tx) => {
-      const account = await this.get(username, tx);
-      if (isAdminRole(role) && account.id === actor.account.id) fail('conflict', 'an administrator cannot remove their own admin role');
-      if (!(await tx.roles.revoke(account.id, role))) fail('not_found', 'the account does not hold that role');
-      await this.#audit(tx, ctx, actor, account, 'role_revoked', { role });
     });
   }
 

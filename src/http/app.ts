@@ -10,6 +10,7 @@ import { MciasError } from '../domain/errors.ts';
 import type { KeyRing } from '../domain/keys.ts';
 import type { TokenLifecycle } from '../domain/lifecycle.ts';
 import type { Store } from '../domain/ports.ts';
+import type { RoleService } from '../domain/roles.ts';
 import type { TokenService } from '../domain/tokens.ts';
 import type { TotpService } from '../domain/totp.ts';
 import { accessControl } from './access.ts';
@@ -31,6 +32,7 @@ import { ProblemSchema } from './schemas.ts';
 export interface AppServices {
   readonly store: Store;
   readonly accounts: AccountService;
+  readonly roles: RoleService;
   readonly login: LoginService;
   readonly lifecycle: TokenLifecycle;
   readonly totp: TotpService;

@@ -119,7 +119,7 @@ export const accountRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app,
       },
     },
     async (request, reply) => {
-      await services.accounts.grantRole(request.params.username, request.params.role, principalOf(request), requestContext(request));
+      await services.roles.grant(request.params.username, request.params.role, principalOf(request), requestContext(request));
       return noContent(reply);
     },
   );
@@ -128,7 +128,7 @@ export const accountRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app,
     '/v1/accounts/:username/roles/:role',
     { config: admin, schema: { tags: ['accounts'], summary: 'Revoke a role', params: RoleParams, response: { 204: NoContent } } },
     async (request, reply) => {
-      await services.accounts.revokeRole(request.params.username, request.params.role, principalOf(request), requestContext(request));
+      await services.roles.revoke(request.params.username, request.params.role, principalOf(request), requestContext(request));
       return noContent(reply);
     },
   );
