@@ -13,8 +13,9 @@ import { RoleService } from './domain/roles.ts';
 import { Sealer } from './domain/sealing.ts';
 import { TokenService } from './domain/tokens.ts';
 import { TotpService } from './domain/totp.ts';
-import { buildApp, type AppServices } from './http/app.ts';
-import { tlsServerOptions } from './http/tls.ts';
+import { buildApp } from './http/app.ts';
+import type { AppServices } from './http/services.ts';
+import { tlsServerOptions } from './config/tls.ts';
 import { openMigratedDatabase, type Database } from './store/database.ts';
 
 export interface Runtime {
@@ -37,7 +38,7 @@ export async function createRuntime(config: Config, options: { clock?: Clock; ma
     });
     const keys = new KeyRing({ store, sealer, clock });
     await Promise.all([keys.load(), hasher.warmUp()]);
-    const tokens = new TokenService({ keys, clock, settings: config.tokens });
+    const tokens = new TokenService({ store, keys, clock, settings: config.tokens });
     const accounts = new AccountService({
       store,
       hasher,
@@ -55,7 +56,6 @@ export async function createRuntime(config: Config, options: { clock?: Clock; ma
       minPasswordLength: config.passwords.minLength,
     });
     const services: AppServices = {
-      store,
       keys,
       tokens,
       accounts,

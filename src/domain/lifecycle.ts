@@ -148,7 +148,7 @@ export class TokenLifecycle {
    * inactive, whatever the reason (which goes to the audit trail, never to the caller).
    */
   async validate(token: string, ctx: RequestContext): Promise<Validation> {
-    const result = await this.#tokens.check(this.#store, token);
+    const result = await this.#tokens.check(token);
     if (!result.ok) return this.#inactive(result.reason, ctx);
     // A session whose password is temporary may only change it (security.md 39): for an app, it is not active yet.
     if (result.principal.account.passwordChangeRequired) return this.#inactive('password_change_required', ctx);

@@ -70,12 +70,14 @@ function failureOf(code: string | undefined): TokenFailure {
 
 /** Issues and checks the JWTs (RFC 7519, RFC 8725). */
 export class TokenService {
+  readonly #store: Store;
   readonly #keys: KeyRing;
   readonly #clock: Clock;
   readonly settings: TokenSettings;
   readonly #verified = new LRUCache<string, VerifiedClaims>({ max: VERIFIED_CACHE_SIZE });
 
-  constructor(deps: { keys: KeyRing; clock: Clock; settings: TokenSettings }) {
+  constructor(deps: { store: Store; keys: KeyRing; clock: Clock; settings: TokenSettings }) {
+    this.#store = deps.store;
     this.#keys = deps.keys;
     this.#clock = deps.clock;
     this.settings = deps.settings;
@@ -167,10 +169,10 @@ export class TokenService {
    * signature, then the token's row (not revoked, not expired, key not deleted), its account (active), and the
    * account's current roles and permissions, read in one query.
    */
-  async check(store: Store, token: string): Promise<TokenCheck> {
+  async check(token: string): Promise<TokenCheck> {
     const verified = await this.verify(token);
     if (!verified.ok) return verified;
-    const found = await store.tokens.findWithAccount(verified.claims.jti);
+    const found = await this.#store.tokens.findWithAccount(verified.claims.jti);
     if (found === undefined || found.token.accountId !== verified.claims.sub) return { ok: false, reason: 'unknown_token' };
     if (found.token.revokedAt !== null) return { ok: false, reason: 'revoked' };
     if (found.token.expiresAt <= this.#clock.now()) return { ok: false, reason: 'expired' };
@@ -182,8 +184,8 @@ export class TokenService {
   }
 
   /** `check`, for routes: the caller, or a 401 that says nothing about why. */
-  async authenticate(store: Store, token: string): Promise<Principal> {
-    const result = await this.check(store, token);
+  async authenticate(token: string): Promise<Principal> {
+    const result = await this.check(token);
     if (!result.ok) throw new MciasError('unauthenticated', 'the bearer token is not valid');
     return result.principal;
   }

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import type { AppServices } from '../app.ts';
+import type { AppServices } from '../services.ts';
 import { ProblemSchema } from '../schemas.ts';
 
 const Status = Type.Object({ status: Type.String() }, { additionalProperties: false });

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { SecureContextOptions, TlsOptions } from 'node:tls';
-import { TLS_KEY_FORBIDDEN_MODE, readPrivateFile } from '../config/files.ts';
-import type { Config } from '../config/load.ts';
+import { TLS_KEY_FORBIDDEN_MODE, readPrivateFile } from './files.ts';
+import type { Config } from './load.ts';
 
 /**
  * Mozilla server-side TLS, intermediate profile (security.md 26): TLS 1.2 with exactly the ECDHE AEAD suites,
