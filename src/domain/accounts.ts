@@ -4,7 +4,6 @@ import type { Clock } from './clock.ts';
 import { MciasError, fail } from './errors.ts';
 import { ADMIN_ROLE } from './authorization.ts';
 import {
-  NAME_PATTERN,
   type Account,
   type AccountKind,
   type AccountRecord,
@@ -13,17 +12,9 @@ import {
   type RequestContext,
 } from './model.ts';
 import { addressKey } from './address.ts';
+import { normalizeName } from './names.ts';
 import { BOOTSTRAP_HASH_KEY, checkNewPassword, normalizePassword, type PasswordHasher } from './password.ts';
 import type { Store } from './ports.ts';
-
-/** Lower-cases and checks a username or role name; anything else is a 400 naming the rule. */
-export function normalizeName(name: string, what: 'username' | 'role'): string {
-  const lowered = name.toLowerCase();
-  if (!NAME_PATTERN.test(lowered)) {
-    fail('invalid_request', `${what} must be 1-64 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit`);
-  }
-  return lowered;
-}
 
 export interface AccountServiceDeps {
   readonly store: Store;

@@ -1,9 +1,10 @@
 import { requestEvent, type AuditEvent } from './audit.ts';
 import { mayActForService, mayActForServiceName } from './authorization.ts';
-import { normalizeName, type AccountService } from './accounts.ts';
+import type { AccountService } from './accounts.ts';
 import type { Clock } from './clock.ts';
 import { MciasError, fail } from './errors.ts';
 import { type Account, type PermissionGrant, type Principal, type RequestContext, type TokenInfo } from './model.ts';
+import { normalizeName } from './names.ts';
 import type { Store } from './ports.ts';
 import type { IssuedToken, TokenService } from './tokens.ts';
 

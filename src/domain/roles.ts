@@ -1,9 +1,10 @@
 import { requestEvent, type AuditEvent } from './audit.ts';
 import { isAdminRole } from './authorization.ts';
-import { normalizeName, type AccountService } from './accounts.ts';
+import type { AccountService } from './accounts.ts';
 import type { Clock } from './clock.ts';
 import { fail } from './errors.ts';
 import type { Principal, RequestContext, Role } from './model.ts';
+import { normalizeName } from './names.ts';
 import type { Store } from './ports.ts';
 
 /**

@@ -1,9 +1,10 @@
 import { Type, type Static } from 'typebox';
 import type { FastifyReply } from 'fastify';
 import type { Account, Role, TokenInfo } from '../domain/model.ts';
+import { NAME_PATTERN_ANY_CASE } from '../domain/names.ts';
 
 /** Schemas shared by several routes, and the one mapping from domain records to API views. */
-const NAME = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
+const NAME = NAME_PATTERN_ANY_CASE;
 
 export const Username = Type.String({ pattern: NAME, maxLength: 64, description: 'lower-cased before matching' });
 export const RoleName = Type.String({ pattern: NAME, maxLength: 64 });
