@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { requestEvent, type AuditEvent } from './audit.ts';
+import { auditEvent, requestEvent, type AuditEvent } from './audit.ts';
 import type { Clock } from './clock.ts';
 import { MciasError, fail } from './errors.ts';
 import { ADMIN_ROLE } from './authorization.ts';
@@ -92,13 +92,9 @@ export class AccountService {
       if ((await tx.accounts.count()) > 0) fail('conflict', 'accounts already exist; bootstrap is only for an empty server');
       const account = await this.#insert(tx, { username: name, kind: 'human', passwordHash, passwordChangeRequired: options.temporary });
       await tx.roles.grant(account.id, ADMIN_ROLE, this.#clock.now());
-      await tx.audit.insert({
-        type: 'account_bootstrapped',
-        outcome: 'success',
-        occurredAt: this.#clock.now(),
-        subject: { id: account.id, username: account.username },
-        details: { temporary_password: options.temporary },
-      });
+      await tx.audit.insert(
+        auditEvent({ at: this.#clock.now(), type: 'account_bootstrapped', subject: account, details: { temporary_password: options.temporary } }),
+      );
       return { ...account, roles: [ADMIN_ROLE] };
     });
   }

@@ -158,15 +158,9 @@ export class TokenLifecycle {
   }
 
   async #inactive(reason: string, ctx: RequestContext): Promise<Validation> {
-    await this.#store.audit.insert({
-      type: 'token_validation_failed',
-      outcome: 'failure',
-      occurredAt: this.#clock.now(),
-      ip: ctx.ip,
-      userAgent: ctx.userAgent,
-      requestId: ctx.requestId,
-      details: { reason },
-    });
+    await this.#store.audit.insert(
+      requestEvent({ at: this.#clock.now(), ctx, type: 'token_validation_failed', outcome: 'failure', details: { reason } }),
+    );
     return { active: false };
   }
 
