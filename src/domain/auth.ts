@@ -5,7 +5,7 @@ import { MciasError, type ErrorCode } from './errors.ts';
 import type { Account, AccountRecord, RequestContext } from './model.ts';
 import { canonicalName } from './names.ts';
 import { addressKey } from './address.ts';
-import { normalizePassword, type PasswordHasher } from './password.ts';
+import { passwordLength, type PasswordHasher } from './password.ts';
 import type { Store } from './ports.ts';
 import type { TokenService } from './tokens.ts';
 import type { TotpService } from './totp.ts';
@@ -108,7 +108,7 @@ export class LoginService {
   /** Shorter than the minimum for a new password of this account now (security.md 4), counted as checkNewPassword counts. */
   #tooShort(password: string, withTotp: boolean): boolean {
     const minimum = withTotp ? this.#minPasswordLength.withTotp : this.#minPasswordLength.withoutTotp;
-    return [...normalizePassword(password)].length < minimum;
+    return passwordLength(password) < minimum;
   }
 
   /** The first administrator, logging in for the first time, may do so once without TOTP: to enroll it. */
