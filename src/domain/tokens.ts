@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { SignJWT, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
 import { LRUCache } from 'lru-cache';
-import type { Clock } from './clock.ts';
+import { epochSeconds, type Clock } from './clock.ts';
 import { MciasError } from './errors.ts';
 import { TOKEN_ALGORITHM, type KeyRing } from './keys.ts';
 import type { Account, Principal, TokenKind, TokenRecord } from './model.ts';
@@ -108,15 +108,14 @@ export class TokenService {
       issuedBy: options.issuedBy,
       revokedAt: null,
     };
-    const seconds = (ms: number) => Math.floor(ms / 1000);
     const token = await new SignJWT({ username: account.username, kind: account.kind, roles: [...account.roles] })
       .setProtectedHeader({ alg: TOKEN_ALGORITHM, typ: 'JWT', kid })
       .setIssuer(this.settings.issuer)
       .setSubject(account.id)
       .setAudience(this.settings.audience)
-      .setIssuedAt(seconds(now))
-      .setNotBefore(seconds(now))
-      .setExpirationTime(seconds(record.expiresAt))
+      .setIssuedAt(epochSeconds(now))
+      .setNotBefore(epochSeconds(now))
+      .setExpirationTime(epochSeconds(record.expiresAt))
       .setJti(record.jti)
       .sign(privateKey);
     return { token, record };

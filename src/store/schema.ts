@@ -1,4 +1,5 @@
 import type { Generated } from 'kysely';
+import type { AccountKind, AccountStatus, TokenKind } from '../domain/model.ts';
 
 /**
  * The database as Kysely sees it, identical on SQLite and PostgreSQL. Times are epoch milliseconds (BIGINT on
@@ -35,8 +36,8 @@ export interface RecoveryCodesTable {
 export interface AccountsTable {
   id: string;
   username: string;
-  kind: 'human' | 'system';
-  status: 'active' | 'disabled';
+  kind: AccountKind;
+  status: AccountStatus;
   password_hash: string | null;
   /** Sealed TOTP secret; present from enrollment on, active once totp_confirmed_at is set. */
   totp_secret: Uint8Array | null;
@@ -76,7 +77,7 @@ export interface RolePermissionsTable {
 export interface TokensTable {
   jti: string;
   account_id: string;
-  kind: 'session' | 'service';
+  kind: TokenKind;
   kid: string;
   issued_at: number;
   expires_at: number;
