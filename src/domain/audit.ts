@@ -1,7 +1,7 @@
 import type { Principal, RequestContext } from './model.ts';
 
 /** Typed audit events (security.md 30). Every row is written in the transaction of the change it records. */
-export const AUDIT_EVENT_TYPES = [
+const AUDIT_EVENT_TYPES = [
   'login_succeeded',
   'login_failed',
   'token_issued',

@@ -30,7 +30,7 @@ export function isAdminRole(role: string): boolean {
  * - `delegation_exceeds_roles`: a delegate, but the service holds a role the delegate does not (security.md 38),
  *   so the service's token would give the delegate more than they hold.
  */
-export type DelegationRefusal = 'not_delegate' | 'delegation_exceeds_roles';
+type DelegationRefusal = 'not_delegate' | 'delegation_exceeds_roles';
 
 export type Delegation =
   | { readonly allowed: true; readonly as: 'admin' | 'delegate' }

@@ -9,8 +9,8 @@ import type { TokenService } from '../domain/tokens.ts';
  * Who may call a route (security.md 20): every route declares one of these in `config.access`, and a route that
  * declares nothing cannot be registered. `token` is any valid token, human or system.
  */
-export const ACCESS_LEVELS = ['public', 'token', 'human', 'admin'] as const;
-export type Access = (typeof ACCESS_LEVELS)[number];
+const ACCESS_LEVELS = ['public', 'token', 'human', 'admin'] as const;
+type Access = (typeof ACCESS_LEVELS)[number];
 
 declare module 'fastify' {
   interface FastifyContextConfig {

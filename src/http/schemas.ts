@@ -19,7 +19,7 @@ export const Username = Type.String({ pattern: NAME, maxLength: 64, description:
 export const RoleName = Type.String({ pattern: NAME, maxLength: 64 });
 /** Long enough for any real password, short enough that nothing absurd reaches scrypt. */
 export const Password = Type.String({ minLength: 1, maxLength: 4096 });
-export const Timestamp = Type.String({ format: 'date-time', description: 'RFC 3339, UTC' });
+const Timestamp = Type.String({ format: 'date-time', description: 'RFC 3339, UTC' });
 
 export const AccountView = Type.Object(
   {
