@@ -1,9 +1,9 @@
 import { requestEvent, type AuditEvent } from './audit.ts';
-import { isAdminRole } from './authorization.ts';
+import { isAdminRole, mayActForService } from './authorization.ts';
 import type { AccountService } from './accounts.ts';
 import type { Clock } from './clock.ts';
 import { fail } from './errors.ts';
-import type { Principal, RequestContext, Role } from './model.ts';
+import type { Account, Principal, RequestContext, Role } from './model.ts';
 import { normalizeName } from './names.ts';
 import type { Store } from './ports.ts';
 
@@ -46,6 +46,11 @@ export class RoleService {
     });
   }
 
+  /**
+   * Granting a role to a system account may take its live token beyond what the person who issued it holds: then
+   * that token is revoked in the same transaction (SECURITY.md §38), and the service needs a token from someone who
+   * may act for it now.
+   */
   async grant(username: string, roleName: string, actor: Principal, ctx: RequestContext): Promise<void> {
     const role = normalizeName(roleName, 'role');
     await this.#store.transaction(async (tx) => {
@@ -54,6 +59,7 @@ export class RoleService {
       if (account.roles.includes(role)) return;
       await tx.roles.grant(account.id, role, this.#clock.now());
       await tx.audit.insert(this.#event(ctx, actor, account, 'role_granted', { role }));
+      if (account.kind === 'system') await this.#revokeExceededDelegation(tx, account, actor, ctx);
     });
   }
 
@@ -65,6 +71,27 @@ export class RoleService {
       if (!(await tx.roles.revoke(account.id, role))) fail('not_found', 'the account does not hold that role');
       await tx.audit.insert(this.#event(ctx, actor, account, 'role_revoked', { role }));
     });
+  }
+
+  /**
+   * Revokes the service's live token if whoever issued it may no longer act for the service with the roles it holds
+   * now (an administrator always may; an issuer who no longer exists no longer vouches for anything).
+   */
+  async #revokeExceededDelegation(tx: Store, service: Account, actor: Principal, ctx: RequestContext): Promise<void> {
+    // Under the account's lock, as token issuance takes it: a concurrent issue or grant is seen, not raced.
+    await tx.accounts.lock(service.id);
+    const now = this.#clock.now();
+    const roles = (await tx.roles.rolesOf([service.id])).get(service.id) ?? [];
+    for (const token of await tx.tokens.listLive(service.id, now)) {
+      const issuer = token.issuedBy === null ? undefined : await tx.accounts.findById(token.issuedBy);
+      if (issuer !== undefined) {
+        const issuerRoles = (await tx.roles.rolesOf([issuer.id])).get(issuer.id) ?? [];
+        if (mayActForService({ kind: issuer.kind, roles: issuerRoles }, { username: service.username, roles }).allowed) continue;
+      }
+      if (await tx.tokens.revoke(token.jti, now, 'delegation_exceeded')) {
+        await tx.audit.insert(this.#event(ctx, actor, service, 'token_revoked', { jti: token.jti, kind: 'service', reason: 'delegation_exceeded' }));
+      }
+    }
   }
 
   #event(

@@ -114,6 +114,8 @@ export const accountRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app,
       schema: {
         tags: ['accounts'],
         summary: 'Grant a role (404 if the role does not exist)',
+        description:
+          "Granting a system account a role that the delegate who issued its live token lacks revokes that token (SECURITY.md §38).",
         params: RoleParams,
         response: { 204: NoContent },
       },
