@@ -123,6 +123,11 @@ export class TokenLifecycle {
     const issued = await this.#tokens.mint(service, { kind: 'service', issuedBy: principal.account.id });
     await this.#store.transaction(async (tx) => {
       await tx.accounts.lock(service.id);
+      // A role granted to the service since the check above would widen this token (SECURITY.md §38): the grant
+      // takes the same lock, so checking again under it sees every grant that the token could otherwise outlive.
+      if (!mayActForService(principal.account, await this.#accounts.get(service.username, tx)).allowed) {
+        fail('forbidden', `${name} holds roles you do not hold, so you may not issue its token`, 'delegation_exceeds_roles');
+      }
       const now = this.#clock.now();
       const replaced = await tx.tokens.revokeAllOf(service.id, now, 'replaced');
       await tx.tokens.insert(issued.record);

@@ -150,12 +150,12 @@ for (const dialect of DIALECTS) {
 
     before(async () => {
       h = await createHarness(dialect);
-      for (const service of ['opsbot', 'statsbot', 'reportbot']) await h.createAccount(service, 'system');
+      for (const service of ['opsbot', 'statsbot', 'reportbot', 'racebot']) await h.createAccount(service, 'system');
       await h.createAccount('alice');
-      for (const role of ['opsbot', 'statsbot', 'metrics']) {
+      for (const role of ['opsbot', 'statsbot', 'racebot', 'metrics']) {
         await expectOk(h.request({ method: 'POST', url: '/v1/roles', token: h.adminToken, body: { name: role } }), 201);
       }
-      for (const role of ['opsbot', 'statsbot', 'metrics']) await expectOk(put(`/v1/accounts/alice/roles/${role}`), 204);
+      for (const role of ['opsbot', 'statsbot', 'racebot', 'metrics']) await expectOk(put(`/v1/accounts/alice/roles/${role}`), 204);
       alice = await h.login('alice', USER_PASSWORD);
       issued.push(alice);
     });
@@ -188,6 +188,22 @@ for (const dialect of DIALECTS) {
       await expectOk(put('/v1/accounts/reportbot/roles/admin'), 204);
       assert.equal(await me(reportToken), 200);
       assert.equal(await active(reportToken), true);
+    });
+
+    test('a grant that lands while a delegate is issuing the token is not outlived: the issue is refused', async (t) => {
+      // The grant runs between the issue's first check and its transaction (while the token is being signed).
+      const { tokens } = h.runtime.services;
+      const mint = tokens.mint.bind(tokens);
+      t.mock.method(tokens, 'mint', async (...args: Parameters<typeof tokens.mint>) => {
+        await expectOk(put('/v1/accounts/racebot/roles/admin'), 204);
+        return mint(...args);
+      });
+      const response = await h.request({ method: 'POST', url: '/v1/accounts/racebot/token', token: alice });
+      t.mock.restoreAll();
+      const problem = assertProblem(response, { status: 403, code: 'forbidden' });
+      assert.equal(problem['reason'], 'delegation_exceeds_roles');
+      const live = await h.request({ method: 'GET', url: '/v1/accounts/racebot/tokens', token: h.adminToken });
+      assert.deepEqual((live.json() as { tokens: unknown[] }).tokens, []);
     });
 
     test("a delegate's token is kept when the delegate holds the granted role too", async () => {
