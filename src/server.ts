@@ -9,11 +9,13 @@ import { systemClock, type Clock } from './domain/clock.ts';
 import { KeyRing } from './domain/keys.ts';
 import { TokenLifecycle } from './domain/lifecycle.ts';
 import { PasswordHasher } from './domain/password.ts';
+import { RoleService } from './domain/roles.ts';
 import { Sealer } from './domain/sealing.ts';
 import { TokenService } from './domain/tokens.ts';
 import { TotpService } from './domain/totp.ts';
-import { buildApp, type AppServices } from './http/app.ts';
-import { tlsServerOptions } from './http/tls.ts';
+import { buildApp } from './http/app.ts';
+import type { AppServices } from './http/services.ts';
+import { tlsServerOptions } from './config/tls.ts';
 import { openMigratedDatabase, type Database } from './store/database.ts';
 
 export interface Runtime {
@@ -44,7 +46,7 @@ export async function createRuntime(config: Config, options: { clock?: Clock; ma
     // Both finish, even when one fails, before anything is closed.
     const started = await Promise.allSettled([keys.load(), hasher.warmUp()]);
     for (const result of started) if (result.status === 'rejected') throw result.reason;
-    const tokens = new TokenService({ keys, clock, settings: config.tokens });
+    const tokens = new TokenService({ store, keys, clock, settings: config.tokens });
     const accounts = new AccountService({
       store,
       hasher,
@@ -62,10 +64,10 @@ export async function createRuntime(config: Config, options: { clock?: Clock; ma
       minPasswordLength: config.passwords.minLength,
     });
     const services: AppServices = {
-      store,
       keys,
       tokens,
       accounts,
+      roles: new RoleService({ store, accounts, clock }),
       totp,
       login: new LoginService({
         store,

@@ -2,7 +2,7 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { loadMasterKey } from '../config/files.ts';
 import { readConfig, type Config } from '../config/load.ts';
-import { readTlsCertificate, readTlsKey } from '../http/tls.ts';
+import { readTlsCertificate, readTlsKey } from '../config/tls.ts';
 import { openDatabase } from '../store/database.ts';
 
 /**

@@ -82,12 +82,12 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
   try {
     const adminPassword = password ?? randomBytes(24).toString('base64url');
     // A generated password has been on a screen: it is temporary (security.md 39). The operator's own file is not.
-    await runtime.services.accounts.bootstrapAdmin(options.adminUsername, adminPassword, { temporary: password === undefined });
+    const admin = await runtime.services.accounts.bootstrapAdmin(options.adminUsername, adminPassword, { temporary: password === undefined });
     writePrivateFile(configFile, text);
     return {
       configFile,
       url,
-      adminUsername: options.adminUsername.toLowerCase(),
+      adminUsername: admin.username,
       generatedPassword: password === undefined ? adminPassword : undefined,
       caCertFile: options.certFile === undefined ? certFile : undefined,
     };

@@ -5,7 +5,7 @@ import { MASTER_KEY_BYTES } from '../domain/sealing.ts';
 import type { Config } from './load.ts';
 
 /** Permission bits that must be clear on a private file: the master key admits no one else, a TLS key no world. */
-export const MASTER_KEY_FORBIDDEN_MODE = 0o077;
+const MASTER_KEY_FORBIDDEN_MODE = 0o077;
 export const TLS_KEY_FORBIDDEN_MODE = 0o007;
 
 /** Reads a secret file, refusing one that others can read. Messages name the file, never its content. */

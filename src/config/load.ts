@@ -4,6 +4,8 @@ import { isIP } from 'node:net';
 import path from 'node:path';
 import { TomlError, parse as parseToml } from 'smol-toml';
 import Value from 'typebox/value';
+import type { ScryptParams } from '../domain/password.ts';
+import type { TokenSettings } from '../domain/tokens.ts';
 import { ConfigFileSchema, type ConfigFile } from './schema.ts';
 import { parseDuration } from './duration.ts';
 
@@ -38,15 +40,9 @@ export interface Config {
   };
   readonly tls: { readonly certFile: string; readonly keyFile: string; readonly minVersion: 'TLSv1.2' | 'TLSv1.3' };
   readonly storage: StorageConfig;
-  readonly tokens: {
-    readonly issuer: string;
-    readonly audience: string;
-    readonly userTtlMs: number;
-    readonly serviceTtlMs: number;
-    readonly maxSessionAgeMs: number;
-  };
+  readonly tokens: TokenSettings;
   readonly passwords: {
-    readonly scrypt: { readonly ln: number; readonly r: number; readonly p: number };
+    readonly scrypt: ScryptParams;
     readonly maxConcurrentHashes: number;
     readonly maxQueuedHashes: number;
     readonly maxHashesPerClient: number;

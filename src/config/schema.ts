@@ -1,4 +1,5 @@
 import { Type, type Static } from 'typebox';
+import { DEFAULT_SCRYPT } from '../domain/password.ts';
 
 /**
  * The configuration file's shape, with every default. The file (TOML) and `MCIAS_*` environment variables are
@@ -58,9 +59,9 @@ export const ConfigFileSchema = Type.Object(
       max_session_age: Duration('30d', 'how long after their password login a person may keep renewing'),
     }),
     passwords: section({
-      scrypt_ln: Type.Integer({ default: 17, minimum: 1, maximum: 22, description: 'log2 of the scrypt cost N' }),
-      scrypt_r: Type.Integer({ default: 8, minimum: 1, maximum: 32 }),
-      scrypt_p: Type.Integer({ default: 1, minimum: 1, maximum: 16 }),
+      scrypt_ln: Type.Integer({ default: DEFAULT_SCRYPT.ln, minimum: 1, maximum: 22, description: 'log2 of the scrypt cost N' }),
+      scrypt_r: Type.Integer({ default: DEFAULT_SCRYPT.r, minimum: 1, maximum: 32 }),
+      scrypt_p: Type.Integer({ default: DEFAULT_SCRYPT.p, minimum: 1, maximum: 16 }),
       max_concurrent_hashes: Type.Integer({
         default: 0,
         minimum: 0,

@@ -1,30 +1,20 @@
 import { randomUUID } from 'node:crypto';
-import { requestEvent, type AuditEvent } from './audit.ts';
+import { auditEvent, requestEvent, type AuditEvent } from './audit.ts';
 import type { Clock } from './clock.ts';
 import { MciasError, fail } from './errors.ts';
+import { ADMIN_ROLE } from './authorization.ts';
 import {
-  ADMIN_ROLE,
-  NAME_PATTERN,
   type Account,
   type AccountKind,
   type AccountRecord,
   type AccountStatus,
   type Principal,
   type RequestContext,
-  type Role,
 } from './model.ts';
 import { addressKey } from './address.ts';
+import { normalizeName } from './names.ts';
 import { BOOTSTRAP_HASH_KEY, checkNewPassword, normalizePassword, type PasswordHasher } from './password.ts';
 import type { Store } from './ports.ts';
-
-/** Lower-cases and checks a username or role name; anything else is a 400 naming the rule. */
-export function normalizeName(name: string, what: 'username' | 'role'): string {
-  const lowered = name.toLowerCase();
-  if (!NAME_PATTERN.test(lowered)) {
-    fail('invalid_request', `${what} must be 1-64 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit`);
-  }
-  return lowered;
-}
 
 export interface AccountServiceDeps {
   readonly store: Store;
@@ -35,7 +25,7 @@ export interface AccountServiceDeps {
   readonly minPasswordLengthWithTotp: number;
 }
 
-/** Account, password and role administration. Every change writes its audit row in the same transaction. */
+/** Account and password administration (roles: src/domain/roles.ts). Every change writes its audit row in the same transaction. */
 export class AccountService {
   readonly #store: Store;
   readonly #hasher: PasswordHasher;
@@ -102,13 +92,9 @@ export class AccountService {
       if ((await tx.accounts.count()) > 0) fail('conflict', 'accounts already exist; bootstrap is only for an empty server');
       const account = await this.#insert(tx, { username: name, kind: 'human', passwordHash, passwordChangeRequired: options.temporary });
       await tx.roles.grant(account.id, ADMIN_ROLE, this.#clock.now());
-      await tx.audit.insert({
-        type: 'account_bootstrapped',
-        outcome: 'success',
-        occurredAt: this.#clock.now(),
-        subject: { id: account.id, username: account.username },
-        details: { temporary_password: options.temporary },
-      });
+      await tx.audit.insert(
+        auditEvent({ at: this.#clock.now(), type: 'account_bootstrapped', subject: account, details: { temporary_password: options.temporary } }),
+      );
       return { ...account, roles: [ADMIN_ROLE] };
     });
   }
@@ -188,51 +174,6 @@ export class AccountService {
       if (stored?.passwordChangeRequired === true) await tx.accounts.setPasswordChangeRequired(account.id, false, now);
       const revoked = await tx.tokens.revokeAllOf(account.id, now, 'password_changed', principal.token.jti);
       await this.#audit(tx, ctx, principal, account, 'password_changed', { tokens_revoked: revoked });
-    });
-  }
-
-  listRoles(): Promise<Role[]> {
-    return this.#store.roles.list();
-  }
-
-  async createRole(name: string, actor: Principal, ctx: RequestContext): Promise<Role> {
-    const role = normalizeName(name, 'role');
-    return this.#store.transaction(async (tx) => {
-      if (await tx.roles.exists(role)) fail('conflict', 'a role with that name exists');
-      await tx.roles.insert(role, this.#clock.now());
-      await tx.audit.insert(this.#event(ctx, actor, undefined, 'role_created', 'success', { role }));
-      return { name: role, permissions: [] };
-    });
-  }
-
-  async deleteRole(name: string, actor: Principal, ctx: RequestContext): Promise<void> {
-    const role = normalizeName(name, 'role');
-    if (role === ADMIN_ROLE) fail('conflict', 'the admin role cannot be deleted');
-    await this.#store.transaction(async (tx) => {
-      if (!(await tx.roles.exists(role))) fail('not_found', 'no such role');
-      await tx.roles.delete(role);
-      await tx.audit.insert(this.#event(ctx, actor, undefined, 'role_deleted', 'success', { role }));
-    });
-  }
-
-  async grantRole(username: string, roleName: string, actor: Principal, ctx: RequestContext): Promise<void> {
-    const role = normalizeName(roleName, 'role');
-    await this.#store.transaction(async (tx) => {
-      const account = await this.get(username, tx);
-      if (!(await tx.roles.exists(role))) fail('not_found', 'no such role');
-      if (account.roles.includes(role)) return;
-      await tx.roles.grant(account.id, role, this.#clock.now());
-      await this.#audit(tx, ctx, actor, account, 'role_granted', { role });
-    });
-  }
-
-  async revokeRole(username: string, roleName: string, actor: Principal, ctx: RequestContext): Promise<void> {
-    const role = normalizeName(roleName, 'role');
-    await this.#store.transaction(async (tx) => {
-      const account = await this.get(username, tx);
-      if (role === ADMIN_ROLE && account.id === actor.account.id) fail('conflict', 'an administrator cannot remove their own admin role');
-      if (!(await tx.roles.revoke(account.id, role))) fail('not_found', 'the account does not hold that role');
-      await this.#audit(tx, ctx, actor, account, 'role_revoked', { role });
     });
   }
 

@@ -1,7 +1,7 @@
 import type { Principal, RequestContext } from './model.ts';
 
 /** Typed audit events (security.md 30). Every row is written in the transaction of the change it records. */
-export const AUDIT_EVENT_TYPES = [
+const AUDIT_EVENT_TYPES = [
   'login_succeeded',
   'login_failed',
   'token_issued',
@@ -42,25 +42,44 @@ export interface AuditEvent {
   readonly details?: Readonly<Record<string, string | number | boolean | null>> | undefined;
 }
 
-/** An event caused by a request: who acted (from their token; none for a login), on which account, from where. */
-export function requestEvent(input: {
+/** An account as the audit trail names it. */
+type Party = { readonly id: string; readonly username: string };
+
+/**
+ * The one builder of audit events: what happened, when, who acted on which account, and from where when a request
+ * caused it (work done without a request, such as the bootstrap or a key pruned at start-up, has no `ctx`).
+ */
+export function auditEvent(input: {
   readonly at: number;
-  readonly ctx: RequestContext;
-  readonly actor?: Principal | undefined;
-  readonly subject?: { readonly id: string; readonly username: string } | undefined;
   readonly type: AuditEventType;
   readonly outcome?: AuditEvent['outcome'];
+  readonly actor?: Party | undefined;
+  readonly subject?: Party | undefined;
+  readonly ctx?: RequestContext | undefined;
   readonly details?: AuditEvent['details'];
 }): AuditEvent {
   return {
     type: input.type,
     outcome: input.outcome ?? 'success',
     occurredAt: input.at,
-    actor: input.actor && { id: input.actor.account.id, username: input.actor.account.username },
+    actor: input.actor && { id: input.actor.id, username: input.actor.username },
     subject: input.subject && { id: input.subject.id, username: input.subject.username },
-    ip: input.ctx.ip,
-    userAgent: input.ctx.userAgent,
-    requestId: input.ctx.requestId,
+    ip: input.ctx?.ip,
+    userAgent: input.ctx?.userAgent,
+    requestId: input.ctx?.requestId,
     details: input.details,
   };
+}
+
+/** An event caused by a request: who acted (from their token; none for a login), on which account, from where. */
+export function requestEvent(input: {
+  readonly at: number;
+  readonly ctx: RequestContext;
+  readonly actor?: Principal | undefined;
+  readonly subject?: Party | undefined;
+  readonly type: AuditEventType;
+  readonly outcome?: AuditEvent['outcome'];
+  readonly details?: AuditEvent['details'];
+}): AuditEvent {
+  return auditEvent({ ...input, actor: input.actor?.account });
 }

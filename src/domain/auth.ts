@@ -3,8 +3,9 @@ import { isAdmin } from './authorization.ts';
 import type { Clock } from './clock.ts';
 import { MciasError, type ErrorCode } from './errors.ts';
 import type { Account, AccountRecord, RequestContext } from './model.ts';
+import { canonicalName } from './names.ts';
 import { addressKey } from './address.ts';
-import { normalizePassword, type PasswordHasher } from './password.ts';
+import { passwordLength, type PasswordHasher } from './password.ts';
 import type { Store } from './ports.ts';
 import type { TokenService } from './tokens.ts';
 import type { TotpService } from './totp.ts';
@@ -49,14 +50,15 @@ export class LoginService {
   }
 
   async login(input: { username: string; password: string; totpCode?: string | undefined }, ctx: RequestContext): Promise<LoginResult> {
-    const username = input.username.toLowerCase();
-    const record = await this.#store.accounts.findByUsername(username);
+    // A name that breaks the rule is an unknown user: the same work and answer as any other (security.md 8).
+    const username = canonicalName(input.username);
+    const record = username === undefined ? undefined : await this.#store.accounts.findByUsername(username);
     const usable = record !== undefined && record.kind === 'human';
     const hashKey = addressKey(ctx.ip);
     const { ok, needsRehash } = await this.#hasher.verify(input.password, usable ? record.passwordHash : undefined, hashKey);
 
     const failed = async (reason: string, code: ErrorCode, message: string, factor = 'password'): Promise<never> => {
-      await this.#store.audit.insert(this.#event(ctx, record, 'login_failed', 'failure', { reason, factor, username }));
+      await this.#store.audit.insert(this.#event(ctx, record, 'login_failed', 'failure', { reason, factor, username: username ?? null }));
       throw new MciasError(code, message, code === 'forbidden' ? { reason } : {});
     };
     const wrong = 'the username or password is not correct';
@@ -106,7 +108,7 @@ export class LoginService {
   /** Shorter than the minimum for a new password of this account now (security.md 4), counted as checkNewPassword counts. */
   #tooShort(password: string, withTotp: boolean): boolean {
     const minimum = withTotp ? this.#minPasswordLength.withTotp : this.#minPasswordLength.withoutTotp;
-    return [...normalizePassword(password)].length < minimum;
+    return passwordLength(password) < minimum;
   }
 
   /** The first administrator, logging in for the first time, may do so once without TOTP: to enroll it. */

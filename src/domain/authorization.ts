@@ -1,13 +1,26 @@
-import { ADMIN_ROLE, type Account } from './model.ts';
+import type { Account } from './model.ts';
 
 /**
- * Who may do what beyond the per-route access levels: the one place that says what "admin" and "delegate" mean.
- * Plain functions of accounts (with their current roles, read from the database for this request: security.md 21).
+ * Who may do what beyond the per-route access levels: the one place that decides. Route access control
+ * (src/http/access.ts) and the domain services ask it; none of them looks at role names itself. Plain functions of
+ * accounts (with their current roles, read from the database for this request: security.md 21), one section per
+ * question:
+ * - is this account an administrator (below);
+ * - may this person act for this service account (delegation, further below);
+ * - may this account do this action on this resource: permissions, when they land, get a section of their own here.
  */
+
+/** The role that makes an account an administrator; it exists from the first migration and cannot be deleted. */
+export const ADMIN_ROLE = 'admin';
 
 /** Holds the admin role. Route access (src/http/access.ts) adds nothing to this; human-only rules say so themselves. */
 export function isAdmin(account: Pick<Account, 'roles'>): boolean {
   return account.roles.includes(ADMIN_ROLE);
+}
+
+/** Whether `role` is the one that makes its holders administrators (so it cannot be deleted or self-revoked). */
+export function isAdminRole(role: string): boolean {
+  return role === ADMIN_ROLE;
 }
 
 /**
@@ -17,7 +30,7 @@ export function isAdmin(account: Pick<Account, 'roles'>): boolean {
  * - `delegation_exceeds_roles`: a delegate, but the service holds a role the delegate does not (security.md 38),
  *   so the service's token would give the delegate more than they hold.
  */
-export type DelegationRefusal = 'not_delegate' | 'delegation_exceeds_roles';
+type DelegationRefusal = 'not_delegate' | 'delegation_exceeds_roles';
 
 export type Delegation =
   | { readonly allowed: true; readonly as: 'admin' | 'delegate' }

@@ -4,6 +4,11 @@ export interface Clock {
   now(): number;
 }
 
+/** Whole seconds since the epoch for a time in epoch milliseconds: a JWT NumericDate (RFC 7519 §2), rounded down. */
+export function epochSeconds(ms: number): number {
+  return Math.floor(ms / 1000);
+}
+
 export const systemClock: Clock = { now: () => Date.now() };
 
 /** A clock tests can set and advance. */

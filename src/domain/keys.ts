@@ -1,5 +1,6 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint, type JWK } from 'jose';
+import { auditEvent } from './audit.ts';
 import type { Clock } from './clock.ts';
 import type { RequestContext, SigningKeyRecord } from './model.ts';
 import type { Store } from './ports.ts';
@@ -91,7 +92,7 @@ export class KeyRing {
       if (key.retiredAt === null || (await this.#store.tokens.keyInUse(key.kid, now))) continue;
       await this.#store.transaction(async (tx) => {
         await tx.keys.delete(key.kid);
-        await tx.audit.insert({ type: 'signing_key_deleted', outcome: 'success', occurredAt: now, details: { kid: key.kid } });
+        await tx.audit.insert(auditEvent({ at: now, type: 'signing_key_deleted', details: { kid: key.kid } }));
       });
     }
   }
@@ -117,16 +118,15 @@ export class KeyRing {
       createdAt: now,
       retiredAt: null,
     });
-    await tx.audit.insert({
-      type: rotation === undefined ? 'signing_key_created' : 'signing_key_rotated',
-      outcome: 'success',
-      occurredAt: now,
-      actor: rotation?.actor,
-      ip: rotation?.ctx?.ip,
-      userAgent: rotation?.ctx?.userAgent,
-      requestId: rotation?.ctx?.requestId,
-      details: { kid, ...(rotation === undefined ? {} : { retired: rotation.retired.join(',') }) },
-    });
+    await tx.audit.insert(
+      auditEvent({
+        at: now,
+        type: rotation === undefined ? 'signing_key_created' : 'signing_key_rotated',
+        actor: rotation?.actor,
+        ctx: rotation?.ctx,
+        details: { kid, ...(rotation === undefined ? {} : { retired: rotation.retired.join(',') }) },
+      }),
+    );
     return kid;
   }
 

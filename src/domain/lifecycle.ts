@@ -1,9 +1,10 @@
 import { requestEvent, type AuditEvent } from './audit.ts';
 import { mayActForService, mayActForServiceName } from './authorization.ts';
-import { normalizeName, type AccountService } from './accounts.ts';
+import type { AccountService } from './accounts.ts';
 import type { Clock } from './clock.ts';
 import { MciasError, fail } from './errors.ts';
 import { type Account, type PermissionGrant, type Principal, type RequestContext, type TokenInfo } from './model.ts';
+import { normalizeName } from './names.ts';
 import type { Store } from './ports.ts';
 import type { IssuedToken, TokenService } from './tokens.ts';
 
@@ -122,6 +123,11 @@ export class TokenLifecycle {
     const issued = await this.#tokens.mint(service, { kind: 'service', issuedBy: principal.account.id });
     await this.#store.transaction(async (tx) => {
       await tx.accounts.lock(service.id);
+      // A role granted to the service since the check above would widen this token (SECURITY.md §38): the grant
+      // takes the same lock, so checking again under it sees every grant that the token could otherwise outlive.
+      if (!mayActForService(principal.account, await this.#accounts.get(service.username, tx)).allowed) {
+        fail('forbidden', `${name} holds roles you do not hold, so you may not issue its token`, 'delegation_exceeds_roles');
+      }
       const now = this.#clock.now();
       const replaced = await tx.tokens.revokeAllOf(service.id, now, 'replaced');
       await tx.tokens.insert(issued.record);
@@ -148,7 +154,7 @@ export class TokenLifecycle {
    * inactive, whatever the reason (which goes to the audit trail, never to the caller).
    */
   async validate(token: string, ctx: RequestContext): Promise<Validation> {
-    const result = await this.#tokens.check(this.#store, token);
+    const result = await this.#tokens.check(token);
     if (!result.ok) return this.#inactive(result.reason, ctx);
     // A session whose password is temporary may only change it (security.md 39): for an app, it is not active yet.
     if (result.principal.account.passwordChangeRequired) return this.#inactive('password_change_required', ctx);
@@ -157,15 +163,9 @@ export class TokenLifecycle {
   }
 
   async #inactive(reason: string, ctx: RequestContext): Promise<Validation> {
-    await this.#store.audit.insert({
-      type: 'token_validation_failed',
-      outcome: 'failure',
-      occurredAt: this.#clock.now(),
-      ip: ctx.ip,
-      userAgent: ctx.userAgent,
-      requestId: ctx.requestId,
-      details: { reason },
-    });
+    await this.#store.audit.insert(
+      requestEvent({ at: this.#clock.now(), ctx, type: 'token_validation_failed', outcome: 'failure', details: { reason } }),
+    );
     return { active: false };
   }
 

@@ -8,11 +8,6 @@ export type AccountStatus = (typeof ACCOUNT_STATUSES)[number];
 export const TOKEN_KINDS = ['session', 'service'] as const;
 export type TokenKind = (typeof TOKEN_KINDS)[number];
 
-export const ADMIN_ROLE = 'admin';
-
-/** Usernames and role names: lower-case letters, digits, `.`, `_`, `-`; first a letter or digit; at most 64. */
-export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
-
 export interface AccountRecord {
   readonly id: string;
   readonly username: string;

@@ -57,6 +57,11 @@ export function normalizePassword(password: string): string {
   return password.normalize('NFKC');
 }
 
+/** A password's length as every rule counts it (security.md 4): characters (code points) after NFKC, not UTF-16 units. */
+export function passwordLength(password: string): number {
+  return [...normalizePassword(password)].length;
+}
+
 export interface VerifyResult {
   readonly ok: boolean;
   /** The stored hash is weaker than the configured parameters: store a fresh one. */
@@ -167,7 +172,7 @@ let commonPasswords: Set<string> | undefined;
  */
 export function checkNewPassword(password: string, options: { username: string; minLength: number }): void {
   const normalized = normalizePassword(password);
-  const length = [...normalized].length;
+  const length = passwordLength(password);
   if (length < options.minLength) {
     fail('invalid_request', `the password must have at least ${options.minLength} characters`, 'password_too_short');
   }

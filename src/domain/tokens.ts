@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { SignJWT, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
 import { LRUCache } from 'lru-cache';
-import type { Clock } from './clock.ts';
+import { epochSeconds, type Clock } from './clock.ts';
 import { MciasError } from './errors.ts';
 import { TOKEN_ALGORITHM, type KeyRing } from './keys.ts';
 import type { Account, Principal, TokenKind, TokenRecord } from './model.ts';
@@ -70,12 +70,14 @@ function failureOf(code: string | undefined): TokenFailure {
 
 /** Issues and checks the JWTs (RFC 7519, RFC 8725). */
 export class TokenService {
+  readonly #store: Store;
   readonly #keys: KeyRing;
   readonly #clock: Clock;
   readonly settings: TokenSettings;
   readonly #verified = new LRUCache<string, VerifiedClaims>({ max: VERIFIED_CACHE_SIZE });
 
-  constructor(deps: { keys: KeyRing; clock: Clock; settings: TokenSettings }) {
+  constructor(deps: { store: Store; keys: KeyRing; clock: Clock; settings: TokenSettings }) {
+    this.#store = deps.store;
     this.#keys = deps.keys;
     this.#clock = deps.clock;
     this.settings = deps.settings;
@@ -106,15 +108,14 @@ export class TokenService {
       issuedBy: options.issuedBy,
       revokedAt: null,
     };
-    const seconds = (ms: number) => Math.floor(ms / 1000);
     const token = await new SignJWT({ username: account.username, kind: account.kind, roles: [...account.roles] })
       .setProtectedHeader({ alg: TOKEN_ALGORITHM, typ: 'JWT', kid })
       .setIssuer(this.settings.issuer)
       .setSubject(account.id)
       .setAudience(this.settings.audience)
-      .setIssuedAt(seconds(now))
-      .setNotBefore(seconds(now))
-      .setExpirationTime(seconds(record.expiresAt))
+      .setIssuedAt(epochSeconds(now))
+      .setNotBefore(epochSeconds(now))
+      .setExpirationTime(epochSeconds(record.expiresAt))
       .setJti(record.jti)
       .sign(privateKey);
     return { token, record };
@@ -167,10 +168,10 @@ export class TokenService {
    * signature, then the token's row (not revoked, not expired, key not deleted), its account (active), and the
    * account's current roles and permissions, read in one query.
    */
-  async check(store: Store, token: string): Promise<TokenCheck> {
+  async check(token: string): Promise<TokenCheck> {
     const verified = await this.verify(token);
     if (!verified.ok) return verified;
-    const found = await store.tokens.findWithAccount(verified.claims.jti);
+    const found = await this.#store.tokens.findWithAccount(verified.claims.jti);
     if (found === undefined || found.token.accountId !== verified.claims.sub) return { ok: false, reason: 'unknown_token' };
     if (found.token.revokedAt !== null) return { ok: false, reason: 'revoked' };
     if (found.token.expiresAt <= this.#clock.now()) return { ok: false, reason: 'expired' };
@@ -182,8 +183,8 @@ export class TokenService {
   }
 
   /** `check`, for routes: the caller, or a 401 that says nothing about why. */
-  async authenticate(store: Store, token: string): Promise<Principal> {
-    const result = await this.check(store, token);
+  async authenticate(token: string): Promise<Principal> {
+    const result = await this.check(token);
     if (!result.ok) throw new MciasError('unauthenticated', 'the bearer token is not valid');
     return result.principal;
   }

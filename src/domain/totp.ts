@@ -6,7 +6,7 @@ import type { Clock } from './clock.ts';
 import { MciasError, fail } from './errors.ts';
 import type { AccountRecord, Principal, RequestContext } from './model.ts';
 import { addressKey } from './address.ts';
-import { normalizePassword, type PasswordHasher } from './password.ts';
+import { passwordLength, type PasswordHasher } from './password.ts';
 import type { Store } from './ports.ts';
 import type { Sealer } from './sealing.ts';
 
@@ -20,7 +20,14 @@ const RECOVERY_CODES = 10;
 const RECOVERY_CODE_BYTES = 10;
 const RECOVERY_DIGEST_PURPOSE = 'recovery codes';
 
-const TOTP_CODE = /^\d{6}$/;
+/** A TOTP code: exactly its digits. The API's schema for a code alone (confirming enrollment) is this pattern. */
+export const TOTP_CODE_PATTERN = `^[0-9]{${DIGITS}}$`;
+const TOTP_CODE = new RegExp(TOTP_CODE_PATTERN);
+/**
+ * A second factor as people type it at login and at removal: a TOTP code ("123 456", as apps show it) or a recovery
+ * code with its dashes. `verify` tells the two apart.
+ */
+export const TYPED_CODE_PATTERN = `^[0-9A-Za-z -]{${DIGITS},32}$`;
 const RECOVERY_CODE = /^[A-Z2-7]{16}$/;
 
 export interface TotpSettings {
@@ -149,7 +156,7 @@ export class TotpService {
     const wrong = new MciasError('invalid_credentials', 'the password or code is not correct');
     if (!ok) return refuse('wrong_password', wrong);
     // Checked before the code, so a refusal here does not use the code up.
-    if ([...normalizePassword(input.password)].length < this.#minPasswordLength) {
+    if (passwordLength(input.password) < this.#minPasswordLength) {
       const message = `change your password to at least ${this.#minPasswordLength} characters before removing TOTP`;
       return refuse('password_too_short', new MciasError('conflict', message, { reason: 'password_too_short' }));
     }

@@ -3,15 +3,14 @@ import fp from 'fastify-plugin';
 import { MciasError, fail } from '../domain/errors.ts';
 import { isAdmin } from '../domain/authorization.ts';
 import type { Principal, RequestContext } from '../domain/model.ts';
-import type { Store } from '../domain/ports.ts';
 import type { TokenService } from '../domain/tokens.ts';
 
 /**
  * Who may call a route (security.md 20): every route declares one of these in `config.access`, and a route that
  * declares nothing cannot be registered. `token` is any valid token, human or system.
  */
-export const ACCESS_LEVELS = ['public', 'token', 'human', 'admin'] as const;
-export type Access = (typeof ACCESS_LEVELS)[number];
+const ACCESS_LEVELS = ['public', 'token', 'human', 'admin'] as const;
+type Access = (typeof ACCESS_LEVELS)[number];
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -41,7 +40,7 @@ export function requestContext(request: FastifyRequest): RequestContext {
 }
 
 export const accessControl = fp(
-  async (app: FastifyInstance, deps: { tokens: TokenService; store: Store }) => {
+  async (app: FastifyInstance, deps: { tokens: TokenService }) => {
     app.decorateRequest('principal', undefined);
     app.addHook('onRoute', (route) => {
       const access = route.config?.access;
@@ -56,7 +55,7 @@ export const accessControl = fp(
       if (access === 'public') return;
       const match = BEARER.exec(request.headers.authorization ?? '');
       if (match === null) throw new MciasError('unauthenticated', 'a bearer token is required');
-      const principal = await deps.tokens.authenticate(deps.store, match[1] as string);
+      const principal = await deps.tokens.authenticate(match[1] as string);
       // The flag comes from the database with the token's row (never from a claim), so a change takes effect at once.
       if (principal.account.passwordChangeRequired && request.routeOptions.config.duringPasswordChange !== true) {
         fail('password_change_required', 'this account must change its password first (PUT /v1/me/password)');

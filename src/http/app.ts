@@ -4,14 +4,7 @@ import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { ConnectionLimits } from '../config/load.ts';
-import type { AccountService } from '../domain/accounts.ts';
-import type { LoginService } from '../domain/auth.ts';
 import { MciasError } from '../domain/errors.ts';
-import type { KeyRing } from '../domain/keys.ts';
-import type { TokenLifecycle } from '../domain/lifecycle.ts';
-import type { Store } from '../domain/ports.ts';
-import type { TokenService } from '../domain/tokens.ts';
-import type { TotpService } from '../domain/totp.ts';
 import { accessControl } from './access.ts';
 import { refuseDuplicateKeys } from './json-body.ts';
 import { logAccess, logSerializers } from './log.ts';
@@ -23,22 +16,10 @@ import { authRoutes } from './routes/auth.ts';
 import { meRoutes } from './routes/me.ts';
 import { publicRoutes } from './routes/public.ts';
 import { roleRoutes } from './routes/roles.ts';
+import type { AppServices } from './services.ts';
 import { tokenRoutes } from './routes/tokens.ts';
 import { totpRoutes } from './routes/totp.ts';
 import { ProblemSchema } from './schemas.ts';
-
-/** What the routes call: domain services, built once by the caller (src/server.ts, or a test). */
-export interface AppServices {
-  readonly store: Store;
-  readonly accounts: AccountService;
-  readonly login: LoginService;
-  readonly lifecycle: TokenLifecycle;
-  readonly totp: TotpService;
-  readonly tokens: TokenService;
-  readonly keys: KeyRing;
-  /** Throws when the database does not answer. */
-  readonly ready: () => Promise<void>;
-}
 
 export interface AppOptions {
   readonly bodyLimit: number;
@@ -140,7 +121,7 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
       return { schema: documented as typeof schema, url };
     },
   });
-  await app.register(accessControl, { tokens: services.tokens, store: services.store });
+  await app.register(accessControl, { tokens: services.tokens });
   await app.register(publicRoutes, services);
   await app.register(authRoutes, services);
   await app.register(meRoutes, services);

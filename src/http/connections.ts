@@ -71,7 +71,7 @@ export function limitConnections(server: HttpsServer, limits: ConnectionLimits, 
  * The unit the per-address cap counts: an IPv4 address (also when IPv4-mapped), or an IPv6 address's /64, since
  * one client is routinely given a whole /64 and can pick any address in it.
  */
-export function addressGroup(address: string): string {
+function addressGroup(address: string): string {
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
   if (mapped?.[1] !== undefined) return mapped[1];
   if (!isIPv6(address)) return address;

@@ -10,10 +10,10 @@ import { stdSerializers } from 'pino';
 
 /** A JWS compact string: the base64url of `{"` (every JWT header starts so), then at least a payload. */
 const JWS_SHAPE = /eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?/g;
-export const REDACTED = '[redacted]';
+const REDACTED = '[redacted]';
 
 /** Replaces anything token-shaped in a string (a path, an error message) with `[redacted]`. */
-export function scrubTokens(text: string): string {
+function scrubTokens(text: string): string {
   return text.replace(JWS_SHAPE, REDACTED);
 }
 
@@ -22,7 +22,7 @@ export function scrubTokens(text: string): string {
  * replaced whole by `?[redacted]`. The whole query goes, not just its values: a key can be the secret (`?eyJ…`), and
  * an access line does its job (who called what, with what result) without it.
  */
-export function loggableUrl(url: string): string {
+function loggableUrl(url: string): string {
   const end = url.search(/[?#]/);
   const path = end === -1 ? url : url.slice(0, end);
   return end === -1 ? scrubTokens(path) : `${scrubTokens(path)}?${REDACTED}`;

@@ -28,7 +28,7 @@ export interface Problem {
 }
 
 /** Turns any error into RFC 9457 problem details; unknown errors become a bare 500 whose detail stays in the log. */
-export function toProblem(error: unknown, request: FastifyRequest): { problem: Problem; retryAfter?: number } {
+function toProblem(error: unknown, request: FastifyRequest): { problem: Problem; retryAfter?: number } {
   if (error instanceof MciasError) {
     const status = STATUS_BY_CODE[error.code];
     if (status >= 500) request.log.error({ err: error }, 'request failed');

@@ -1,22 +1,32 @@
-import { Type, type Static } from 'typebox';
+import { Type, type Static, type TLiteral, type TUnion } from 'typebox';
 import type { FastifyReply } from 'fastify';
-import type { Account, Role, TokenInfo } from '../domain/model.ts';
+import { ACCOUNT_KINDS, ACCOUNT_STATUSES, TOKEN_KINDS, type Account, type Role, type TokenInfo } from '../domain/model.ts';
+import { NAME_PATTERN_ANY_CASE } from '../domain/names.ts';
 
 /** Schemas shared by several routes, and the one mapping from domain records to API views. */
-const NAME = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
+const NAME = NAME_PATTERN_ANY_CASE;
+
+/** A union of string literals from one of the domain's `as const` lists, so the schema follows the list. */
+function literals<const T extends readonly string[]>(values: T): TUnion<{ -readonly [K in keyof T]: TLiteral<T[K]> }> {
+  return Type.Union(values.map((value) => Type.Literal(value))) as never;
+}
+
+export const AccountKindSchema = literals(ACCOUNT_KINDS);
+export const AccountStatusSchema = literals(ACCOUNT_STATUSES);
+const TokenKindSchema = literals(TOKEN_KINDS);
 
 export const Username = Type.String({ pattern: NAME, maxLength: 64, description: 'lower-cased before matching' });
 export const RoleName = Type.String({ pattern: NAME, maxLength: 64 });
 /** Long enough for any real password, short enough that nothing absurd reaches scrypt. */
 export const Password = Type.String({ minLength: 1, maxLength: 4096 });
-export const Timestamp = Type.String({ format: 'date-time', description: 'RFC 3339, UTC' });
+const Timestamp = Type.String({ format: 'date-time', description: 'RFC 3339, UTC' });
 
 export const AccountView = Type.Object(
   {
     id: Type.String({ format: 'uuid' }),
     username: Type.String(),
-    kind: Type.Union([Type.Literal('human'), Type.Literal('system')]),
-    status: Type.Union([Type.Literal('active'), Type.Literal('disabled')]),
+    kind: AccountKindSchema,
+    status: AccountStatusSchema,
     roles: Type.Array(Type.String()),
     totp_enabled: Type.Boolean(),
     password_change_required: Type.Boolean({ description: 'the password is temporary: the account must change it before anything else' }),
@@ -81,7 +91,7 @@ export const TokenInfoView = Type.Object(
   {
     jti: Type.String(),
     account: Type.String({ description: 'username of the token\'s account' }),
-    kind: Type.Union([Type.Literal('session'), Type.Literal('service')]),
+    kind: TokenKindSchema,
     issued_at: Timestamp,
     expires_at: Timestamp,
     issued_by: Type.Union([Type.String(), Type.Null()], { description: 'username of whoever issued it' }),

@@ -1,4 +1,5 @@
 import type { Generated } from 'kysely';
+import type { AccountKind, AccountStatus, TokenKind } from '../domain/model.ts';
 
 /**
  * The database as Kysely sees it, identical on SQLite and PostgreSQL. Times are epoch milliseconds (BIGINT on
@@ -20,11 +21,11 @@ export interface DB {
 }
 
 /** One row per named lock (Store.lock): a transaction holds the row to queue the others that take it. */
-export interface LocksTable {
+interface LocksTable {
   name: string;
 }
 
-export interface RecoveryCodesTable {
+interface RecoveryCodesTable {
   account_id: string;
   /** Keyed digest (Sealer.digest) of a single-use recovery code; the code itself is shown once, never stored. */
   code_hash: string;
@@ -35,8 +36,8 @@ export interface RecoveryCodesTable {
 export interface AccountsTable {
   id: string;
   username: string;
-  kind: 'human' | 'system';
-  status: 'active' | 'disabled';
+  kind: AccountKind;
+  status: AccountStatus;
   password_hash: string | null;
   /** Sealed TOTP secret; present from enrollment on, active once totp_confirmed_at is set. */
   totp_secret: Uint8Array | null;
@@ -49,18 +50,18 @@ export interface AccountsTable {
   updated_at: number;
 }
 
-export interface RolesTable {
+interface RolesTable {
   name: string;
   created_at: number;
 }
 
-export interface AccountRolesTable {
+interface AccountRolesTable {
   account_id: string;
   role_name: string;
   granted_at: number;
 }
 
-export interface PermissionsTable {
+interface PermissionsTable {
   id: string;
   resource: string;
   action: string;
@@ -68,7 +69,7 @@ export interface PermissionsTable {
   created_at: number;
 }
 
-export interface RolePermissionsTable {
+interface RolePermissionsTable {
   role_name: string;
   permission_id: string;
 }
@@ -76,7 +77,7 @@ export interface RolePermissionsTable {
 export interface TokensTable {
   jti: string;
   account_id: string;
-  kind: 'session' | 'service';
+  kind: TokenKind;
   kid: string;
   issued_at: number;
   expires_at: number;
@@ -87,7 +88,7 @@ export interface TokensTable {
   revoked_reason: string | null;
 }
 
-export interface SigningKeysTable {
+interface SigningKeysTable {
   kid: string;
   algorithm: string;
   public_jwk: string;
@@ -96,7 +97,7 @@ export interface SigningKeysTable {
   retired_at: number | null;
 }
 
-export interface PgCredentialsTable {
+interface PgCredentialsTable {
   account_id: string;
   host: string;
   port: number;
@@ -107,7 +108,7 @@ export interface PgCredentialsTable {
   updated_at: number;
 }
 
-export interface RegistrationsTable {
+interface RegistrationsTable {
   id: string;
   code_hash: string;
   roles: string;
@@ -117,7 +118,7 @@ export interface RegistrationsTable {
   created_at: number;
 }
 
-export interface AuditEventsTable {
+interface AuditEventsTable {
   seq: Generated<number>;
   occurred_at: number;
   type: string;

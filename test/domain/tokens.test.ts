@@ -275,7 +275,7 @@ for (const dialect of DIALECTS) {
   describe(`two instances on one database share revocation and roles [${dialect}]`, () => {
     let h: Harness;
     let second: Runtime;
-    const onSecond = (token: string) => second.services.tokens.authenticate(second.services.store, token);
+    const onSecond = (token: string) => second.services.tokens.authenticate(token);
 
     before(async () => {
       h = await createHarness(dialect);

@@ -85,7 +85,7 @@ for (const dialect of DIALECTS) {
     after(() => h.close());
 
     test('acceptTotpStep takes a step only if it is later than the last one, and only while TOTP is confirmed', async () => {
-      const { store } = h.runtime.services;
+      const { store } = h.runtime.database;
       await h.createAccount('stepper');
       const account = await h.runtime.services.accounts.get('stepper');
       // Not enrolled: nothing is accepted.
@@ -106,7 +106,7 @@ for (const dialect of DIALECTS) {
     });
 
     test('of many concurrent acceptances of one step, exactly one wins', async () => {
-      const { store } = h.runtime.services;
+      const { store } = h.runtime.database;
       await h.createAccount('racer');
       const account = await h.runtime.services.accounts.get('racer');
       await enrollTotp(h, await issueToken(h, 'racer'));

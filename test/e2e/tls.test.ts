@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { HSTS } from '../../src/http/app.ts';
-import { TLS12_CIPHERS } from '../../src/http/tls.ts';
+import { TLS12_CIPHERS } from '../../src/config/tls.ts';
 import { httpsRequest, mapLimit, opensslCertificate, portOf, sClient } from '../support/process-tools.ts';
 import { serveDataDir, startServerProcess, type ServerProcess } from '../support/server-process.ts';
 

@@ -121,3 +121,96 @@ for (const dialect of DIALECTS) {
     });
   });
 }
+
+/**
+ * SECURITY.md §38, the later grant: a token a delegate already holds must not gain a role the delegate lacks. Granting
+ * the service such a role revokes that token in the grant's transaction; a token an administrator issued is kept.
+ */
+for (const dialect of DIALECTS) {
+  describe(`a later grant never widens a delegate's service token [${dialect}]`, () => {
+    let h: Harness;
+    let alice: string;
+    const issued: string[] = [];
+
+    const put = (url: string) => h.request({ method: 'PUT', url, token: h.adminToken });
+    const issue = async (service: string, token: string) => {
+      const response = await h.request({ method: 'POST', url: `/v1/accounts/${service}/token`, token });
+      assert.equal(response.statusCode, 201, response.body);
+      const serviceToken = (response.json() as { token: string }).token;
+      issued.push(serviceToken);
+      return serviceToken;
+    };
+    const me = async (token: string) => (await h.request({ method: 'GET', url: '/v1/me', token })).statusCode;
+    const active = async (token: string) =>
+      ((await h.request({ method: 'POST', url: '/v1/token/validate', body: { token } })).json() as { active: boolean }).active;
+    const expectOk = async (response: Promise<{ statusCode: number; body: string }>, status: number) => {
+      const answer = await response;
+      assert.equal(answer.statusCode, status, answer.body);
+    };
+
+    before(async () => {
+      h = await createHarness(dialect);
+      for (const service of ['opsbot', 'statsbot', 'reportbot', 'racebot']) await h.createAccount(service, 'system');
+      await h.createAccount('alice');
+      for (const role of ['opsbot', 'statsbot', 'racebot', 'metrics']) {
+        await expectOk(h.request({ method: 'POST', url: '/v1/roles', token: h.adminToken, body: { name: role } }), 201);
+      }
+      for (const role of ['opsbot', 'statsbot', 'racebot', 'metrics']) await expectOk(put(`/v1/accounts/alice/roles/${role}`), 204);
+      alice = await h.login('alice', USER_PASSWORD);
+      issued.push(alice);
+    });
+    after(async () => {
+      await assertAuditHasNoSecrets(h, issued, [USER_PASSWORD, ADMIN_PASSWORD]);
+      await h.close();
+    });
+
+    test("granting the service a role its delegate lacks revokes the delegate's token at once, audited", async () => {
+      const opsToken = await issue('opsbot', alice);
+      assert.equal(await me(opsToken), 200);
+      assert.equal(await active(opsToken), true);
+      const since = await lastAuditSeq(h);
+
+      await expectOk(put('/v1/accounts/opsbot/roles/admin'), 204);
+
+      assert.equal(await me(opsToken), 401, 'the token alice issued must not act with admin');
+      assert.equal(await active(opsToken), false);
+      const revoked = (await auditRows(h, { after: since })).filter((r) => r.type === 'token_revoked');
+      assert.equal(revoked.length, 1);
+      assert.equal(revoked[0]?.details['reason'], 'delegation_exceeded');
+      assert.equal(revoked[0]?.actor_username, 'admin');
+      assert.equal(revoked[0]?.subject_username, 'opsbot');
+      // And alice cannot get a new one: the issue-time rule refuses her.
+      assertProblem(await h.request({ method: 'POST', url: '/v1/accounts/opsbot/token', token: alice }), { status: 403, code: 'forbidden' });
+    });
+
+    test('a token an administrator issued is kept across the same grant', async () => {
+      const reportToken = await issue('reportbot', h.adminToken);
+      await expectOk(put('/v1/accounts/reportbot/roles/admin'), 204);
+      assert.equal(await me(reportToken), 200);
+      assert.equal(await active(reportToken), true);
+    });
+
+    test('a grant that lands while a delegate is issuing the token is not outlived: the issue is refused', async (t) => {
+      // The grant runs between the issue's first check and its transaction (while the token is being signed).
+      const { tokens } = h.runtime.services;
+      const mint = tokens.mint.bind(tokens);
+      t.mock.method(tokens, 'mint', async (...args: Parameters<typeof tokens.mint>) => {
+        await expectOk(put('/v1/accounts/racebot/roles/admin'), 204);
+        return mint(...args);
+      });
+      const response = await h.request({ method: 'POST', url: '/v1/accounts/racebot/token', token: alice });
+      t.mock.restoreAll();
+      const problem = assertProblem(response, { status: 403, code: 'forbidden' });
+      assert.equal(problem['reason'], 'delegation_exceeds_roles');
+      const live = await h.request({ method: 'GET', url: '/v1/accounts/racebot/tokens', token: h.adminToken });
+      assert.deepEqual((live.json() as { tokens: unknown[] }).tokens, []);
+    });
+
+    test("a delegate's token is kept when the delegate holds the granted role too", async () => {
+      const statsToken = await issue('statsbot', alice);
+      await expectOk(put('/v1/accounts/statsbot/roles/metrics'), 204);
+      assert.equal(await me(statsToken), 200);
+      assert.equal(await active(statsToken), true);
+    });
+  });
+}

@@ -112,7 +112,7 @@ for (const dialect of DIALECTS) {
     });
 
     test('a thrown Error with a revealing message becomes a 500 without it', async (t) => {
-      t.mock.method(h.runtime.services.accounts, 'listRoles', async () => {
+      t.mock.method(h.runtime.services.roles, 'list', async () => {
         throw new Error(`password hash $scrypt$ln=4,r=8,p=1$abc$def for admin at /srv/mcias/src/x.ts:12`);
       });
       const response = await h.request({ method: 'GET', url: '/v1/roles', token: h.adminToken });

@@ -108,7 +108,7 @@ for (const dialect of DIALECTS) {
     });
 
     test('a token naming an unknown kid sends the server to the database at most once a second', async () => {
-      const { store } = h.runtime.services;
+      const { store } = h.runtime.database;
       const list = store.keys.list.bind(store.keys);
       let reads = 0;
       store.keys.list = () => {

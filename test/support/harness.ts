@@ -90,7 +90,7 @@ export async function createHarness(
       if (response.statusCode !== 201) throw new Error(`creating ${username} failed: ${response.body}`);
       return username;
     },
-    principal: (token) => runtime.services.tokens.authenticate(runtime.services.store, token),
+    principal: (token) => runtime.services.tokens.authenticate(token),
     async close() {
       await app.close();
       await runtime.close();

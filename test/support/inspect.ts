@@ -167,7 +167,7 @@ export async function issueToken(h: Harness, username: string): Promise<string> 
     kind: account.kind === 'system' ? 'service' : 'session',
     issuedBy: account.id,
   });
-  return services.store.transaction(async (tx) => {
+  return h.runtime.database.store.transaction(async (tx) => {
     if (account.kind === 'system') await tx.tokens.revokeAllOf(account.id, h.clock.now(), 'test_reissue');
     await tx.tokens.insert(issued.record);
     return issued.token;

@@ -1,8 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import type { AppServices } from '../app.ts';
+import type { AppServices } from '../services.ts';
 import { principalOf, requestContext } from '../access.ts';
-import { AccountView, NoContent, Password, RoleName, Username, UsernameParams, accountView, noContent } from '../schemas.ts';
+import { AccountKindSchema, AccountStatusSchema, AccountView, NoContent, Password, RoleName, Username, UsernameParams, accountView, noContent } from '../schemas.ts';
 
 const Temporary = Type.Boolean({
   description: 'default true: the person must replace the password at their next login (false: for automation)',
@@ -32,7 +32,7 @@ export const accountRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app,
         body: Type.Object(
           {
             username: Username,
-            kind: Type.Union([Type.Literal('human'), Type.Literal('system')]),
+            kind: AccountKindSchema,
             password: Type.Optional(Password),
             temporary: Type.Optional(Temporary),
           },
@@ -61,7 +61,7 @@ export const accountRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app,
         tags: ['accounts'],
         summary: 'Enable or disable an account; disabling revokes all of its tokens',
         params: UsernameParams,
-        body: Type.Object({ status: Type.Union([Type.Literal('active'), Type.Literal('disabled')]) }, { additionalProperties: false }),
+        body: Type.Object({ status: AccountStatusSchema }, { additionalProperties: false }),
         response: { 200: AccountView },
       },
     },
@@ -114,12 +114,14 @@ export const accountRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app,
       schema: {
         tags: ['accounts'],
         summary: 'Grant a role (404 if the role does not exist)',
+        description:
+          "Granting a system account a role that the delegate who issued its live token lacks revokes that token (SECURITY.md §38).",
         params: RoleParams,
         response: { 204: NoContent },
       },
     },
     async (request, reply) => {
-      await services.accounts.grantRole(request.params.username, request.params.role, principalOf(request), requestContext(request));
+      await services.roles.grant(request.params.username, request.params.role, principalOf(request), requestContext(request));
       return noContent(reply);
     },
   );
@@ -128,7 +130,7 @@ export const accountRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app,
     '/v1/accounts/:username/roles/:role',
     { config: admin, schema: { tags: ['accounts'], summary: 'Revoke a role', params: RoleParams, response: { 204: NoContent } } },
     async (request, reply) => {
-      await services.accounts.revokeRole(request.params.username, request.params.role, principalOf(request), requestContext(request));
+      await services.roles.revoke(request.params.username, request.params.role, principalOf(request), requestContext(request));
       return noContent(reply);
     },
   );

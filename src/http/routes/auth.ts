@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import type { AppServices } from '../app.ts';
+import { TYPED_CODE_PATTERN } from '../../domain/totp.ts';
+import type { AppServices } from '../services.ts';
 import { principalOf, requestContext } from '../access.ts';
 import { AccountView, NoContent, Password, ProblemSchema, TokenResponse, Username, accountView, noContent, rfc3339, tokenResponse } from '../schemas.ts';
 
@@ -19,7 +20,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, se
             username: Username,
             password: Password,
             totp_code: Type.Optional(
-              Type.String({ pattern: '^[0-9A-Za-z -]{6,32}$', description: 'the 6-digit TOTP code, or a recovery code, once TOTP is enabled' }),
+              Type.String({ pattern: TYPED_CODE_PATTERN, description: 'the 6-digit TOTP code, or a recovery code, once TOTP is enabled' }),
             ),
           },
           { additionalProperties: false },

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import type { AppServices } from '../app.ts';
+import type { AppServices } from '../services.ts';
 import { principalOf, requestContext } from '../access.ts';
 import { AccountView, NoContent, Password, accountView, noContent } from '../schemas.ts';
 

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import type { AppServices } from '../app.ts';
+import type { AppServices } from '../services.ts';
+import { PROBLEM_CONTENT_TYPE, buildProblem } from '../problem.ts';
 import { ProblemSchema } from '../schemas.ts';
 
 const Status = Type.Object({ status: Type.String() }, { additionalProperties: false });
@@ -24,14 +25,8 @@ export const publicRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, 
         await services.ready();
       } catch (error) {
         reply.log.warn({ err: error }, 'readiness check failed');
-        return reply.code(503).type('application/problem+json; charset=utf-8').send({
-          type: 'about:blank',
-          title: 'Service Unavailable',
-          status: 503,
-          code: 'internal',
-          detail: 'the database is not reachable',
-          request_id: reply.request.id,
-        });
+        // 503, not the 500 an `internal` error maps to: the server is sound, its database is not answering yet.
+        return reply.code(503).type(PROBLEM_CONTENT_TYPE).send(buildProblem(503, 'internal', reply.request.id, 'the database is not reachable'));
       }
       return { status: 'ok' };
     },

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import type { AppServices } from '../app.ts';
+import type { AppServices } from '../services.ts';
 import { principalOf, requestContext } from '../access.ts';
 import { NoContent, RoleName, noContent, roleView } from '../schemas.ts';
 
@@ -20,7 +20,7 @@ export const roleRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, se
   app.get(
     '/v1/roles',
     { config: admin, schema: { tags: ['roles'], summary: 'List roles and their permissions', response: { 200: Type.Object({ roles: Type.Array(RoleView) }) } } },
-    async () => ({ roles: (await services.accounts.listRoles()).map(roleView) }),
+    async () => ({ roles: (await services.roles.list()).map(roleView) }),
   );
 
   app.post(
@@ -35,7 +35,7 @@ export const roleRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, se
       },
     },
     async (request, reply) => {
-      const role = await services.accounts.createRole(request.body.name, principalOf(request), requestContext(request));
+      const role = await services.roles.create(request.body.name, principalOf(request), requestContext(request));
       return reply.code(201).send(roleView(role));
     },
   );
@@ -52,7 +52,7 @@ export const roleRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, se
       },
     },
     async (request, reply) => {
-      await services.accounts.deleteRole(request.params.role, principalOf(request), requestContext(request));
+      await services.roles.delete(request.params.role, principalOf(request), requestContext(request));
       return noContent(reply);
     },
   );

@@ -1,8 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import type { AppServices } from '../app.ts';
+import type { AppServices } from '../services.ts';
+import { epochSeconds } from '../../domain/clock.ts';
 import { principalOf, requestContext } from '../access.ts';
-import { NoContent, TokenInfoView, TokenResponse, Username, UsernameParams, noContent, tokenInfoView, tokenResponse } from '../schemas.ts';
+import { AccountKindSchema, NoContent, TokenInfoView, TokenResponse, Username, UsernameParams, noContent, tokenInfoView, tokenResponse } from '../schemas.ts';
 
 const Jti = Type.String({ format: 'uuid' });
 const TokenList = Type.Object({ tokens: Type.Array(TokenInfoView) }, { additionalProperties: false });
@@ -29,7 +30,7 @@ export const tokenRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, s
                 active: Type.Literal(true),
                 sub: Type.String(),
                 username: Type.String(),
-                kind: Type.Union([Type.Literal('human'), Type.Literal('system')]),
+                kind: AccountKindSchema,
                 roles: Type.Array(Type.String()),
                 permissions: Type.Array(Type.Object({ resource: Type.String(), action: Type.String() }, { additionalProperties: false })),
                 exp: Type.Integer({ description: 'seconds since the epoch' }),
@@ -46,7 +47,6 @@ export const tokenRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, s
     async (request) => {
       const result = await lifecycle.validate(request.body.token, requestContext(request));
       if (!result.active) return { active: false as const };
-      const seconds = (ms: number) => Math.floor(ms / 1000);
       return {
         active: true as const,
         sub: result.account.id,
@@ -54,8 +54,8 @@ export const tokenRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, s
         kind: result.account.kind,
         roles: [...result.account.roles],
         permissions: result.permissions.map((p) => ({ resource: p.resource, action: p.action })),
-        exp: seconds(result.expiresAt),
-        iat: seconds(result.issuedAt),
+        exp: epochSeconds(result.expiresAt),
+        iat: epochSeconds(result.issuedAt),
         jti: result.jti,
       };
     },

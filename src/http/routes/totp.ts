@@ -1,10 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import type { AppServices } from '../app.ts';
+import { TOTP_CODE_PATTERN, TYPED_CODE_PATTERN } from '../../domain/totp.ts';
+import type { AppServices } from '../services.ts';
 import { principalOf, requestContext } from '../access.ts';
 import { NoContent, Password, UsernameParams, noContent } from '../schemas.ts';
 
-const Code = Type.String({ pattern: '^[0-9]{6}$', description: 'the current 6-digit code' });
+const Code = Type.String({ pattern: TOTP_CODE_PATTERN, description: 'the current 6-digit code' });
 
 /** TOTP enrollment, confirmation and removal for people; an administrator's reset for a lost authenticator. */
 export const totpRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, services) => {
@@ -49,7 +50,7 @@ export const totpRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, se
       schema: {
         tags: ['me'],
         summary: 'Remove TOTP (needs the password and a current code)',
-        body: Type.Object({ password: Password, code: Type.String({ pattern: '^[0-9A-Za-z -]{6,32}$' }) }, { additionalProperties: false }),
+        body: Type.Object({ password: Password, code: Type.String({ pattern: TYPED_CODE_PATTERN }) }, { additionalProperties: false }),
         response: { 204: NoContent },
       },
     },

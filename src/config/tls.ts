@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { SecureContextOptions, TlsOptions } from 'node:tls';
-import { TLS_KEY_FORBIDDEN_MODE, readPrivateFile } from '../config/files.ts';
-import type { Config } from '../config/load.ts';
+import { TLS_KEY_FORBIDDEN_MODE, readPrivateFile } from './files.ts';
+import type { Config } from './load.ts';
 
 /**
  * Mozilla server-side TLS, intermediate profile (security.md 26): TLS 1.2 with exactly the ECDHE AEAD suites,
@@ -15,10 +15,10 @@ export const TLS12_CIPHERS = [
   'ECDHE-ECDSA-CHACHA20-POLY1305',
   'ECDHE-RSA-CHACHA20-POLY1305',
 ] as const;
-export const TLS13_CIPHERS = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256'] as const;
+const TLS13_CIPHERS = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256'] as const;
 
 /** Reads the certificate and key, refusing a key file that everyone can read (security.md 28). */
-export function readTlsMaterial(tls: Config['tls']): SecureContextOptions {
+function readTlsMaterial(tls: Config['tls']): SecureContextOptions {
   return { key: readTlsKey(tls), cert: readTlsCertificate(tls) };
 }
 
