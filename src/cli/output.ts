@@ -70,7 +70,7 @@ export function printUsageError(text: string, write: (line: string) => void): vo
   write(`mciasctl: ${text.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim()} (usage)\n`);
 }
 
-export function printJson(value: unknown): void {
+function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
