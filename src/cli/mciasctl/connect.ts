@@ -15,7 +15,7 @@ interface GlobalOptions {
   caCert?: string;
 }
 
-export interface Connection {
+interface Connection {
   readonly client: MciasClient;
   readonly session: Session | undefined;
   readonly caCertFile: string | undefined;
