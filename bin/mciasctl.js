@@ -1,4 +1,4 @@
 #!/usr/bin/env node
-import { main } from '../dist/src/cli/mciasctl.js';
+import { main } from '../dist/src/cli/mciasctl/index.js';
 
 await main(process.argv);

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { TLS_KEY_FORBIDDEN_MODE, generateMasterKeyFile, readPrivateFile, writePrivateFile } from '../config/files.ts';
 import { parse as parseToml } from 'smol-toml';
 import { CONFIG_FILE_NAME, ConfigError, parseListen, resolveConfig } from '../config/load.ts';
 import { createRuntime } from '../server.ts';
+import { readPasswordFile } from './secret-file.ts';
 
 /** Names a generated certificate covers, so both `localhost` and the loopback addresses verify. */
 const DEFAULT_CERT_HOSTS = ['localhost', '127.0.0.1', '::1'];
@@ -94,12 +95,6 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
   } finally {
     await runtime.close();
   }
-}
-
-function readPasswordFile(file: string): string {
-  const text = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
-  if (text === '') throw new Error(`--admin-password-file ${file} is empty`);
-  return text;
 }
 
 function relativeTo(dir: string, file: string): string {

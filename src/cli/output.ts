@@ -1,21 +1,17 @@
+import type { Command } from 'commander';
 import { MciasClientError, type Account, type Role, type TokenInfo } from '../../packages/client/src/index.ts';
+import { CliError } from './errors.ts';
 
-/** A failure of mciasctl itself (not of the server): printed as `mciasctl: <message> (<code>)`. */
-export class CliError extends Error {
-  readonly code: string;
-
-  constructor(message: string, code: string) {
-    super(message);
-    this.name = 'CliError';
-    this.code = code;
-  }
-}
+/**
+ * The one way mciasctl prints: results on stdout (lines for people, or with --json the object), failures as one line
+ * on stderr. No command formats its own table, its own JSON or its own error message.
+ */
 
 /**
  * The one line mciasctl prints for a failure: `<message>[; <what to do>] (<code>)`. What to do about a connection
  * problem is said here, once, for every command.
  */
-export function describeError(error: unknown): string {
+function describeError(error: unknown): string {
   if (error instanceof MciasClientError || error instanceof CliError) {
     const hint = error.code === 'unauthenticated' && !error.message.includes('mciasctl login') ? ": run 'mciasctl login'" : '';
     const advice = error instanceof MciasClientError ? connectionAdvice(error) : undefined;
@@ -44,7 +40,37 @@ function connectionAdvice(error: MciasClientError): string | undefined {
   }
 }
 
-export function printJson(value: unknown): void {
+/** Whether the command was given the global --json. */
+export function wantsJson(command: Command): boolean {
+  return command.optsWithGlobals<{ json?: boolean }>().json === true;
+}
+
+/** A result: with --json the value itself, else the lines `lines` makes of it. */
+export function show<T>(command: Command, value: T, lines: (value: T) => readonly string[]): void {
+  if (wantsJson(command)) printJson(value);
+  else printLines(...lines(value));
+}
+
+/** What a write command says when it worked: a line for people, or with --json the resulting object (`{}` if none). */
+export function done(command: Command, line: string, result: object = {}): void {
+  show(command, result, () => [line]);
+}
+
+/** Mistakes in how mciasctl was called, as opposed to failures of the call. */
+const USAGE_CODES: ReadonlySet<string> = new Set(['usage', 'invalid_argument']);
+
+/** Prints a failure as one line on stderr, `mciasctl: <message> (<code>)`; returns the exit code, 1, or 2 for a usage error. */
+export function printError(error: unknown): number {
+  process.stderr.write(`mciasctl: ${describeError(error)}\n`);
+  return (error instanceof CliError || error instanceof MciasClientError) && USAGE_CODES.has(error.code) ? 2 : 1;
+}
+
+/** Commander's own usage errors, in the same one-line form as every other error. */
+export function printUsageError(text: string, write: (line: string) => void): void {
+  write(`mciasctl: ${text.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim()} (usage)\n`);
+}
+
+function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
@@ -53,7 +79,7 @@ export function printLines(...lines: string[]): void {
 }
 
 /** Columns padded to their widest cell; the last column is not padded. */
-export function table(header: readonly string[] | undefined, rows: readonly (readonly string[])[]): string[] {
+function table(header: readonly string[] | undefined, rows: readonly (readonly string[])[]): string[] {
   const all = header === undefined ? rows : [header, ...rows];
   const columns = Math.max(0, ...all.map((row) => row.length));
   const widths = Array.from({ length: columns }, (_, i) => Math.max(...all.map((row) => (row[i] ?? '').length)));

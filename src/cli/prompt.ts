@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { read } from 'read';
-import { CliError } from './output.ts';
+import { CliError } from './errors.ts';
 
 /**
  * Asking people for names and passwords. Prompts go to stderr so stdout stays clean for --json; passwords are read
@@ -32,6 +31,9 @@ export async function promptNewPassword(prompt: string): Promise<string> {
   return first;
 }
 
+/** The prompt for the second factor at login and when TOTP is turned off. */
+export const CODE_PROMPT = 'TOTP code (or recovery code):';
+
 /**
  * A one-time code (a TOTP code or a recovery code), read without echo like a password; the spaces people copy from
  * an authenticator app ("123 456") are dropped.
@@ -41,31 +43,6 @@ export async function promptCode(prompt: string, hint: string): Promise<string> 
   const code = (await ask({ prompt, silent: true })).replace(/\s/g, '');
   if (code === '') throw new CliError('no code given', 'usage');
   return code;
-}
-
-/** A password from a file: its first line, without the line ending (so `echo secret > file` works). */
-export function readPasswordFile(file: string): string {
-  return readSecretFile(file, 'password');
-}
-
-/** A TOTP or recovery code from a file: its first line, without spaces. */
-export function readCodeFile(file: string): string {
-  const code = readSecretFile(file, 'code').replace(/\s/g, '');
-  if (code === '') throw new CliError(`the code file ${file} is empty`, 'usage');
-  return code;
-}
-
-function readSecretFile(file: string, what: string): string {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new CliError(`cannot read the ${what} file ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, 'usage');
-  }
-  const value = text.replace(/\r?\n$/, '');
-  if (value === '') throw new CliError(`the ${what} file ${file} is empty`, 'usage');
-  if (/[\r\n]/.test(value)) throw new CliError(`the ${what} file ${file} has more than one line`, 'usage');
-  return value;
 }
 
 async function ask(options: { prompt: string; silent: boolean }): Promise<string> {

@@ -140,6 +140,39 @@ describe('mciassrv', { concurrency: 4 }, () => {
     assert.deepEqual(readFileSync(path.join(dataDir, 'tls', 'cert.pem')), certificate);
   });
 
+  test('init --admin-password-file follows the one password-file rule: one line, else refused before anything is made', async () => {
+    const dir = scratch();
+    const cases: [name: string, content: string | undefined, pattern: RegExp][] = [
+      ['empty', '', /^mciassrv: the password file \S+ is empty$/],
+      ['newline-only', '\n', /^mciassrv: the password file \S+ is empty$/],
+      ['two-lines', `${ADMIN_PASSWORD}\nsecond line\n`, /^mciassrv: the password file \S+ has more than one line$/],
+      ['missing', undefined, /^mciassrv: cannot read the password file \S+: ENOENT$/],
+    ];
+    for (const [name, content, pattern] of cases) {
+      const file = path.join(dir, name);
+      if (content !== undefined) writeFileSync(file, content, { mode: 0o600 });
+      const dataDir = path.join(dir, `data-${name}`);
+      const result = await mciassrv(['init', '--data-dir', dataDir, '--admin-password-file', file, '--listen', '127.0.0.1:0']);
+      assertOneLineError(result, pattern);
+      assert.ok(!result.stderr.includes('second line'), 'the file content is never echoed');
+      assert.equal(existsSync(dataDir), false, `${name}: nothing is created`);
+    }
+    // Only one trailing line ending is dropped; the rest of the line is the password, spaces and all.
+    const spaced = ` ${ADMIN_PASSWORD} `;
+    const file = path.join(dir, 'spaced');
+    writeFileSync(file, `${spaced}\r\n`, { mode: 0o600 });
+    const dataDir = path.join(dir, 'data-spaced');
+    assert.equal((await mciassrv(['init', '--data-dir', dataDir, '--admin-password-file', file, '--listen', '127.0.0.1:0'])).code, 0);
+    const server = await serveDataDir(dataDir);
+    try {
+      const at = serverAt(server, path.join(dataDir, 'tls', 'cert.pem'));
+      assert.equal((await login(at, 'admin', spaced)).status, 200);
+      assert.equal((await login(at, 'admin', ADMIN_PASSWORD)).status, 401);
+    } finally {
+      assert.equal(await server.stop(), 0);
+    }
+  });
+
   test('init --cert/--key uses the given files and generates none', async () => {
     const dir = scratch();
     const given = await opensslCertificate(dir, 'given', { keyType: 'ec' });

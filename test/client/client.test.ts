@@ -14,8 +14,7 @@ import {
   type Account,
 } from '../../packages/client/src/index.ts';
 import { USER_PASSWORD } from '../support/harness.ts';
-import { startServerProcess, type ServerProcess } from '../support/server-process.ts';
-import { apiError } from '../support/client.ts';
+import { apiError, useClientFixture } from '../support/client.ts';
 
 
 async function connectionError(promise: Promise<unknown>, code: string): Promise<MciasConnectionError> {
@@ -43,50 +42,34 @@ function otherCertificate(): { cert: string; key: string } {
 }
 
 describe('MciasClient against a real mciassrv over TLS', () => {
-  let server: ServerProcess;
-  let caCert: Buffer;
-  let anonymous: MciasClient;
-  let admin: MciasClient;
-  let adminToken: string;
-
-  before(async () => {
-    server = await startServerProcess();
-    caCert = readFileSync(server.caCertFile);
-    anonymous = new MciasClient({ server: server.url, caCert });
-    adminToken = (await anonymous.login('admin', server.adminPassword)).token;
-    admin = anonymous.withToken(adminToken);
-  });
-  after(async () => {
-    anonymous?.close();
-    await server?.dispose();
-  });
+  const fx = useClientFixture();
 
   test('health, ready, jwks and openapi need no token', async () => {
-    assert.deepEqual(await anonymous.health(), { status: 'ok' });
-    assert.deepEqual(await anonymous.ready(), { status: 'ok' });
-    const { keys } = await anonymous.jwks();
+    assert.deepEqual(await fx.anonymous.health(), { status: 'ok' });
+    assert.deepEqual(await fx.anonymous.ready(), { status: 'ok' });
+    const { keys } = await fx.anonymous.jwks();
     assert.ok(keys.length >= 1);
     assert.equal(keys[0]?.kty, 'OKP');
     assert.equal(keys[0]?.crv, 'Ed25519');
-    const openapi = await anonymous.openapi();
+    const openapi = await fx.anonymous.openapi();
     assert.match(String(openapi['openapi']), /^3\.1/);
   });
 
   test('login returns a bearer token, its expiry and the account, and leaves the client without a token', async () => {
-    const result = await anonymous.login('ADMIN', server.adminPassword);
+    const result = await fx.anonymous.login('ADMIN', fx.server.adminPassword);
     assert.equal(result.token_type, 'Bearer');
     assert.match(result.token, /^[\w-]+\.[\w-]+\.[\w-]+$/);
     assert.match(result.expires_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
     assert.ok(Date.parse(result.expires_at) > Date.now());
     assert.equal(result.account.username, 'admin');
     assert.deepEqual(result.account.roles, ['admin']);
-    await apiError(anonymous.me(), 401, 'unauthenticated');
-    assert.equal((await anonymous.withToken(result.token).me()).username, 'admin');
+    await apiError(fx.anonymous.me(), 401, 'unauthenticated');
+    assert.equal((await fx.anonymous.withToken(result.token).me()).username, 'admin');
   });
 
   test('a wrong password is MciasApiError invalid_credentials with status, request id and no secret in it', async () => {
     const password = 'wrong password that must not leak';
-    const error = await apiError(anonymous.login('admin', password), 401, 'invalid_credentials');
+    const error = await apiError(fx.anonymous.login('admin', password), 401, 'invalid_credentials');
     assert.equal(error.name, 'MciasApiError');
     assert.ok(error instanceof MciasClientError);
     assert.match(error.requestId ?? '', /.+/);
@@ -96,13 +79,13 @@ describe('MciasClient against a real mciassrv over TLS', () => {
 
   test('an invalid token is unauthenticated and the token appears nowhere in the error', async () => {
     const token = 'eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.c2VjcmV0LXNpZ25hdHVyZS10aGF0LW11c3Qtbm90LWxlYWs';
-    const error = await apiError(anonymous.withToken(token).me(), 401, 'unauthenticated');
+    const error = await apiError(fx.anonymous.withToken(token).me(), 401, 'unauthenticated');
     assert.ok(!`${error.message} ${error.stack} ${JSON.stringify(error)}`.includes(token));
     assert.ok(!`${error.message}`.includes('c2VjcmV0'));
   });
 
   test('me and the constructor token option', async () => {
-    const me = await new MciasClient({ server: server.url, caCert: caCert.toString('utf8'), token: adminToken }).me();
+    const me = await new MciasClient({ server: fx.server.url, caCert: fx.caCert.toString('utf8'), token: fx.adminToken }).me();
     assert.equal(me.username, 'admin');
     assert.equal(me.kind, 'human');
     assert.equal(me.status, 'active');
@@ -110,124 +93,124 @@ describe('MciasClient against a real mciassrv over TLS', () => {
   });
 
   test('account lifecycle: create, list, get, disable, enable, reset password, delete', async () => {
-    const alice: Account = await admin.createAccount({ username: 'alice', kind: 'human', password: USER_PASSWORD, temporary: false });
+    const alice: Account = await fx.admin.createAccount({ username: 'alice', kind: 'human', password: USER_PASSWORD, temporary: false });
     assert.equal(alice.username, 'alice');
     assert.equal(alice.kind, 'human');
     assert.equal(alice.status, 'active');
     assert.deepEqual(alice.roles, []);
     assert.match(alice.id, /^[0-9a-f-]{36}$/);
 
-    const names = (await admin.listAccounts()).map((a) => a.username);
+    const names = (await fx.admin.listAccounts()).map((a) => a.username);
     assert.ok(names.includes('alice') && names.includes('admin'));
-    assert.deepEqual(await admin.getAccount('alice'), alice);
+    assert.deepEqual(await fx.admin.getAccount('alice'), alice);
 
-    const aliceToken = (await anonymous.login('alice', USER_PASSWORD)).token;
-    assert.equal((await admin.setAccountStatus('alice', 'disabled')).status, 'disabled');
-    await apiError(anonymous.withToken(aliceToken).me(), 401, 'unauthenticated');
-    await apiError(anonymous.login('alice', USER_PASSWORD), 401, 'invalid_credentials');
-    assert.equal((await admin.setAccountStatus('alice', 'active')).status, 'active');
+    const aliceToken = (await fx.anonymous.login('alice', USER_PASSWORD)).token;
+    assert.equal((await fx.admin.setAccountStatus('alice', 'disabled')).status, 'disabled');
+    await apiError(fx.anonymous.withToken(aliceToken).me(), 401, 'unauthenticated');
+    await apiError(fx.anonymous.login('alice', USER_PASSWORD), 401, 'invalid_credentials');
+    assert.equal((await fx.admin.setAccountStatus('alice', 'active')).status, 'active');
 
-    const fresh = anonymous.withToken((await anonymous.login('alice', USER_PASSWORD)).token);
+    const fresh = fx.anonymous.withToken((await fx.anonymous.login('alice', USER_PASSWORD)).token);
     const next = `${USER_PASSWORD} reset by admin`;
-    await admin.resetPassword('alice', next, { temporary: false });
+    await fx.admin.resetPassword('alice', next, { temporary: false });
     await apiError(fresh.me(), 401, 'unauthenticated');
-    await apiError(anonymous.login('alice', USER_PASSWORD), 401, 'invalid_credentials');
-    const afterReset = await anonymous.login('alice', next);
+    await apiError(fx.anonymous.login('alice', USER_PASSWORD), 401, 'invalid_credentials');
+    const afterReset = await fx.anonymous.login('alice', next);
     assert.equal(afterReset.account.username, 'alice');
     assert.equal(afterReset.password_change_required, undefined);
 
-    await admin.deleteAccount('alice');
-    await apiError(admin.getAccount('alice'), 404, 'not_found');
+    await fx.admin.deleteAccount('alice');
+    await apiError(fx.admin.getAccount('alice'), 404, 'not_found');
   });
 
   test('system accounts; a duplicate name is conflict; a bad password names its reason', async () => {
-    const robot = await admin.createAccount({ username: 'robot', kind: 'system' });
+    const robot = await fx.admin.createAccount({ username: 'robot', kind: 'system' });
     assert.equal(robot.kind, 'system');
-    await apiError(admin.createAccount({ username: 'robot', kind: 'system' }), 409, 'conflict');
-    const short = await apiError(admin.createAccount({ username: 'shorty', kind: 'human', password: 'short' }), 400, 'invalid_request');
+    await apiError(fx.admin.createAccount({ username: 'robot', kind: 'system' }), 409, 'conflict');
+    const short = await apiError(fx.admin.createAccount({ username: 'shorty', kind: 'human', password: 'short' }), 400, 'invalid_request');
     assert.equal(short.reason, 'password_too_short');
-    await apiError(admin.createAccount({ username: 'robot2', kind: 'system', password: USER_PASSWORD }), 400, 'invalid_request');
+    await apiError(fx.admin.createAccount({ username: 'robot2', kind: 'system', password: USER_PASSWORD }), 400, 'invalid_request');
   });
 
   test('temporary passwords: create and reset default to temporary; the login says so, and only changePassword lifts it', async () => {
-    const created = await admin.createAccount({ username: 'tess', kind: 'human', password: USER_PASSWORD });
+    const created = await fx.admin.createAccount({ username: 'tess', kind: 'human', password: USER_PASSWORD });
     assert.equal(created.password_change_required, true);
-    const first = await anonymous.login('tess', USER_PASSWORD);
+    const first = await fx.anonymous.login('tess', USER_PASSWORD);
     assert.equal(first.password_change_required, true);
     assert.equal(first.account.password_change_required, true);
-    const tess = anonymous.withToken(first.token);
+    const tess = fx.anonymous.withToken(first.token);
     assert.equal((await tess.me()).password_change_required, true);
     await apiError(tess.listMyTokens(), 403, 'password_change_required');
     await apiError(tess.renew(), 403, 'password_change_required');
-    assert.equal((await anonymous.validate(first.token)).active, false);
+    assert.equal((await fx.anonymous.validate(first.token)).active, false);
     const unchanged = await apiError(tess.changePassword(USER_PASSWORD, USER_PASSWORD), 400, 'invalid_request');
     assert.equal(unchanged.reason, 'password_unchanged');
     const own = `${USER_PASSWORD}, my own`;
     await tess.changePassword(USER_PASSWORD, own);
     assert.equal((await tess.me()).password_change_required, false);
     assert.equal((await tess.listMyTokens()).length, 1);
-    assert.equal((await anonymous.validate(first.token)).active, true);
-    assert.equal((await admin.getAccount('tess')).password_change_required, false);
+    assert.equal((await fx.anonymous.validate(first.token)).active, true);
+    assert.equal((await fx.admin.getAccount('tess')).password_change_required, false);
 
     // An administrator's reset is temporary again, unless it says otherwise.
-    await admin.resetPassword('tess', USER_PASSWORD);
-    assert.equal((await admin.getAccount('tess')).password_change_required, true);
-    assert.equal((await anonymous.login('tess', USER_PASSWORD)).password_change_required, true);
-    await admin.resetPassword('tess', USER_PASSWORD, { temporary: false });
-    assert.equal((await anonymous.login('tess', USER_PASSWORD)).password_change_required, undefined);
-    await apiError(admin.createAccount({ username: 'robot3', kind: 'system', temporary: false }), 400, 'invalid_request');
+    await fx.admin.resetPassword('tess', USER_PASSWORD);
+    assert.equal((await fx.admin.getAccount('tess')).password_change_required, true);
+    assert.equal((await fx.anonymous.login('tess', USER_PASSWORD)).password_change_required, true);
+    await fx.admin.resetPassword('tess', USER_PASSWORD, { temporary: false });
+    assert.equal((await fx.anonymous.login('tess', USER_PASSWORD)).password_change_required, undefined);
+    await apiError(fx.admin.createAccount({ username: 'robot3', kind: 'system', temporary: false }), 400, 'invalid_request');
   });
 
   test('changePassword changes your own password and needs the current one', async () => {
-    await admin.createAccount({ username: 'carol', kind: 'human', password: USER_PASSWORD, temporary: false });
-    const carol = anonymous.withToken((await anonymous.login('carol', USER_PASSWORD)).token);
+    await fx.admin.createAccount({ username: 'carol', kind: 'human', password: USER_PASSWORD, temporary: false });
+    const carol = fx.anonymous.withToken((await fx.anonymous.login('carol', USER_PASSWORD)).token);
     const next = `${USER_PASSWORD}, changed`;
     await apiError(carol.changePassword('not the current password', next), 401, 'invalid_credentials');
     await carol.changePassword(USER_PASSWORD, next);
     assert.equal((await carol.me()).username, 'carol');
-    await apiError(anonymous.login('carol', USER_PASSWORD), 401, 'invalid_credentials');
-    assert.equal((await anonymous.login('carol', next)).account.username, 'carol');
+    await apiError(fx.anonymous.login('carol', USER_PASSWORD), 401, 'invalid_credentials');
+    assert.equal((await fx.anonymous.login('carol', next)).account.username, 'carol');
   });
 
   test('roles: create, list, grant, revoke, delete; granting a missing role is not_found', async () => {
-    const role = await admin.createRole('wiki');
+    const role = await fx.admin.createRole('wiki');
     assert.deepEqual(role, { name: 'wiki', permissions: [] });
-    await apiError(admin.createRole('wiki'), 409, 'conflict');
-    const roles = (await admin.listRoles()).map((r) => r.name);
+    await apiError(fx.admin.createRole('wiki'), 409, 'conflict');
+    const roles = (await fx.admin.listRoles()).map((r) => r.name);
     assert.ok(roles.includes('admin') && roles.includes('wiki'));
 
-    await admin.createAccount({ username: 'dave', kind: 'human', password: USER_PASSWORD, temporary: false });
-    await admin.grantRole('dave', 'wiki');
-    assert.deepEqual((await admin.getAccount('dave')).roles, ['wiki']);
-    await admin.revokeRole('dave', 'wiki');
-    assert.deepEqual((await admin.getAccount('dave')).roles, []);
-    await apiError(admin.grantRole('dave', 'nosuchrole'), 404, 'not_found');
+    await fx.admin.createAccount({ username: 'dave', kind: 'human', password: USER_PASSWORD, temporary: false });
+    await fx.admin.grantRole('dave', 'wiki');
+    assert.deepEqual((await fx.admin.getAccount('dave')).roles, ['wiki']);
+    await fx.admin.revokeRole('dave', 'wiki');
+    assert.deepEqual((await fx.admin.getAccount('dave')).roles, []);
+    await apiError(fx.admin.grantRole('dave', 'nosuchrole'), 404, 'not_found');
 
-    await admin.deleteRole('wiki');
-    assert.ok(!(await admin.listRoles()).some((r) => r.name === 'wiki'));
-    await apiError(admin.deleteRole('admin'), 409, 'conflict');
+    await fx.admin.deleteRole('wiki');
+    assert.ok(!(await fx.admin.listRoles()).some((r) => r.name === 'wiki'));
+    await apiError(fx.admin.deleteRole('admin'), 409, 'conflict');
   });
 
   test('a token without the admin role is forbidden from administration', async () => {
-    await admin.createAccount({ username: 'erin', kind: 'human', password: USER_PASSWORD, temporary: false });
-    const erin = anonymous.withToken((await anonymous.login('erin', USER_PASSWORD)).token);
+    await fx.admin.createAccount({ username: 'erin', kind: 'human', password: USER_PASSWORD, temporary: false });
+    const erin = fx.anonymous.withToken((await fx.anonymous.login('erin', USER_PASSWORD)).token);
     const error = await apiError(erin.listAccounts(), 403, 'forbidden');
     assert.match(error.requestId ?? '', /.+/);
   });
 
   test('logout revokes the token', async () => {
-    await admin.createAccount({ username: 'frank', kind: 'human', password: USER_PASSWORD, temporary: false });
-    const frank = anonymous.withToken((await anonymous.login('frank', USER_PASSWORD)).token);
+    await fx.admin.createAccount({ username: 'frank', kind: 'human', password: USER_PASSWORD, temporary: false });
+    const frank = fx.anonymous.withToken((await fx.anonymous.login('frank', USER_PASSWORD)).token);
     await frank.logout();
     await apiError(frank.me(), 401, 'unauthenticated');
   });
 
   test('path segments are percent-encoded, and dot segments and empty names are refused locally', async () => {
     // Encoded, "a/b" reaches the account route as one (invalid) username instead of another route.
-    await apiError(admin.getAccount('a/b'), 400, 'invalid_request');
-    await apiError(admin.getAccount('x?y=1'), 400, 'invalid_request');
+    await apiError(fx.admin.getAccount('a/b'), 400, 'invalid_request');
+    await apiError(fx.admin.getAccount('x?y=1'), 400, 'invalid_request');
     for (const name of ['', '.', '..']) {
-      await assert.rejects(admin.getAccount(name), (e: unknown) => e instanceof MciasClientError && e.code === 'invalid_argument');
+      await assert.rejects(fx.admin.getAccount(name), (e: unknown) => e instanceof MciasClientError && e.code === 'invalid_argument');
     }
   });
 
@@ -270,9 +253,9 @@ describe('MciasClient against a real mciassrv over TLS', () => {
       [Buffer.from('not a certificate\n'), /holds no certificate/],
       [otherCertificate().key, /holds a private key, not a certificate/],
       [broken, /holds a certificate that cannot be read/],
-      [`${caCert.toString()}${broken}`, /holds a certificate that cannot be read/],
+      [`${fx.caCert.toString()}${broken}`, /holds a certificate that cannot be read/],
     ] as const) {
-      assert.throws(() => new MciasClient({ server: server.url, caCert: pem }), (e: unknown) => {
+      assert.throws(() => new MciasClient({ server: fx.server.url, caCert: pem }), (e: unknown) => {
         assert.ok(e instanceof MciasClientError && e.code === 'invalid_argument');
         assert.match(e.message, message);
         assert.match(e.message, /^caCert /);
@@ -280,16 +263,16 @@ describe('MciasClient against a real mciassrv over TLS', () => {
       });
     }
     // A bundle of several certificates is fine.
-    assert.doesNotThrow(() => new MciasClient({ server: server.url, caCert: `${otherCertificate().cert}${caCert.toString()}` }));
+    assert.doesNotThrow(() => new MciasClient({ server: fx.server.url, caCert: `${otherCertificate().cert}${fx.caCert.toString()}` }));
   });
 
   test('a certificate that is not signed by the given CA fails verification, even with NODE_TLS_REJECT_UNAUTHORIZED=0', async () => {
-    const other = new MciasClient({ server: server.url, caCert: otherCertificate().cert });
+    const other = new MciasClient({ server: fx.server.url, caCert: otherCertificate().cert });
     const error = await connectionError(other.health(), 'tls_verification_failed');
     assert.match(error.message, /certificate/);
 
     // Without caCert only the public roots are trusted, which never signed a self-signed certificate.
-    const untrusted = await connectionError(new MciasClient({ server: server.url }).health(), 'tls_verification_failed');
+    const untrusted = await connectionError(new MciasClient({ server: fx.server.url }).health(), 'tls_verification_failed');
     // Node's advice to run Node.js with --use-system-ca is about Node's flags, not the SDK's: it is left out.
     assert.doesNotMatch(untrusted.message, /use-system-ca|Node\.js/);
     assert.match(untrusted.message, /self-signed certificate \(DEPTH_ZERO_SELF_SIGNED_CERT\)$/);
@@ -299,7 +282,7 @@ describe('MciasClient against a real mciassrv over TLS', () => {
     process.emitWarning = () => {};
     process.env['NODE_TLS_REJECT_UNAUTHORIZED'] = '0';
     try {
-      await connectionError(new MciasClient({ server: server.url, caCert: otherCertificate().cert }).health(), 'tls_verification_failed');
+      await connectionError(new MciasClient({ server: fx.server.url, caCert: otherCertificate().cert }).health(), 'tls_verification_failed');
     } finally {
       if (saved === undefined) delete process.env['NODE_TLS_REJECT_UNAUTHORIZED'];
       else process.env['NODE_TLS_REJECT_UNAUTHORIZED'] = saved;
@@ -314,7 +297,7 @@ describe('MciasClient against a real mciassrv over TLS', () => {
     const { port } = probe.address() as AddressInfo;
     probe.close();
     await once(probe, 'close');
-    const error = await connectionError(new MciasClient({ server: `https://127.0.0.1:${port}`, caCert }).health(), 'connection_failed');
+    const error = await connectionError(new MciasClient({ server: `https://127.0.0.1:${port}`, caCert: fx.caCert }).health(), 'connection_failed');
     assert.match(error.message, /ECONNREFUSED/);
   });
 
@@ -324,7 +307,7 @@ describe('MciasClient against a real mciassrv over TLS', () => {
     await once(plain, 'listening');
     try {
       const { port } = plain.address() as AddressInfo;
-      const error = await connectionError(new MciasClient({ server: `https://127.0.0.1:${port}`, caCert }).health(), 'tls_failed');
+      const error = await connectionError(new MciasClient({ server: `https://127.0.0.1:${port}`, caCert: fx.caCert }).health(), 'tls_failed');
       assert.equal(error.message, `TLS with https://127.0.0.1:${port} failed: wrong version number (EPROTO)`);
     } finally {
       plain.close();
@@ -339,7 +322,7 @@ describe('MciasClient against a real mciassrv over TLS', () => {
     try {
       const { port } = silent.address() as AddressInfo;
       const started = Date.now();
-      await connectionError(new MciasClient({ server: `https://127.0.0.1:${port}`, caCert, timeoutMs: 200 }).health(), 'timeout');
+      await connectionError(new MciasClient({ server: `https://127.0.0.1:${port}`, caCert: fx.caCert, timeoutMs: 200 }).health(), 'timeout');
       assert.ok(Date.now() - started < 5_000);
     } finally {
       for (const socket of sockets) socket.destroy();

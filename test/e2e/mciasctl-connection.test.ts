@@ -1,63 +1,36 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CHEAP_SCRYPT_ENV, MCIASCTL, ROOT, run, startServerProcess, type CommandResult, type ServerProcess } from '../support/server-process.ts';
-import { assertOneLineError } from '../support/mciasctl.ts';
+import { assertOneLineError, ctl, inTerminal, needsTerminal, useMciasctlFixture, type CtlEnv } from '../support/mciasctl.ts';
 
 /**
  * What a newcomer meets when mciasctl cannot talk to the server: each connection problem is one line that says what
  * to do, and it comes before any password prompt. All through the shipped binary, against a real mciassrv over TLS.
  */
 
-const HAVE_SCRIPT = spawnSync('script', ['--version'], { stdio: 'ignore' }).status === 0;
 const CA_ADVICE = "pass --ca-cert with the server's certificate (data/tls/cert.pem for a local `npm start`)";
 
-/** Runs mciasctl on a pseudo-terminal (util-linux `script`) and types nothing: a prompt would wait until the kill. */
-async function onTerminal(args: readonly string[], env: Record<string, string>): Promise<{ code: number | null; output: string }> {
-  const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
-  const command = [process.execPath, MCIASCTL, ...args].map(quote).join(' ');
-  const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: ROOT, env: { ...process.env, ...CHEAP_SCRYPT_ENV, ...env } });
-  let output = '';
-  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  const [code] = (await once(child, 'close')) as [number | null];
-  clearTimeout(timer);
-  return { code, output };
-}
-
 describe('mciasctl connection problems', () => {
-  let server: ServerProcess;
-  let scratch: string;
-  let passwordFile: string;
+  const fx = useMciasctlFixture();
   let closedPort: number;
 
   const file = (name: string, content: string) => {
-    const target = path.join(scratch, name);
+    const target = path.join(fx.scratch, name);
     writeFileSync(target, content, { mode: 0o600 });
     return target;
   };
   /** No session, no token, and no CA certificate unless a test passes one. */
-  const env = (extra: Record<string, string> = {}) => ({
-    MCIAS_CONFIG_DIR: mkdtempSync(path.join(scratch, 'config-')),
-    MCIAS_SERVER: server.url,
-    MCIAS_CA_CERT: '',
-    MCIAS_TOKEN: '',
-    ...extra,
-  });
-  const ctl = (e: Record<string, string>, ...args: string[]): Promise<CommandResult> => run(MCIASCTL, args, { env: e });
+  const env = (extra: Record<string, string> = {}) => ({ ...fx.freshEnv(), MCIAS_CA_CERT: '', ...extra });
+  /** On a pseudo-terminal, typing nothing: a prompt would wait until the kill after 10 s. */
+  const onTerminal = (args: readonly string[], e: CtlEnv) => inTerminal(args, e, [], 10_000);
 
   before(async () => {
-    server = await startServerProcess();
-    scratch = mkdtempSync(path.join(tmpdir(), 'mciasctl-connection-'));
-    passwordFile = file('admin-password', `${server.adminPassword}\n`);
     const probe = createHttpServer();
     probe.listen(0, '127.0.0.1');
     await once(probe, 'listening');
@@ -65,13 +38,9 @@ describe('mciasctl connection problems', () => {
     probe.close();
     await once(probe, 'close');
   });
-  after(async () => {
-    rmSync(scratch, { recursive: true, force: true });
-    await server?.dispose();
-  });
 
   test('a self-signed server certificate without --ca-cert says to pass --ca-cert with the server certificate', async () => {
-    const result = await ctl(env(), 'login', '--username', 'admin', '--password-file', passwordFile);
+    const result = await ctl(env(), 'login', '--username', 'admin', '--password-file', fx.adminPasswordFile);
     assertOneLineError(result, 'tls_verification_failed');
     assert.ok(result.stderr.includes(CA_ADVICE), result.stderr);
     assert.doesNotMatch(result.stderr, /use-system-ca/);
@@ -80,7 +49,7 @@ describe('mciasctl connection problems', () => {
     assertOneLineError(whoami, 'tls_verification_failed');
     assert.ok(whoami.stderr.includes(CA_ADVICE), whoami.stderr);
     // With the server's certificate it works.
-    assert.equal((await ctl(env({ MCIAS_CA_CERT: server.caCertFile }), 'login', '--username', 'admin', '--password-file', passwordFile)).code, 0);
+    assert.equal((await ctl(env({ MCIAS_CA_CERT: fx.server.caCertFile }), 'login', '--username', 'admin', '--password-file', fx.adminPasswordFile)).code, 0);
   });
 
   test('login checks the connection before it asks for a username or password (no terminal)', async () => {
@@ -101,7 +70,7 @@ describe('mciasctl connection problems', () => {
     }
   });
 
-  test('on a terminal, no password prompt appears before a TLS failure', { skip: HAVE_SCRIPT ? false : 'util-linux script is not installed' }, async () => {
+  test('on a terminal, no password prompt appears before a TLS failure', needsTerminal, async () => {
     for (const args of [['login', '--username', 'admin'], ['login']]) {
       const { code, output } = await onTerminal(args, env());
       assert.equal(code, 1, output);
@@ -112,11 +81,11 @@ describe('mciasctl connection problems', () => {
   });
 
   test('a --ca-cert file that holds no certificate is a usage error naming the file', async () => {
-    const certificate = readFileSync(server.caCertFile, 'utf8');
+    const certificate = readFileSync(fx.server.caCertFile, 'utf8');
     for (const [name, content, message] of [
       ['empty.pem', '', /holds no certificate/],
       ['garbage.pem', 'this is not a certificate\n', /holds no certificate/],
-      ['key.pem', readFileSync(path.join(server.dataDir, 'tls', 'key.pem'), 'utf8'), /holds a private key, not a certificate/],
+      ['key.pem', readFileSync(path.join(fx.server.dataDir, 'tls', 'key.pem'), 'utf8'), /holds a private key, not a certificate/],
       ['broken.pem', certificate.replace(/(-----BEGIN CERTIFICATE-----\n)..../, '$1AAAA'), /holds a certificate that cannot be read/],
     ] as const) {
       const caFile = file(name, content);
@@ -130,20 +99,20 @@ describe('mciasctl connection problems', () => {
   });
 
   test('a server URL without a scheme suggests https://; an http:// URL says the server is HTTPS only', async () => {
-    const hostPort = server.url.slice('https://'.length);
-    let result = await ctl(env({ MCIAS_SERVER: hostPort }), 'login', '--username', 'admin', '--password-file', passwordFile);
+    const hostPort = fx.server.url.slice('https://'.length);
+    let result = await ctl(env({ MCIAS_SERVER: hostPort }), 'login', '--username', 'admin', '--password-file', fx.adminPasswordFile);
     assertOneLineError(result, 'invalid_argument', 2);
     assert.ok(result.stderr.includes(`has no scheme: use "https://${hostPort}"`), result.stderr);
-    result = await ctl(env({ MCIAS_SERVER: `localhost:${new URL(server.url).port}` }), 'whoami');
+    result = await ctl(env({ MCIAS_SERVER: `localhost:${new URL(fx.server.url).port}` }), 'whoami');
     assertOneLineError(result, 'invalid_argument', 2);
     assert.match(result.stderr, /use "https:\/\/localhost:\d+"/);
-    result = await ctl(env(), '--server', `http://${hostPort}`, 'login', '--username', 'admin', '--password-file', passwordFile);
+    result = await ctl(env(), '--server', `http://${hostPort}`, 'login', '--username', 'admin', '--password-file', fx.adminPasswordFile);
     assertOneLineError(result, 'invalid_argument', 2);
     assert.ok(result.stderr.includes(`the server is HTTPS only: use "https://${hostPort}"`), result.stderr);
   });
 
   test('a server that cannot be reached says to check that mciassrv runs, and where', async () => {
-    const result = await ctl(env({ MCIAS_SERVER: `https://127.0.0.1:${closedPort}` }), 'login', '--username', 'admin', '--password-file', passwordFile);
+    const result = await ctl(env({ MCIAS_SERVER: `https://127.0.0.1:${closedPort}` }), 'login', '--username', 'admin', '--password-file', fx.adminPasswordFile);
     assertOneLineError(result, 'connection_failed');
     assert.match(result.stderr, new RegExp(`cannot reach https://127\\.0\\.0\\.1:${closedPort}: .*ECONNREFUSED`));
     assert.match(result.stderr, /check that mciassrv is running and that --server is the address it serves/);
@@ -155,7 +124,7 @@ describe('mciasctl connection problems', () => {
     let misnamedCa: string;
     before(async () => {
       plain = createHttpServer((_req, res) => res.end('plain http'));
-      const dir = mkdtempSync(path.join(scratch, 'misnamed-'));
+      const dir = mkdtempSync(path.join(fx.scratch, 'misnamed-'));
       execFileSync('openssl', [
         'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=elsewhere.example',
         '-addext', 'subjectAltName=DNS:elsewhere.example', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'), '-days', '1',

@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { after, afterEach, before, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { MciasClient, type ActiveToken } from '../../packages/client/src/index.ts';
-import { USER_PASSWORD } from '../support/harness.ts';
-import { MCIASCTL, run, startServerProcess, type ServerProcess } from '../support/server-process.ts';
 import { apiError } from '../support/client.ts';
-import { assertOk, assertOneLineError } from '../support/mciasctl.ts';
+import { USER_PASSWORD } from '../support/harness.ts';
+import { assertOk, assertOneLineError, ctl, useMciasctlFixture, type CtlEnv } from '../support/mciasctl.ts';
 
 /** mciasctl's token, renew and keys commands, driven through the shipped binary against a real server. */
 
@@ -16,24 +14,10 @@ const RFC3339 = '\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ';
 const mode = (file: string) => statSync(file).mode & 0o777;
 
 describe('mciasctl token, renew and keys against a real mciassrv', () => {
-  let server: ServerProcess;
-  let scratch: string;
-  let passwordFile: string;
-  let userPasswordFile: string;
+  const fx = useMciasctlFixture({ admin: true });
+  const { freshEnv, loggedIn, sessionPath, storedToken } = fx;
   let anonymous: MciasClient;
-  let admin: Record<string, string>;
-  const dirs: string[] = [];
-  /** The admin's config directory lives for the whole file; the others go after each test. */
-  const lasting: string[] = [];
-
-  function freshEnv(): Record<string, string> {
-    const dir = mkdtempSync(path.join(tmpdir(), 'mciasctl-config-'));
-    dirs.push(dir);
-    return { MCIAS_CONFIG_DIR: path.join(dir, 'mcias'), MCIAS_SERVER: server.url, MCIAS_CA_CERT: server.caCertFile, MCIAS_TOKEN: '' };
-  }
-  const ctl = (env: Record<string, string>, ...args: string[]) => run(MCIASCTL, args, { env });
-  const sessionPath = (env: Record<string, string>) => path.join(env['MCIAS_CONFIG_DIR'] as string, 'session.json');
-  const storedToken = (env: Record<string, string>) => (JSON.parse(readFileSync(sessionPath(env), 'utf8')) as { token: string }).token;
+  let admin: CtlEnv;
   const validate = (token: string) => anonymous.validate(token);
   const jtiOf = async (token: string) => {
     const result = await validate(token);
@@ -41,43 +25,24 @@ describe('mciasctl token, renew and keys against a real mciassrv', () => {
     return (result as ActiveToken).jti;
   };
   let outputs = 0;
-  const outFile = () => path.join(scratch, `token-${(outputs += 1)}`);
-
-  async function loggedIn(username = 'admin', file = passwordFile): Promise<Record<string, string>> {
-    const env = freshEnv();
-    const result = await ctl(env, 'login', '--username', username, '--password-file', file);
-    assert.equal(result.code, 0, result.stderr);
-    return env;
-  }
+  const outFile = () => path.join(fx.scratch, `token-${(outputs += 1)}`);
 
   before(async () => {
-    server = await startServerProcess();
-    scratch = mkdtempSync(path.join(tmpdir(), 'mciasctl-tokens-'));
-    passwordFile = path.join(scratch, 'admin-password');
-    writeFileSync(passwordFile, `${server.adminPassword}\n`, { mode: 0o600 });
-    userPasswordFile = path.join(scratch, 'user-password');
-    writeFileSync(userPasswordFile, `${USER_PASSWORD}\n`, { mode: 0o600 });
-    anonymous = new MciasClient({ server: server.url, caCert: readFileSync(server.caCertFile) });
-    admin = await loggedIn();
-    lasting.push(...dirs.splice(0));
+    anonymous = new MciasClient({ server: fx.server.url, caCert: readFileSync(fx.server.caCertFile) });
+    admin = fx.admin;
     for (const args of [
       ['account', 'create', 'wiki', '--system'],
       ['role', 'create', 'wiki'],
-      ['account', 'create', 'delegate', '--password-file', userPasswordFile, '--no-temporary'],
+      ['account', 'create', 'delegate', '--password-file', fx.userPasswordFile, '--no-temporary'],
       ['role', 'grant', 'wiki', 'delegate'],
-      ['account', 'create', 'stranger', '--password-file', userPasswordFile, '--no-temporary'],
+      ['account', 'create', 'stranger', '--password-file', fx.userPasswordFile, '--no-temporary'],
     ]) {
       const result = await ctl(admin, ...args);
       assert.equal(result.code, 0, result.stderr);
     }
   });
-  afterEach(() => {
-    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-  });
-  after(async () => {
+  after(() => {
     anonymous?.close();
-    for (const dir of [...lasting, ...(scratch === undefined ? [] : [scratch])]) rmSync(dir, { recursive: true, force: true });
-    await server?.dispose();
   });
 
   test('token issue --out writes the token to a new 0600 file and prints where and until when, never the token', async () => {
@@ -100,7 +65,7 @@ describe('mciasctl token, renew and keys against a real mciassrv', () => {
     assert.match(again.stderr, /exists; refusing to overwrite/);
     assert.equal(readFileSync(file, 'utf8').trim(), token);
     assert.equal((await validate(token)).active, true);
-    const nowhere = await ctl(admin, 'token', 'issue', 'wiki', '--out', path.join(scratch, 'no-such-dir', 'token'));
+    const nowhere = await ctl(admin, 'token', 'issue', 'wiki', '--out', path.join(fx.scratch, 'no-such-dir', 'token'));
     assertOneLineError(nowhere, 'usage', 2);
     assert.equal((await validate(token)).active, true);
 
@@ -181,7 +146,7 @@ describe('mciasctl token, renew and keys against a real mciassrv', () => {
   });
 
   test('a delegate (a person with the role wiki) can issue the wiki token; another person gets one line of forbidden', async () => {
-    const delegate = await loggedIn('delegate', userPasswordFile);
+    const delegate = await loggedIn('delegate', fx.userPasswordFile);
     const file = outFile();
     const result = await ctl(delegate, 'token', 'issue', 'wiki', '--out', file);
     assertOk(result);
@@ -189,7 +154,7 @@ describe('mciasctl token, renew and keys against a real mciassrv', () => {
     assert.match((await ctl(admin, 'token', 'list', 'wiki')).stdout, /\sdelegate\n$/);
     assertOneLineError(await ctl(delegate, 'token', 'revoke', 'wiki'), 'forbidden');
 
-    const stranger = await loggedIn('stranger', userPasswordFile);
+    const stranger = await loggedIn('stranger', fx.userPasswordFile);
     const refused = await ctl(stranger, 'token', 'issue', 'wiki');
     assertOneLineError(refused, 'forbidden');
     assert.equal(refused.stdout, '');
@@ -203,7 +168,7 @@ describe('mciasctl token, renew and keys against a real mciassrv', () => {
     for (const args of [['account', 'create', 'opsbot', '--system'], ['role', 'create', 'opsbot'], ['role', 'grant', 'opsbot', 'delegate'], ['role', 'grant', 'admin', 'opsbot']]) {
       assertOk(await ctl(admin, ...args));
     }
-    const delegate = await loggedIn('delegate', userPasswordFile);
+    const delegate = await loggedIn('delegate', fx.userPasswordFile);
     const refused = await ctl(delegate, 'token', 'issue', 'opsbot');
     assertOneLineError(refused, 'forbidden');
     assert.match(refused.stderr, /opsbot holds roles you do not hold/);
@@ -231,7 +196,7 @@ describe('mciasctl token, renew and keys against a real mciassrv', () => {
     const session = JSON.parse(readFileSync(sessionPath(env), 'utf8')) as Record<string, string>;
     assert.equal(session['expiresAt'], /at (\S+)\n$/.exec(result.stdout)?.[1]);
     assert.equal(session['username'], 'admin');
-    assert.equal(session['server'], server.url);
+    assert.equal(session['server'], fx.server.url);
     assert.deepEqual(await validate(old), { active: false });
     assert.equal((await validate(renewed)).active, true);
     assert.equal((await ctl(env, 'whoami')).stdout, 'admin (human, active; roles: admin)\n');
@@ -256,6 +221,6 @@ describe('mciasctl token, renew and keys against a real mciassrv', () => {
     assert.notEqual(json.kid, kid);
     assert.ok((await anonymous.jwks()).keys.some((k) => k.kid === json.kid));
 
-    assertOneLineError(await ctl(await loggedIn('stranger', userPasswordFile), 'keys', 'rotate'), 'forbidden');
+    assertOneLineError(await ctl(await loggedIn('stranger', fx.userPasswordFile), 'keys', 'rotate'), 'forbidden');
   });
 });

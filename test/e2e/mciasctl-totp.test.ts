@@ -1,16 +1,15 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { after, afterEach, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { URI } from 'otpauth';
 import { USER_PASSWORD } from '../support/harness.ts';
-import { CHEAP_SCRYPT_ENV, MCIASCTL, ROOT, run, startServerProcess, type ServerProcess } from '../support/server-process.ts';
+import { MCIASCTL, ROOT, startServerProcess } from '../support/server-process.ts';
 import { Authenticator } from '../support/totp.ts';
-import { assertOk, assertOneLineError } from '../support/mciasctl.ts';
+import { assertOk, assertOneLineError, ctl, inTerminal, needsTerminal, useMciasctlFixture, type CtlEnv } from '../support/mciasctl.ts';
 
 /**
  * mciasctl's TOTP commands and the login with a second factor, driven through the shipped binary against a real
@@ -18,67 +17,14 @@ import { assertOk, assertOneLineError } from '../support/mciasctl.ts';
  * from `otpauth`, computed from the secret mciasctl printed, right before they are typed.
  */
 
-const HAVE_SCRIPT = spawnSync('script', ['--version'], { stdio: 'ignore' }).status === 0;
 const HAVE_MKFIFO = spawnSync('mkfifo', ['--version'], { stdio: 'ignore' }).status === 0;
-const needsTerminal = { skip: HAVE_SCRIPT ? false : 'util-linux script is not installed' } as const;
 
 const CODE_PROMPT = 'TOTP code (or recovery code):';
+/** Long enough for one wait for the next 30 s time step. */
+const TOTP_TIMEOUT_MS = 60_000;
 const RECOVERY_CODE = /^ {2}([A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4})\r?$/gm;
 /** A terminal QR code: rows of the block characters renderUnicodeCompact draws with. */
 const QR_ROWS = /(?:^[█▀▄ ]{21,}\r?\n){10,}/m;
-
-type Answer = string | ((output: string) => string | Promise<string>);
-
-/**
- * `script` runs the command under a pseudo-terminal; each answer is typed once its prompt has appeared, and an answer
- * that is a function is computed from everything printed so far, at that moment (a TOTP code must be fresh).
- */
-async function inTerminal(
-  args: readonly string[],
-  env: Record<string, string>,
-  answers: readonly (readonly [prompt: string, answer: Answer])[],
-): Promise<{ code: number | null; output: string }> {
-  const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
-  const command = [process.execPath, MCIASCTL, ...args].map(quote).join(' ');
-  const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: ROOT, env: { ...process.env, ...CHEAP_SCRYPT_ENV, ...env } });
-  let output = '';
-  let next = 0;
-  let searchFrom = 0;
-  let answering = false;
-  let failure: unknown;
-  const pump = () => {
-    const answer = answers[next];
-    if (answering || answer === undefined) return;
-    const at = output.indexOf(answer[0], searchFrom);
-    if (at === -1) return;
-    next += 1;
-    searchFrom = at + answer[0].length;
-    answering = true;
-    Promise.resolve(typeof answer[1] === 'function' ? answer[1](output) : answer[1]).then(
-      (text) => {
-        child.stdin.write(`${text}\r`);
-        answering = false;
-        pump();
-      },
-      (error: unknown) => {
-        failure = error;
-        child.kill('SIGKILL');
-      },
-    );
-  };
-  const onOutput = (d: Buffer) => {
-    output += d.toString();
-    pump();
-  };
-  child.stdout.on('data', onOutput);
-  child.stderr.on('data', onOutput);
-  // Long enough for one wait for the next 30 s time step.
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  const [code] = (await once(child, 'close')) as [number | null];
-  clearTimeout(timer);
-  if (failure !== undefined) throw failure;
-  return { code, output };
-}
 
 /** The recovery codes in mciasctl's output. */
 function recoveryCodesIn(output: string): string[] {
@@ -93,35 +39,9 @@ function secretIn(output: string): string {
 }
 
 describe('mciasctl totp and the login with a second factor against a real mciassrv', () => {
-  let server: ServerProcess;
-  let scratch: string;
-  let passwordFile: string;
-  let userPasswordFile: string;
-  let admin: Record<string, string>;
-  const dirs: string[] = [];
-  /** The admin's config directory lives for the whole file; the others go after each test. */
-  const lasting: string[] = [];
-
-  function freshEnv(target: ServerProcess = server): Record<string, string> {
-    const dir = mkdtempSync(path.join(tmpdir(), 'mciasctl-config-'));
-    dirs.push(dir);
-    return { MCIAS_CONFIG_DIR: path.join(dir, 'mcias'), MCIAS_SERVER: target.url, MCIAS_CA_CERT: target.caCertFile, MCIAS_TOKEN: '' };
-  }
-  const ctl = (env: Record<string, string>, ...args: string[]) => run(MCIASCTL, args, { env });
-  const sessionPath = (env: Record<string, string>) => path.join(env['MCIAS_CONFIG_DIR'] as string, 'session.json');
-  let files = 0;
-  function fileWith(content: string): string {
-    const file = path.join(scratch, `file-${(files += 1)}`);
-    writeFileSync(file, `${content}\n`, { mode: 0o600 });
-    return file;
-  }
-
-  async function loggedIn(username: string, file = userPasswordFile, target: ServerProcess = server): Promise<Record<string, string>> {
-    const env = freshEnv(target);
-    const result = await ctl(env, 'login', '--username', username, '--password-file', file);
-    assert.equal(result.code, 0, result.stderr);
-    return env;
-  }
+  const fx = useMciasctlFixture({ admin: true });
+  const { freshEnv, loggedIn, sessionPath, fileWith } = fx;
+  let admin: CtlEnv;
 
   /** `mciasctl login` on a terminal: the password, then the code `code` gives; the result and the code typed. */
   async function terminalLogin(username: string, code: () => string | Promise<string>) {
@@ -130,28 +50,15 @@ describe('mciasctl totp and the login with a second factor against a real mciass
     const result = await inTerminal(['login', '--username', username], env, [
       [`Password for ${username}:`, USER_PASSWORD],
       [CODE_PROMPT, async () => (typed = await code())],
-    ]);
+    ], TOTP_TIMEOUT_MS);
     return { ...result, env, typed };
   }
 
   before(async () => {
-    server = await startServerProcess();
-    scratch = mkdtempSync(path.join(tmpdir(), 'mciasctl-totp-'));
-    passwordFile = fileWith(server.adminPassword);
-    userPasswordFile = fileWith(USER_PASSWORD);
-    admin = await loggedIn('admin', passwordFile);
-    lasting.push(...dirs.splice(0));
+    admin = fx.admin;
     for (const name of ['alice', 'bob', 'carol', 'dave', 'erin']) {
-      assertOk(await ctl(admin, 'account', 'create', name, '--password-file', userPasswordFile, '--no-temporary'));
+      assertOk(await ctl(admin, 'account', 'create', name, '--password-file', fx.userPasswordFile, '--no-temporary'));
     }
-  });
-  afterEach(() => {
-    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-  });
-  after(async () => {
-    for (const dir of [...dirs, ...lasting]) rmSync(dir, { recursive: true, force: true });
-    if (scratch !== undefined) rmSync(scratch, { recursive: true, force: true });
-    await server?.dispose();
   });
 
   test('on a terminal: enroll with the QR code, log in with a code, a wrong code, a recovery code once, disable', needsTerminal, async () => {
@@ -168,7 +75,7 @@ describe('mciasctl totp and the login with a second factor against a real mciass
           return (confirmation = await app.next());
         },
       ],
-    ]);
+    ], TOTP_TIMEOUT_MS);
     assert.equal(enrolled.code, 0, enrolled.output);
     assert.match(enrolled.output, QR_ROWS, 'no QR code');
     assert.match(enrolled.output, /otpauth:\/\/totp\/MCIAS:alice\?\S*secret=[A-Z2-7]{32}/);
@@ -214,12 +121,12 @@ describe('mciasctl totp and the login with a second factor against a real mciass
     const disabled = await inTerminal(['totp', 'disable'], good.env, [
       ['Password:', USER_PASSWORD],
       [CODE_PROMPT, async () => (disableCode = await app!.next())],
-    ]);
+    ], TOTP_TIMEOUT_MS);
     assert.equal(disabled.code, 0, disabled.output);
     assert.match(disabled.output, /TOTP is off/);
     assert.ok(!disabled.output.includes(USER_PASSWORD) && !disabled.output.includes(disableCode), 'a secret was echoed');
     assert.match((await ctl(admin, 'account', 'show', 'alice')).stdout, /^totp:\s+not enabled$/m);
-    assert.equal((await ctl(freshEnv(), 'login', '--username', 'alice', '--password-file', userPasswordFile)).stdout, 'logged in as alice\n');
+    assert.equal((await ctl(freshEnv(), 'login', '--username', 'alice', '--password-file', fx.userPasswordFile)).stdout, 'logged in as alice\n');
   });
 
   test('for scripts: enroll --uri-only or --json, confirm <code>, login --totp-code-file, disable --code-file', async () => {
@@ -229,17 +136,17 @@ describe('mciasctl totp and the login with a second factor against a real mciass
     assertOneLineError(refused, 'invalid_credentials');
     assert.equal(refused.stdout, '');
     assertOneLineError(await ctl(bob, 'totp', 'confirm', '123456'), 'conflict');
-    let result = await ctl(bob, 'totp', 'enroll', '--uri-only', '--password-file', userPasswordFile);
+    let result = await ctl(bob, 'totp', 'enroll', '--uri-only', '--password-file', fx.userPasswordFile);
     assertOk(result);
     assert.match(result.stdout, /^otpauth:\/\/totp\/MCIAS:bob\?\S+\n$/);
     // Enrolling again starts over with a new secret; --json gives it apart as well.
-    result = await ctl(bob, '--json', 'totp', 'enroll', '--password-file', userPasswordFile);
+    result = await ctl(bob, '--json', 'totp', 'enroll', '--password-file', fx.userPasswordFile);
     assertOk(result);
     const started = JSON.parse(result.stdout) as { otpauth_uri: string; secret: string };
     assert.deepEqual(Object.keys(started).sort(), ['otpauth_uri', 'secret']);
     assert.equal(URI.parse(started.otpauth_uri).secret.base32, started.secret);
-    assert.notEqual(secretIn(result.stdout), secretIn((await ctl(bob, 'totp', 'enroll', '--uri-only', '--password-file', userPasswordFile)).stdout));
-    const uri = (await ctl(bob, 'totp', 'enroll', '--uri-only', '--password-file', userPasswordFile)).stdout.trim();
+    assert.notEqual(secretIn(result.stdout), secretIn((await ctl(bob, 'totp', 'enroll', '--uri-only', '--password-file', fx.userPasswordFile)).stdout));
+    const uri = (await ctl(bob, 'totp', 'enroll', '--uri-only', '--password-file', fx.userPasswordFile)).stdout.trim();
     const app = new Authenticator(URI.parse(uri).secret.base32);
 
     result = await ctl(bob, 'totp', 'confirm', app.wrong());
@@ -249,11 +156,11 @@ describe('mciasctl totp and the login with a second factor against a real mciass
     assertOk(result);
     const { recovery_codes: recovery } = JSON.parse(result.stdout) as { recovery_codes: string[] };
     assert.equal(recovery.length, 10);
-    assertOneLineError(await ctl(bob, 'totp', 'enroll', '--uri-only', '--password-file', userPasswordFile), 'conflict');
+    assertOneLineError(await ctl(bob, 'totp', 'enroll', '--uri-only', '--password-file', fx.userPasswordFile), 'conflict');
 
     // Without a terminal, a login that needs a code says how to give one, and keeps nothing.
     const env = freshEnv();
-    result = await ctl(env, 'login', '--username', 'bob', '--password-file', userPasswordFile);
+    result = await ctl(env, 'login', '--username', 'bob', '--password-file', fx.userPasswordFile);
     assertOneLineError(result, 'usage', 2);
     assert.match(result.stderr, /--totp-code-file/);
     assert.throws(() => statSync(sessionPath(env)), { code: 'ENOENT' });
@@ -264,20 +171,20 @@ describe('mciasctl totp and the login with a second factor against a real mciass
     );
 
     const codeFile = fileWith(await app.next());
-    result = await ctl(env, '--json', 'login', '--username', 'bob', '--password-file', userPasswordFile, '--totp-code-file', codeFile);
+    result = await ctl(env, '--json', 'login', '--username', 'bob', '--password-file', fx.userPasswordFile, '--totp-code-file', codeFile);
     assertOk(result);
     const login = JSON.parse(result.stdout) as { account: { username: string; totp_enabled: boolean }; totp_enrollment_required?: boolean };
     assert.deepEqual([login.account.username, login.account.totp_enabled, login.totp_enrollment_required], ['bob', true, undefined]);
     // The same file again is a replay; a recovery code from a file works, spaces and all.
-    assertOneLineError(await ctl(freshEnv(), 'login', '--username', 'bob', '--password-file', userPasswordFile, '--totp-code-file', codeFile), 'invalid_credentials');
+    assertOneLineError(await ctl(freshEnv(), 'login', '--username', 'bob', '--password-file', fx.userPasswordFile, '--totp-code-file', codeFile), 'invalid_credentials');
     const spaced = (recovery[0] as string).replaceAll('-', ' ');
-    assertOk(await ctl(freshEnv(), 'login', '--username', 'bob', '--password-file', userPasswordFile, '--totp-code-file', fileWith(spaced)));
+    assertOk(await ctl(freshEnv(), 'login', '--username', 'bob', '--password-file', fx.userPasswordFile, '--totp-code-file', fileWith(spaced)));
 
-    assertOneLineError(await ctl(env, 'totp', 'disable', '--password-file', userPasswordFile, '--code-file', fileWith(app.wrong())), 'invalid_credentials');
-    result = await ctl(env, '--json', 'totp', 'disable', '--password-file', userPasswordFile, '--code-file', fileWith(await app.next()));
+    assertOneLineError(await ctl(env, 'totp', 'disable', '--password-file', fx.userPasswordFile, '--code-file', fileWith(app.wrong())), 'invalid_credentials');
+    result = await ctl(env, '--json', 'totp', 'disable', '--password-file', fx.userPasswordFile, '--code-file', fileWith(await app.next()));
     assertOk(result);
     assert.deepEqual(JSON.parse(result.stdout), {});
-    assert.equal((await ctl(freshEnv(), 'login', '--username', 'bob', '--password-file', userPasswordFile)).stdout, 'logged in as bob\n');
+    assert.equal((await ctl(freshEnv(), 'login', '--username', 'bob', '--password-file', fx.userPasswordFile)).stdout, 'logged in as bob\n');
   });
 
   test('usage mistakes: enroll without a terminal or a code file, --code-file with --uri-only or --json', async () => {
@@ -289,7 +196,7 @@ describe('mciasctl totp and the login with a second factor against a real mciass
     const codeFile = fileWith('123456');
     assertOneLineError(await ctl(dave, 'totp', 'enroll', '--uri-only', '--code-file', codeFile), 'usage', 2);
     assertOneLineError(await ctl(dave, '--json', 'totp', 'enroll', '--code-file', codeFile), 'usage', 2);
-    assertOneLineError(await ctl(dave, 'totp', 'disable', '--password-file', userPasswordFile), 'usage', 2);
+    assertOneLineError(await ctl(dave, 'totp', 'disable', '--password-file', fx.userPasswordFile), 'usage', 2);
     assertOneLineError(await ctl(dave, 'totp', 'confirm', '123456'), 'conflict');
     assertOneLineError(await ctl(dave, 'totp', 'enroll', '--code-file', fileWith('')), 'usage', 2);
     // Enrolling needs the current password: without a terminal to ask on, --password-file.
@@ -301,9 +208,9 @@ describe('mciasctl totp and the login with a second factor against a real mciass
 
   test('enroll --code-file reads the code only after the secret is shown: a named pipe works', { skip: HAVE_MKFIFO ? false : 'mkfifo is not installed' }, async () => {
     const carol = await loggedIn('carol');
-    const fifo = path.join(scratch, 'code.fifo');
+    const fifo = path.join(fx.scratch, 'code.fifo');
     execFileSync('mkfifo', ['-m', '0600', fifo]);
-    const child = spawn(process.execPath, [MCIASCTL, 'totp', 'enroll', '--code-file', fifo, '--password-file', userPasswordFile], { cwd: ROOT, env: { ...process.env, ...carol } });
+    const child = spawn(process.execPath, [MCIASCTL, 'totp', 'enroll', '--code-file', fifo, '--password-file', fx.userPasswordFile], { cwd: ROOT, env: { ...process.env, ...carol } });
     let stdout = '';
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -327,9 +234,9 @@ describe('mciasctl totp and the login with a second factor against a real mciass
 
   test('account reset-totp: an administrator removes a lost authenticator; nobody else can', async () => {
     const erin = await loggedIn('erin');
-    const started = JSON.parse((await ctl(erin, '--json', 'totp', 'enroll', '--password-file', userPasswordFile)).stdout) as { secret: string };
+    const started = JSON.parse((await ctl(erin, '--json', 'totp', 'enroll', '--password-file', fx.userPasswordFile)).stdout) as { secret: string };
     assertOk(await ctl(erin, 'totp', 'confirm', await new Authenticator(started.secret).next()));
-    assertOneLineError(await ctl(freshEnv(), 'login', '--username', 'erin', '--password-file', userPasswordFile), 'usage', 2);
+    assertOneLineError(await ctl(freshEnv(), 'login', '--username', 'erin', '--password-file', fx.userPasswordFile), 'usage', 2);
 
     assertOneLineError(await ctl(erin, 'account', 'reset-totp', 'erin'), 'forbidden');
     assertOneLineError(await ctl(admin, 'account', 'reset-totp', 'nobody'), 'not_found');
@@ -337,7 +244,7 @@ describe('mciasctl totp and the login with a second factor against a real mciass
     assertOk(result);
     assert.equal(result.stdout, 'reset the TOTP of erin: they log in with the password alone\n');
     assert.match((await ctl(admin, 'account', 'show', 'erin')).stdout, /^totp:\s+not enabled$/m);
-    assert.equal((await ctl(freshEnv(), 'login', '--username', 'erin', '--password-file', userPasswordFile)).stdout, 'logged in as erin\n');
+    assert.equal((await ctl(freshEnv(), 'login', '--username', 'erin', '--password-file', fx.userPasswordFile)).stdout, 'logged in as erin\n');
     assert.deepEqual(JSON.parse((await ctl(admin, '--json', 'account', 'reset-totp', 'erin')).stdout), {});
   });
 
@@ -345,23 +252,23 @@ describe('mciasctl totp and the login with a second factor against a real mciass
     const strict = await startServerProcess({ env: { MCIAS_AUTH_REQUIRE_TOTP_FOR_ADMINS: 'true' } });
     try {
       const env = freshEnv(strict);
-      let result = await ctl(env, 'login', '--username', 'admin', '--password-file', passwordFile);
+      let result = await ctl(env, 'login', '--username', 'admin', '--password-file', fx.adminPasswordFile);
       assertOk(result);
       assert.equal(result.stdout, "logged in as admin\nadministrators must use TOTP: run 'mciasctl totp enroll' now, or your next login will be refused\n");
 
       // Another administrator without TOTP is refused outright.
-      assertOk(await ctl(env, 'account', 'create', 'second', '--password-file', userPasswordFile, '--no-temporary'));
+      assertOk(await ctl(env, 'account', 'create', 'second', '--password-file', fx.userPasswordFile, '--no-temporary'));
       assertOk(await ctl(env, 'role', 'grant', 'admin', 'second'));
-      result = await ctl(freshEnv(strict), 'login', '--username', 'second', '--password-file', userPasswordFile);
+      result = await ctl(freshEnv(strict), 'login', '--username', 'second', '--password-file', fx.userPasswordFile);
       assertOneLineError(result, 'forbidden');
 
-      const app = new Authenticator(secretIn((await ctl(env, 'totp', 'enroll', '--uri-only', '--password-file', passwordFile)).stdout));
+      const app = new Authenticator(secretIn((await ctl(env, 'totp', 'enroll', '--uri-only', '--password-file', fx.adminPasswordFile)).stdout));
       assertOk(await ctl(env, 'totp', 'confirm', await app.next()));
       const again = freshEnv(strict);
       const login = await inTerminal(['login', '--username', 'admin'], again, [
-        ['Password for admin:', server.adminPassword],
+        ['Password for admin:', fx.server.adminPassword],
         [CODE_PROMPT, () => app.next()],
-      ]);
+      ], TOTP_TIMEOUT_MS);
       assert.equal(login.code, 0, login.output);
       assert.match(login.output, /logged in as admin/);
       assert.doesNotMatch(login.output, /must use TOTP/);

@@ -1,96 +1,28 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { after, afterEach, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { MciasClient } from '../../packages/client/src/index.ts';
 import { USER_PASSWORD } from '../support/harness.ts';
-import { MCIASCTL, ROOT, run, startServerProcess, type ServerProcess } from '../support/server-process.ts';
-import { assertOneLineError } from '../support/mciasctl.ts';
-
-const HAVE_SCRIPT = spawnSync('script', ['--version'], { stdio: 'ignore' }).status === 0;
-
-/** `script` runs the command under a pseudo-terminal; answers are typed only once their prompt has appeared. */
-async function inTerminal(
-  args: readonly string[],
-  env: Record<string, string>,
-  answers: readonly (readonly [prompt: string, answer: string])[],
-): Promise<{ code: number | null; output: string }> {
-  const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
-  const command = [process.execPath, MCIASCTL, ...args].map(quote).join(' ');
-  const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: ROOT, env: { ...process.env, ...env } });
-  let output = '';
-  let next = 0;
-  let searchFrom = 0;
-  const onOutput = (d: Buffer) => {
-    output += d.toString();
-    const answer = answers[next];
-    if (answer === undefined) return;
-    const at = output.indexOf(answer[0], searchFrom);
-    if (at === -1) return;
-    next += 1;
-    searchFrom = at + answer[0].length;
-    child.stdin.write(`${answer[1]}\r`);
-  };
-  child.stdout.on('data', onOutput);
-  child.stderr.on('data', onOutput);
-  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-  const [code] = (await once(child, 'close')) as [number | null];
-  clearTimeout(timer);
-  return { code, output };
-}
+import { assertOneLineError, ctl, inTerminal, needsTerminal, useMciasctlFixture } from '../support/mciasctl.ts';
 
 describe('mciasctl against a real mciassrv', () => {
-  let server: ServerProcess;
-  let passwordFile: string;
-  let userPasswordFile: string;
-  let scratch: string;
+  const fx = useMciasctlFixture();
+  const { freshEnv, loggedIn, sessionPath, storedToken, fileWith } = fx;
   let otherCaFile: string;
-  const dirs: string[] = [];
 
-  /** A fresh config directory, and the environment that points mciasctl at it and at the server. */
-  function freshEnv(): Record<string, string> {
-    const dir = mkdtempSync(path.join(tmpdir(), 'mciasctl-config-'));
-    dirs.push(dir);
-    return { MCIAS_CONFIG_DIR: path.join(dir, 'mcias'), MCIAS_SERVER: server.url, MCIAS_CA_CERT: server.caCertFile, MCIAS_TOKEN: '' };
-  }
-  const ctl = (env: Record<string, string>, ...args: string[]) => run(MCIASCTL, args, { env });
-  const sessionPath = (env: Record<string, string>) => path.join(env['MCIAS_CONFIG_DIR'] as string, 'session.json');
-  const storedToken = (env: Record<string, string>) => (JSON.parse(readFileSync(sessionPath(env), 'utf8')) as { token: string }).token;
-
-  async function loggedIn(username = 'admin', file = passwordFile): Promise<Record<string, string>> {
-    const env = freshEnv();
-    const result = await ctl(env, 'login', '--username', username, '--password-file', file);
-    assert.equal(result.code, 0, result.stderr);
-    return env;
-  }
-
-  before(async () => {
-    server = await startServerProcess();
-    scratch = mkdtempSync(path.join(tmpdir(), 'mciasctl-scratch-'));
-    passwordFile = path.join(scratch, 'admin-password');
-    writeFileSync(passwordFile, `${server.adminPassword}\n`, { mode: 0o600 });
-    userPasswordFile = path.join(scratch, 'user-password');
-    writeFileSync(userPasswordFile, `${USER_PASSWORD}\n`, { mode: 0o600 });
-    otherCaFile = path.join(scratch, 'other-ca.pem');
+  before(() => {
+    otherCaFile = path.join(fx.scratch, 'other-ca.pem');
     execFileSync('openssl', [
       'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=127.0.0.1',
-      '-keyout', path.join(scratch, 'other-ca.key'), '-out', otherCaFile, '-days', '1',
+      '-keyout', path.join(fx.scratch, 'other-ca.key'), '-out', otherCaFile, '-days', '1',
     ], { stdio: 'ignore' });
-  });
-  afterEach(() => {
-    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-  });
-  after(async () => {
-    rmSync(scratch, { recursive: true, force: true });
-    await server?.dispose();
   });
 
   test('login --password-file keeps the token in a 0600 file in a 0700 directory, and never the password', async () => {
     const env = freshEnv();
-    const result = await ctl(env, 'login', '--username', 'admin', '--password-file', passwordFile);
+    const result = await ctl(env, 'login', '--username', 'admin', '--password-file', fx.adminPasswordFile);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout, 'logged in as admin\n');
     assert.equal(result.stderr, '');
@@ -99,11 +31,11 @@ describe('mciasctl against a real mciassrv', () => {
     assert.equal(statSync(sessionPath(env)).mode & 0o777, 0o600);
     const text = readFileSync(sessionPath(env), 'utf8');
     const session = JSON.parse(text) as Record<string, unknown>;
-    assert.equal(session['server'], server.url);
-    assert.equal(session['caCert'], path.resolve(server.caCertFile));
+    assert.equal(session['server'], fx.server.url);
+    assert.equal(session['caCert'], path.resolve(fx.server.caCertFile));
     assert.equal(session['username'], 'admin');
     assert.match(String(session['token']), /^[\w-]+\.[\w-]+\.[\w-]+$/);
-    assert.ok(!text.includes(server.adminPassword));
+    assert.ok(!text.includes(fx.server.adminPassword));
     assert.ok(!`${result.stdout}${result.stderr}`.includes(String(session['token'])));
   });
 
@@ -129,7 +61,7 @@ describe('mciasctl against a real mciassrv', () => {
 
   test('account create, list, show, disable, enable, set-password and delete', async () => {
     const env = await loggedIn();
-    let result = await ctl(env, 'account', 'create', 'alice', '--password-file', userPasswordFile, '--no-temporary');
+    let result = await ctl(env, 'account', 'create', 'alice', '--password-file', fx.userPasswordFile, '--no-temporary');
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout, 'created human account alice\n');
     result = await ctl(env, 'account', 'create', 'backup-bot', '--system');
@@ -150,15 +82,15 @@ describe('mciasctl against a real mciassrv', () => {
 
     assert.equal((await ctl(env, 'account', 'disable', 'alice')).stdout, 'disabled account alice\n');
     assert.match((await ctl(env, 'account', 'show', 'alice')).stdout, /^status:\s+disabled$/m);
-    assertOneLineError(await ctl(freshEnv(), 'login', '--username', 'alice', '--password-file', userPasswordFile), 'invalid_credentials');
+    assertOneLineError(await ctl(freshEnv(), 'login', '--username', 'alice', '--password-file', fx.userPasswordFile), 'invalid_credentials');
     assert.equal((await ctl(env, 'account', 'enable', 'alice')).stdout, 'enabled account alice\n');
-    assert.equal((await ctl(freshEnv(), 'login', '--username', 'alice', '--password-file', userPasswordFile)).code, 0);
+    assert.equal((await ctl(freshEnv(), 'login', '--username', 'alice', '--password-file', fx.userPasswordFile)).code, 0);
 
-    const newPasswordFile = path.join(scratch, 'alice-new-password');
+    const newPasswordFile = path.join(fx.scratch, 'alice-new-password');
     writeFileSync(newPasswordFile, 'another long password for the test\n', { mode: 0o600 });
     result = await ctl(env, 'account', 'set-password', 'alice', '--password-file', newPasswordFile, '--no-temporary');
     assert.equal(result.code, 0, result.stderr);
-    assertOneLineError(await ctl(freshEnv(), 'login', '--username', 'alice', '--password-file', userPasswordFile), 'invalid_credentials');
+    assertOneLineError(await ctl(freshEnv(), 'login', '--username', 'alice', '--password-file', fx.userPasswordFile), 'invalid_credentials');
     assert.equal((await ctl(freshEnv(), 'login', '--username', 'alice', '--password-file', newPasswordFile)).stdout, 'logged in as alice\n');
 
     assert.equal((await ctl(env, 'account', 'delete', 'alice')).stdout, 'deleted account alice\n');
@@ -168,7 +100,7 @@ describe('mciasctl against a real mciassrv', () => {
 
   test('role create, grant, revoke, list and delete', async () => {
     const env = await loggedIn();
-    await ctl(env, 'account', 'create', 'bob', '--password-file', userPasswordFile);
+    await ctl(env, 'account', 'create', 'bob', '--password-file', fx.userPasswordFile);
     assert.equal((await ctl(env, 'role', 'create', 'wiki')).stdout, 'created role wiki\n');
     assert.equal((await ctl(env, 'role', 'grant', 'wiki', 'bob')).stdout, 'granted role wiki to bob\n');
     assert.match((await ctl(env, 'account', 'show', 'bob')).stdout, /^roles:\s+wiki$/m);
@@ -186,52 +118,52 @@ describe('mciasctl against a real mciassrv', () => {
 
   test('password changes your own password; the session stays logged in', async () => {
     const env = await loggedIn();
-    await ctl(env, 'account', 'create', 'erin', '--password-file', userPasswordFile, '--no-temporary');
-    const erin = await loggedIn('erin', userPasswordFile);
+    await ctl(env, 'account', 'create', 'erin', '--password-file', fx.userPasswordFile, '--no-temporary');
+    const erin = await loggedIn('erin', fx.userPasswordFile);
     assert.equal((await ctl(erin, 'whoami')).stdout, 'erin (human, active; roles: -)\n');
     const next = fileWith('a brand new long password for her');
     assertOneLineError(await ctl(erin, 'password', '--current-password-file', next, '--password-file', next), 'invalid_credentials');
-    const result = await ctl(erin, 'password', '--current-password-file', userPasswordFile, '--password-file', next);
+    const result = await ctl(erin, 'password', '--current-password-file', fx.userPasswordFile, '--password-file', next);
     assert.equal(result.code, 0, result.stderr);
     assert.equal((await ctl(erin, 'whoami')).code, 0);
-    assertOneLineError(await ctl(freshEnv(), 'login', '--username', 'erin', '--password-file', userPasswordFile), 'invalid_credentials');
+    assertOneLineError(await ctl(freshEnv(), 'login', '--username', 'erin', '--password-file', fx.userPasswordFile), 'invalid_credentials');
     assert.equal((await ctl(freshEnv(), 'login', '--username', 'erin', '--password-file', next)).code, 0);
   });
 
   test('a temporary password: account create and set-password make one; login replaces it with --new-password-file', async () => {
     const env = await loggedIn();
-    let result = await ctl(env, 'account', 'create', 'tom', '--password-file', userPasswordFile);
+    let result = await ctl(env, 'account', 'create', 'tom', '--password-file', fx.userPasswordFile);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout, 'created human account tom (the password is temporary: they choose their own at their first login)\n');
     assert.match((await ctl(env, 'account', 'show', 'tom')).stdout, /^password:\s+temporary/m);
 
     // A script without --new-password-file: one clear line, and a session that can only change the password.
     const tom = freshEnv();
-    result = await ctl(tom, 'login', '--username', 'tom', '--password-file', userPasswordFile);
+    result = await ctl(tom, 'login', '--username', 'tom', '--password-file', fx.userPasswordFile);
     assertOneLineError(result, 'usage', 2);
     assert.match(result.stderr, /temporary.*--new-password-file/);
     assert.equal((await ctl(tom, 'whoami')).stdout, "tom (human, active; roles: -; the password is temporary: run 'mciasctl password')\n");
     assertOneLineError(await ctl(tom, 'token', 'list', 'tom'), 'password_change_required');
 
     const mine = fileWith('the password he chose for himself');
-    result = await ctl(freshEnv(), 'login', '--username', 'tom', '--password-file', userPasswordFile, '--new-password-file', userPasswordFile);
+    result = await ctl(freshEnv(), 'login', '--username', 'tom', '--password-file', fx.userPasswordFile, '--new-password-file', fx.userPasswordFile);
     assertOneLineError(result, 'invalid_request');
     assert.match(result.stderr, /mciasctl password/);
     const fresh = freshEnv();
-    result = await ctl(fresh, '--json', 'login', '--username', 'tom', '--password-file', userPasswordFile, '--new-password-file', mine);
+    result = await ctl(fresh, '--json', 'login', '--username', 'tom', '--password-file', fx.userPasswordFile, '--new-password-file', mine);
     assert.equal(result.code, 0, result.stderr);
     const printed = JSON.parse(result.stdout) as { account: { password_change_required: boolean }; password_changed?: boolean };
     assert.equal(printed.password_changed, true);
     assert.equal(printed.account.password_change_required, false);
     // The stored session is a full one now.
     assert.equal((await ctl(fresh, 'whoami')).stdout, 'tom (human, active; roles: -)\n');
-    assertOneLineError(await ctl(freshEnv(), 'login', '--username', 'tom', '--password-file', userPasswordFile), 'invalid_credentials');
+    assertOneLineError(await ctl(freshEnv(), 'login', '--username', 'tom', '--password-file', fx.userPasswordFile), 'invalid_credentials');
     assert.equal((await ctl(freshEnv(), 'login', '--username', 'tom', '--password-file', mine)).stdout, 'logged in as tom\n');
 
     // An administrator's set-password is temporary again.
-    result = await ctl(env, 'account', 'set-password', 'tom', '--password-file', userPasswordFile);
+    result = await ctl(env, 'account', 'set-password', 'tom', '--password-file', fx.userPasswordFile);
     assert.equal(result.stdout, 'set the password of tom (temporary: they choose their own at their next login)\n');
-    result = await ctl(freshEnv(), 'login', '--username', 'tom', '--password-file', userPasswordFile, '--new-password-file', fileWith('yet another password of his own'));
+    result = await ctl(freshEnv(), 'login', '--username', 'tom', '--password-file', fx.userPasswordFile, '--new-password-file', fileWith('yet another password of his own'));
     assert.equal(result.stdout, 'password changed: from now on, log in with the new one\nlogged in as tom\n');
     assertOneLineError(await ctl(env, 'account', 'create', 'tombot', '--system', '--no-temporary'), 'usage', 2);
   });
@@ -251,7 +183,7 @@ describe('mciasctl against a real mciassrv', () => {
     const env = await loggedIn();
     writeFileSync(sessionPath(env), '{not json');
     assertOneLineError(await ctl(env, 'whoami'), 'session_file');
-    assert.equal((await ctl(env, 'login', '--username', 'admin', '--password-file', passwordFile)).code, 0);
+    assert.equal((await ctl(env, 'login', '--username', 'admin', '--password-file', fx.adminPasswordFile)).code, 0);
     assert.equal((await ctl(env, 'whoami')).code, 0);
   });
 
@@ -267,13 +199,13 @@ describe('mciasctl against a real mciassrv', () => {
     assertOneLineError(whoami, 'unauthenticated');
     assert.match(whoami.stderr, /not logged in/);
 
-    const client = new MciasClient({ server: server.url, caCert: readFileSync(server.caCertFile), token });
+    const client = new MciasClient({ server: fx.server.url, caCert: readFileSync(fx.server.caCertFile), token });
     await assert.rejects(client.me(), { code: 'unauthenticated', status: 401 });
   });
 
   test('a wrong password is one line on stderr, a non-zero exit, and no session', async () => {
     const env = freshEnv();
-    const wrong = path.join(scratch, 'wrong-password');
+    const wrong = path.join(fx.scratch, 'wrong-password');
     writeFileSync(wrong, 'this is not the password\n');
     const result = await ctl(env, 'login', '--username', 'admin', '--password-file', wrong);
     assertOneLineError(result, 'invalid_credentials');
@@ -284,7 +216,7 @@ describe('mciasctl against a real mciassrv', () => {
 
   test('an expired or revoked stored token is a one-line unauthenticated error that says to log in', async () => {
     const env = await loggedIn();
-    await new MciasClient({ server: server.url, caCert: readFileSync(server.caCertFile), token: storedToken(env) }).logout();
+    await new MciasClient({ server: fx.server.url, caCert: readFileSync(fx.server.caCertFile), token: storedToken(env) }).logout();
     const result = await ctl(env, 'account', 'list');
     assertOneLineError(result, 'unauthenticated');
     assert.match(result.stderr, /mciasctl login/);
@@ -309,16 +241,16 @@ describe('mciasctl against a real mciassrv', () => {
     const env = await loggedIn();
     assertOneLineError(await ctl({ ...env, MCIAS_CA_CERT: '' }, '--ca-cert', otherCaFile, 'whoami'), 'tls_verification_failed');
     // Without any CA certificate only the public roots are trusted.
-    const anonymous = await ctl({ ...freshEnv(), MCIAS_CA_CERT: '' }, 'login', '--username', 'admin', '--password-file', passwordFile);
+    const anonymous = await ctl({ ...freshEnv(), MCIAS_CA_CERT: '' }, 'login', '--username', 'admin', '--password-file', fx.adminPasswordFile);
     assertOneLineError(anonymous, 'tls_verification_failed');
-    assertOneLineError(await ctl({ ...env, MCIAS_CA_CERT: path.join(scratch, 'missing.pem') }, 'whoami'), 'usage', 2);
+    assertOneLineError(await ctl({ ...env, MCIAS_CA_CERT: path.join(fx.scratch, 'missing.pem') }, 'whoami'), 'usage', 2);
   });
 
   test('usage mistakes are one line and exit 2', async () => {
     const env = freshEnv();
     assertOneLineError(await ctl(env, 'acount', 'list'), 'usage', 2);
     assertOneLineError(await ctl(env, 'account', 'create'), 'usage', 2);
-    assertOneLineError(await ctl(env, 'account', 'create', 'x', '--system', '--password-file', passwordFile), 'usage', 2);
+    assertOneLineError(await ctl(env, 'account', 'create', 'x', '--system', '--password-file', fx.adminPasswordFile), 'usage', 2);
     assertOneLineError(await ctl({ ...env, MCIAS_SERVER: 'http://127.0.0.1:8443' }, 'whoami'), 'invalid_argument', 2);
     // No terminal to ask on and no --password-file: say so rather than hang or read a password that echoes.
     const noTerminal = await ctl(env, 'login', '--username', 'admin');
@@ -326,17 +258,37 @@ describe('mciasctl against a real mciassrv', () => {
     assert.match(noTerminal.stderr, /--password-file/);
   });
 
-  test('login asks for the password on a terminal without echoing it', { skip: HAVE_SCRIPT ? false : 'util-linux script is not installed' }, async () => {
+  test('a password file is one line: empty, two-line and missing files are refused before anything is sent', async () => {
+    const twoLines = fileWith(`${fx.server.adminPassword}\nsecond line`);
+    const cases: [file: string, message: RegExp][] = [
+      [fileWith(''), /the password file \S+ is empty/],
+      [twoLines, /the password file \S+ has more than one line/],
+      [path.join(fx.scratch, 'no-such-file'), /cannot read the password file \S+: ENOENT/],
+    ];
+    for (const [file, message] of cases) {
+      const env = freshEnv();
+      const result = await ctl(env, 'login', '--username', 'admin', '--password-file', file);
+      assertOneLineError(result, 'usage', 2);
+      assert.match(result.stderr, message);
+      assert.ok(!result.stderr.includes(fx.server.adminPassword), 'the file content is never echoed');
+      assert.throws(() => statSync(sessionPath(env)), { code: 'ENOENT' });
+    }
+    // One trailing \r\n is dropped, and nothing else.
+    assert.equal((await ctl(freshEnv(), 'login', '--username', 'admin', '--password-file', fileWith(`${fx.server.adminPassword}\r`))).code, 0);
+    assertOneLineError(await ctl(freshEnv(), 'login', '--username', 'admin', '--password-file', fileWith(`${fx.server.adminPassword} `)), 'invalid_credentials');
+  });
+
+  test('login asks for the password on a terminal without echoing it', needsTerminal, async () => {
     const env = freshEnv();
-    const { code, output } = await inTerminal(['login', '--username', 'admin'], env, [['Password for admin:', server.adminPassword]]);
+    const { code, output } = await inTerminal(['login', '--username', 'admin'], env, [['Password for admin:', fx.server.adminPassword]]);
     assert.equal(code, 0, output);
     assert.match(output, /Password for admin:/);
     assert.match(output, /logged in as admin/);
-    assert.ok(!output.includes(server.adminPassword), 'the password was echoed');
+    assert.ok(!output.includes(fx.server.adminPassword), 'the password was echoed');
     assert.equal(statSync(sessionPath(env)).mode & 0o777, 0o600);
   });
 
-  test('account create asks twice on a terminal, without echo, and refuses two different passwords', { skip: HAVE_SCRIPT ? false : 'util-linux script is not installed' }, async () => {
+  test('account create asks twice on a terminal, without echo, and refuses two different passwords', needsTerminal, async () => {
     const env = await loggedIn();
     const password = 'typed twice and never shown';
     let { code, output } = await inTerminal(['account', 'create', 'carol', '--no-temporary'], env, [
@@ -357,9 +309,9 @@ describe('mciasctl against a real mciassrv', () => {
     assertOneLineError(await ctl(env, 'account', 'show', 'dave'), 'not_found');
   });
 
-  test('login with a temporary password asks for a new one at once, twice and without echo', { skip: HAVE_SCRIPT ? false : 'util-linux script is not installed' }, async () => {
+  test('login with a temporary password asks for a new one at once, twice and without echo', needsTerminal, async () => {
     const admin = await loggedIn();
-    assert.equal((await ctl(admin, 'account', 'create', 'nina', '--password-file', userPasswordFile)).code, 0);
+    assert.equal((await ctl(admin, 'account', 'create', 'nina', '--password-file', fx.userPasswordFile)).code, 0);
     const env = freshEnv();
     const mine = 'she typed this one herself';
     const { code, output } = await inTerminal(['login', '--username', 'nina'], env, [
@@ -378,11 +330,4 @@ describe('mciasctl against a real mciassrv', () => {
     assert.equal((await ctl(env, 'whoami')).stdout, 'nina (human, active; roles: -)\n');
     assert.equal((await ctl(freshEnv(), 'login', '--username', 'nina', '--password-file', fileWith(mine))).code, 0);
   });
-
-  let files = 0;
-  function fileWith(content: string): string {
-    const file = path.join(scratch, `password-${(files += 1)}`);
-    writeFileSync(file, `${content}\n`, { mode: 0o600 });
-    return file;
-  }
 });

@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
-import { CliError } from './output.ts';
+import { CliError } from '../errors.ts';
 
 /**
  * mciasctl's login state: where the server is, which CA certificate it is trusted with, and the bearer token.
@@ -16,18 +16,18 @@ export interface Session {
   readonly expiresAt?: string | undefined;
 }
 
-export const SESSION_FILE_NAME = 'session.json';
+const SESSION_FILE_NAME = 'session.json';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
 /** `$MCIAS_CONFIG_DIR`, else `$XDG_CONFIG_HOME/mcias`, else `~/.config/mcias`. */
-export function configDir(env: Env): string {
+function configDir(env: Env): string {
   if (env['MCIAS_CONFIG_DIR']) return path.resolve(env['MCIAS_CONFIG_DIR']);
   if (env['XDG_CONFIG_HOME']) return path.join(path.resolve(env['XDG_CONFIG_HOME']), 'mcias');
   return path.join(homedir(), '.config', 'mcias');
 }
 
-export function sessionFile(env: Env): string {
+function sessionFile(env: Env): string {
   return path.join(configDir(env), SESSION_FILE_NAME);
 }
 
