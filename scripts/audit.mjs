@@ -1,4 +1,4 @@
-// security.md 35: fail the build on high or critical advisories in production dependencies.
+// SECURITY.md §35: fail the build on high or critical advisories in production dependencies.
 // `npm audit` exits 1 both when it finds advisories and when the advisory service cannot be reached, so
 // its JSON decides: findings fail the build; an unreachable service (some registry mirrors answer the audit
 // endpoint with 405) is reported loudly, since no result was obtained, and does not pass as "clean".

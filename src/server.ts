@@ -96,7 +96,7 @@ export interface RunningServer {
   reloadTls(): void;
 }
 
-/** Serves HTTPS only (security.md 27): there is no plain-HTTP listener, not even for redirects. */
+/** Serves HTTPS only (SECURITY.md §27): there is no plain-HTTP listener, not even for redirects. */
 export async function startServer(config: Config, logger: Logger, options: { clock?: Clock } = {}): Promise<RunningServer> {
   const https = tlsServerOptions(config.tls);
   const runtime = await createRuntime(config, options);

@@ -33,7 +33,7 @@ export interface InitResult {
 
 /**
  * Creates a data directory: config file, master key (0600), a self-signed certificate unless one is given, the
- * database, and the first administrator (security.md 11: no default accounts; the bootstrap is explicit).
+ * database, and the first administrator (SECURITY.md §11: no default accounts; the bootstrap is explicit).
  */
 export async function initDataDir(options: InitOptions): Promise<InitResult> {
   const dataDir = path.resolve(options.dataDir);
@@ -82,7 +82,7 @@ export async function initDataDir(options: InitOptions): Promise<InitResult> {
   const runtime = await createRuntime(checked.config);
   try {
     const adminPassword = password ?? randomBytes(24).toString('base64url');
-    // A generated password has been on a screen: it is temporary (security.md 39). The operator's own file is not.
+    // A generated password has been on a screen: it is temporary (SECURITY.md §39). The operator's own file is not.
     const admin = await runtime.services.accounts.bootstrapAdmin(options.adminUsername, adminPassword, { temporary: password === undefined });
     writePrivateFile(configFile, text);
     return {

@@ -15,7 +15,7 @@ export type StorageConfig =
   | { readonly kind: 'sqlite'; readonly path: string; readonly busyTimeoutMs: number }
   | { readonly kind: 'postgres'; readonly url: string; readonly caFile: string | undefined; readonly poolSize: number };
 
-/** Bounds on connections (security.md 36); src/http/connections.ts applies them. */
+/** Bounds on connections (SECURITY.md §36); src/http/connections.ts applies them. */
 export interface ConnectionLimits {
   readonly handshakeTimeoutMs: number;
   readonly headersTimeoutMs: number;
@@ -165,7 +165,7 @@ export function resolveConfig(
       scrypt: { ln: file.passwords.scrypt_ln, r: file.passwords.scrypt_r, p: file.passwords.scrypt_p },
       maxConcurrentHashes: file.passwords.max_concurrent_hashes || Math.max(1, availableParallelism() - 1),
       maxQueuedHashes: file.passwords.max_queued_hashes,
-      // security.md 37: by default one address may hold an eighth of the queue (8 of the default 64).
+      // SECURITY.md §37: by default one address may hold an eighth of the queue (8 of the default 64).
       maxHashesPerClient: file.passwords.max_hashes_per_client || Math.max(1, Math.ceil(file.passwords.max_queued_hashes / 8)),
       minLength: file.passwords.min_length,
       minLengthWithTotp: file.passwords.min_length_with_totp,
@@ -229,7 +229,7 @@ function resolveConnectionLimits(
   duration: (name: string, text: string) => number,
   problems: string[],
 ): ConnectionLimits {
-  // Zero would switch Node's bound off; there is no setting that removes a bound (security.md 36).
+  // Zero would switch Node's bound off; there is no setting that removes a bound (SECURITY.md §36).
   const bounded = (key: keyof ConfigFile['server'] & `${string}_timeout`) => {
     const ms = duration(`server.${key}`, server[key]);
     const valid = parseDuration(server[key]) !== undefined; // an unparsable one is reported by `duration`

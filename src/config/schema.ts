@@ -25,7 +25,7 @@ export const ConfigFileSchema = Type.Object(
       }),
       body_limit: Type.Integer({ default: 65_536, minimum: 1_024, maximum: 1_048_576 }),
       shutdown_timeout: Duration('30s', 'how long in-flight requests may take to finish on SIGTERM'),
-      // Connection bounds (security.md 36); docs/configuration.md argues each default.
+      // Connection bounds (SECURITY.md §36); docs/configuration.md argues each default.
       handshake_timeout: Duration('10s', 'how long a connection may take to finish its TLS handshake'),
       headers_timeout: Duration('10s', 'how long a request may take to send its headers'),
       request_timeout: Duration('30s', 'how long a request may take to arrive in full, headers and body'),

@@ -4,7 +4,7 @@ import { TLS_KEY_FORBIDDEN_MODE, readPrivateFile } from './files.ts';
 import type { Config } from './load.ts';
 
 /**
- * Mozilla server-side TLS, intermediate profile (security.md 26): TLS 1.2 with exactly the ECDHE AEAD suites,
+ * Mozilla server-side TLS, intermediate profile (SECURITY.md §26): TLS 1.2 with exactly the ECDHE AEAD suites,
  * TLS 1.3 with its standard suites, and the client's preference honoured (every suite on the list is strong).
  */
 export const TLS12_CIPHERS = [
@@ -17,7 +17,7 @@ export const TLS12_CIPHERS = [
 ] as const;
 const TLS13_CIPHERS = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256'] as const;
 
-/** Reads the certificate and key, refusing a key file that everyone can read (security.md 28). */
+/** Reads the certificate and key, refusing a key file that everyone can read (SECURITY.md §28). */
 function readTlsMaterial(tls: Config['tls']): SecureContextOptions {
   return { key: readTlsKey(tls), cert: readTlsCertificate(tls) };
 }

@@ -54,7 +54,7 @@ export class AccountService {
   }
 
   /**
-   * A password an administrator chooses for someone else is temporary unless `temporary` is false (security.md 39):
+   * A password an administrator chooses for someone else is temporary unless `temporary` is false (SECURITY.md §39):
    * the person must replace it at their first login. `temporary: false` is for automation.
    */
   async create(
@@ -80,7 +80,7 @@ export class AccountService {
   }
 
   /**
-   * The first administrator (security.md 11: no default accounts). Refuses once any account exists, so it cannot
+   * The first administrator (SECURITY.md §11: no default accounts). Refuses once any account exists, so it cannot
    * be used to take over an initialised server.
    */
   async bootstrapAdmin(username: string, password: string, options: { temporary: boolean }): Promise<Account> {
@@ -125,7 +125,7 @@ export class AccountService {
 
   /**
    * An administrator's reset: a new password and every token of the account revoked. The password is temporary
-   * unless `temporary` is false (security.md 39).
+   * unless `temporary` is false (SECURITY.md §39).
    */
   async resetPassword(
     username: string,
@@ -147,8 +147,8 @@ export class AccountService {
   }
 
   /**
-   * Own change (security.md 5): the current password is required; every other token is revoked. It is also the way
-   * out of a temporary password (security.md 39): then the new one must differ from it, and the change clears the flag.
+   * Own change (SECURITY.md §5): the current password is required; every other token is revoked. It is also the way
+   * out of a temporary password (SECURITY.md §39): then the new one must differ from it, and the change clears the flag.
    */
   async changeOwnPassword(
     principal: Principal,
@@ -177,7 +177,7 @@ export class AccountService {
     });
   }
 
-  /** `hashKey`: whom the hash is for (security.md 37), the client's address in a request. */
+  /** `hashKey`: whom the hash is for (SECURITY.md §37), the client's address in a request. */
   async #newPasswordHash(password: string, username: string, hashKey: string, withTotp = false): Promise<string> {
     checkNewPassword(password, { username, minLength: withTotp ? this.#minPasswordLengthWithTotp : this.#minPasswordLength });
     return this.#hasher.hash(password, hashKey);

@@ -1,7 +1,7 @@
 import ipaddr from 'ipaddr.js';
 
 /**
- * The key under which a client address shares a per-address limit (security.md 37): an IPv4 address as it is (an
+ * The key under which a client address shares a per-address limit (SECURITY.md §37): an IPv4 address as it is (an
  * IPv4-mapped IPv6 address counts as its IPv4 address), an IPv6 address by its /64, since one subscriber usually
  * holds a whole /64 and could otherwise take a new address for every request. A request without an address
  * (none reaches the server that way over a socket) shares the key `unknown`.

@@ -1,6 +1,6 @@
 import type { Principal, RequestContext } from './model.ts';
 
-/** Typed audit events (security.md 30). Every row is written in the transaction of the change it records. */
+/** Typed audit events (SECURITY.md §30). Every row is written in the transaction of the change it records. */
 const AUDIT_EVENT_TYPES = [
   'login_succeeded',
   'login_failed',

@@ -21,7 +21,7 @@ export interface LoginResult {
 /**
  * Interactive login for human accounts: password, then the TOTP code (or a recovery code) where TOTP is enabled.
  * Every first-factor failure, whatever its cause, does the same work (one scrypt verification, one audit row) and
- * answers with the same error (security.md 8); the cause goes to the audit trail.
+ * answers with the same error (SECURITY.md §8); the cause goes to the audit trail.
  */
 export class LoginService {
   readonly #store: Store;
@@ -50,7 +50,7 @@ export class LoginService {
   }
 
   async login(input: { username: string; password: string; totpCode?: string | undefined }, ctx: RequestContext): Promise<LoginResult> {
-    // A name that breaks the rule is an unknown user: the same work and answer as any other (security.md 8).
+    // A name that breaks the rule is an unknown user: the same work and answer as any other (SECURITY.md §8).
     const username = canonicalName(input.username);
     const record = username === undefined ? undefined : await this.#store.accounts.findByUsername(username);
     const usable = record !== undefined && record.kind === 'human';
@@ -105,7 +105,7 @@ export class LoginService {
     return { token: issued.token, expiresAt: issued.record.expiresAt, account, totpEnrollmentRequired };
   }
 
-  /** Shorter than the minimum for a new password of this account now (security.md 4), counted as checkNewPassword counts. */
+  /** Shorter than the minimum for a new password of this account now (SECURITY.md §4), counted as checkNewPassword counts. */
   #tooShort(password: string, withTotp: boolean): boolean {
     const minimum = withTotp ? this.#minPasswordLength.withTotp : this.#minPasswordLength.withoutTotp;
     return passwordLength(password) < minimum;

@@ -3,7 +3,7 @@ import type { Account } from './model.ts';
 /**
  * Who may do what beyond the per-route access levels: the one place that decides. Route access control
  * (src/http/access.ts) and the domain services ask it; none of them looks at role names itself. Plain functions of
- * accounts (with their current roles, read from the database for this request: security.md 21), one section per
+ * accounts (with their current roles, read from the database for this request: SECURITY.md §21), one section per
  * question:
  * - is this account an administrator (below);
  * - may this person act for this service account (delegation, further below);
@@ -27,7 +27,7 @@ export function isAdminRole(role: string): boolean {
  * Why someone may not act for a service account:
  * - `not_delegate`: neither an administrator nor a human holding the role named after the service (decided on the
  *   name alone, so callers can refuse before they look the name up and reveal whether it exists);
- * - `delegation_exceeds_roles`: a delegate, but the service holds a role the delegate does not (security.md 38),
+ * - `delegation_exceeds_roles`: a delegate, but the service holds a role the delegate does not (SECURITY.md §38),
  *   so the service's token would give the delegate more than they hold.
  */
 type DelegationRefusal = 'not_delegate' | 'delegation_exceeds_roles';
@@ -50,7 +50,7 @@ export function mayActForServiceName(actor: Pick<Account, 'kind' | 'roles'>, ser
 /**
  * Whether `actor` may act for the service account `service` (issue its token; read its credentials): an
  * administrator always; a delegate only if every role the service holds is one the delegate holds too
- * (security.md 38). Otherwise a delegate of a service holding `admin` could issue its token and act as admin.
+ * (SECURITY.md §38). Otherwise a delegate of a service holding `admin` could issue its token and act as admin.
  */
 export function mayActForService(actor: Pick<Account, 'kind' | 'roles'>, service: Pick<Account, 'username' | 'roles'>): Delegation {
   const byName = mayActForServiceName(actor, service.username);

@@ -10,7 +10,7 @@ export interface FairSchedulerOptions {
 }
 
 /**
- * A bounded pool of task slots shared fairly between keys (client addresses: security.md 37). Each key may hold at
+ * A bounded pool of task slots shared fairly between keys (client addresses: SECURITY.md §37). Each key may hold at
  * most `maxPerKey` tasks (waiting plus running), so one key can never fill the queue; and when a slot frees, the
  * next task comes from the next key in turn (round robin over the keys that have tasks waiting), so a task of a
  * newly arrived key waits behind at most one task of each other key, however many each of them has queued.

@@ -19,7 +19,7 @@ interface LoadedKey {
 
 /**
  * The server's Ed25519 signing keys. Private keys live in the database sealed under the master key; the newest
- * unretired key signs. Verification keys come only from here, never from a token's own headers (security.md 16).
+ * unretired key signs. Verification keys come only from here, never from a token's own headers (SECURITY.md §16).
  * Rotation retires the current key; a retired key keeps verifying, and stays in the JWKS, while any unexpired,
  * unrevoked token it signed remains, and is deleted at the next rotation or start-up after that.
  */

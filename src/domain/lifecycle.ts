@@ -38,7 +38,7 @@ export class TokenLifecycle {
 
   /**
    * A new token for the presented one, which is revoked in the same transaction (so it renews once). Humans renew
-   * up to the absolute session age counted from their password login (security.md 18); renewal never extends past
+   * up to the absolute session age counted from their password login (SECURITY.md §18); renewal never extends past
    * it. System accounts renew while active, keeping their single live token.
    */
   async renew(principal: Principal, ctx: RequestContext): Promise<IssuedToken> {
@@ -90,7 +90,7 @@ export class TokenLifecycle {
 
   /**
    * Issues a system account's token, for an administrator or a delegate (a human holding the role named after the
-   * service) who holds every role the service holds (security.md 38). The account holds one live token: the
+   * service) who holds every role the service holds (SECURITY.md §38). The account holds one live token: the
    * previous one is revoked in the same transaction, the account's row lock serialises concurrent issues, and a
    * partial unique index makes two live tokens impossible regardless.
    */
@@ -156,7 +156,7 @@ export class TokenLifecycle {
   async validate(token: string, ctx: RequestContext): Promise<Validation> {
     const result = await this.#tokens.check(token);
     if (!result.ok) return this.#inactive(result.reason, ctx);
-    // A session whose password is temporary may only change it (security.md 39): for an app, it is not active yet.
+    // A session whose password is temporary may only change it (SECURITY.md §39): for an app, it is not active yet.
     if (result.principal.account.passwordChangeRequired) return this.#inactive('password_change_required', ctx);
     const { account, token: record, permissions } = result.principal;
     return { active: true, account, permissions, jti: record.jti, issuedAt: record.issuedAt, expiresAt: record.expiresAt };

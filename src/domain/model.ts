@@ -15,7 +15,7 @@ export interface AccountRecord {
   readonly status: AccountStatus;
   readonly passwordHash: string | null;
   readonly totpConfirmedAt: number | null;
-  /** The password is temporary (security.md 39): until it is changed, the account's sessions may do nothing else. */
+  /** The password is temporary (SECURITY.md §39): until it is changed, the account's sessions may do nothing else. */
   readonly passwordChangeRequired: boolean;
   readonly createdAt: number;
   readonly updatedAt: number;

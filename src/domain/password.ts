@@ -4,10 +4,10 @@ import { MciasError, fail } from './errors.ts';
 import { FairScheduler } from './fair-scheduler.ts';
 
 /**
- * Password storage (security.md 1-7): scrypt in PHC string form, NFKC-normalised input, never truncated.
+ * Password storage (SECURITY.md §1-§7): scrypt in PHC string form, NFKC-normalised input, never truncated.
  * Hashing runs on libuv's thread pool (async `crypto.scrypt`), and at most `maxConcurrent` hashes run at once so
  * memory stays bounded (128·N·r bytes each: 128 MiB at N=2^17) and the event loop stays free for token checks
- * (security.md 7). The slots are shared fairly between client addresses (security.md 37): every hash names the key
+ * (SECURITY.md §7). The slots are shared fairly between client addresses (SECURITY.md §37): every hash names the key
  * it runs for (`addressKey(ctx.ip)` for a request, an `internal:` key otherwise); see FairScheduler.
  */
 export interface ScryptParams {
@@ -57,7 +57,7 @@ export function normalizePassword(password: string): string {
   return password.normalize('NFKC');
 }
 
-/** A password's length as every rule counts it (security.md 4): characters (code points) after NFKC, not UTF-16 units. */
+/** A password's length as every rule counts it (SECURITY.md §4): characters (code points) after NFKC, not UTF-16 units. */
 export function passwordLength(password: string): number {
   return [...normalizePassword(password)].length;
 }
@@ -167,7 +167,7 @@ function isWeaker(stored: ScryptParams, wanted: ScryptParams): boolean {
 let commonPasswords: Set<string> | undefined;
 
 /**
- * Rules for a new password (security.md 4, NIST SP 800-63B): a minimum length, no composition rules, not a
+ * Rules for a new password (SECURITY.md §4, NIST SP 800-63B): a minimum length, no composition rules, not a
  * commonly used password, not built from the username. Each refusal carries a machine-readable reason.
  */
 export function checkNewPassword(password: string, options: { username: string; minLength: number }): void {

@@ -2,7 +2,7 @@ import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } f
 import { MciasError } from './errors.ts';
 
 /**
- * Authenticated encryption of secrets at rest (security.md 23): AES-256-GCM under the master key, a fresh 96-bit
+ * Authenticated encryption of secrets at rest (SECURITY.md §23): AES-256-GCM under the master key, a fresh 96-bit
  * nonce per encryption, and the identity of the row and column bound as additional data, so a ciphertext copied
  * to another row or column does not decrypt.
  *

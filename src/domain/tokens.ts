@@ -41,10 +41,10 @@ type VerifiedClaims = JWTPayload & { jti: string; sub: string; exp: number; iat:
 
 /** Seconds of clock difference between instances that `nbf`/`exp` checks forgive. */
 const CLOCK_TOLERANCE_S = 5;
-/** How far ahead of our clock a token's `iat` may be (security.md 40): we never issue one from the future. */
+/** How far ahead of our clock a token's `iat` may be (SECURITY.md §40): we never issue one from the future. */
 const MAX_IAT_AHEAD_MS = 60_000;
 /**
- * The one spelling of a token we accept (security.md 40): three base64url segments without padding, and the signature
+ * The one spelling of a token we accept (SECURITY.md §40): three base64url segments without padding, and the signature
  * exactly an Ed25519 signature's 64 bytes. 64 bytes are 86 characters whose last one carries 4 unused bits; only
  * A, Q, g and w leave them zero. Without this, 16 spellings of one token (and validate's `token==`) would all work.
  * The header and payload need no such check: the signature covers their characters, not their decoded bytes.
@@ -122,7 +122,7 @@ export class TokenService {
   }
 
   /**
-   * Signature and claims (security.md 16): EdDSA only, our issuer and audience, exp/iat/jti/sub required, the key
+   * Signature and claims (SECURITY.md §16): EdDSA only, our issuer and audience, exp/iat/jti/sub required, the key
    * from our own key ring by `kid` (never from the token's headers). A token that passed once is remembered by its
    * hash until it expires, so the common case costs one hash instead of one signature check. Only the canonical
    * spelling gets that far, so the cache cannot vouch for another spelling of a token it has seen.
@@ -164,7 +164,7 @@ export class TokenService {
   }
 
   /**
-   * The full check behind every authenticated request and every validation (security.md 16, 17, 21): the
+   * The full check behind every authenticated request and every validation (SECURITY.md §16, §17, §21): the
    * signature, then the token's row (not revoked, not expired, key not deleted), its account (active), and the
    * account's current roles and permissions, read in one query.
    */

@@ -10,7 +10,7 @@ import { passwordLength, type PasswordHasher } from './password.ts';
 import type { Store } from './ports.ts';
 import type { Sealer } from './sealing.ts';
 
-/** RFC 6238 as security.md 12 fixes it: a 160-bit secret, SHA-1, 6 digits, 30 s steps, at most ±1 step. */
+/** RFC 6238 as SECURITY.md §12 fixes it: a 160-bit secret, SHA-1, 6 digits, 30 s steps, at most ±1 step. */
 const SECRET_BYTES = 20;
 const PERIOD_S = 30;
 const DIGITS = 6;
@@ -66,7 +66,7 @@ function newRecoveryCode(): string {
 }
 
 /**
- * The TOTP second factor (security.md 12–15): enrollment that is active only after a correct code, codes
+ * The TOTP second factor (SECURITY.md §12–§15): enrollment that is active only after a correct code, codes
  * accepted once (the last accepted step is kept in the database), secrets sealed at rest, single-use recovery
  * codes stored as keyed digests, removal with password and code, and an administrator's reset.
  */
@@ -99,7 +99,7 @@ export class TotpService {
 
   /**
    * Starts (or restarts) enrollment with a fresh secret; nothing changes at login until it is confirmed. It needs the
-   * current password (security.md 14, ASVS 7.5.1): a stolen token alone cannot put an attacker's authenticator on the
+   * current password (SECURITY.md §14, ASVS 7.5.1): a stolen token alone cannot put an attacker's authenticator on the
    * account. A wrong password is audited and stores nothing.
    */
   async begin(principal: Principal, password: string, ctx: RequestContext): Promise<{ secret: string; uri: string }> {
@@ -141,7 +141,7 @@ export class TotpService {
   }
 
   /**
-   * Removal needs the password and a current code, or a recovery code for a lost device (security.md 14). A password that is only long enough because
+   * Removal needs the password and a current code, or a recovery code for a lost device (SECURITY.md §14). A password that is only long enough because
    * TOTP was on must be changed first, so removing the factor never leaves a weak password alone.
    */
   async disable(principal: Principal, input: { password: string; code: string }, ctx: RequestContext): Promise<void> {

@@ -6,7 +6,7 @@ import type { Principal, RequestContext } from '../domain/model.ts';
 import type { TokenService } from '../domain/tokens.ts';
 
 /**
- * Who may call a route (security.md 20): every route declares one of these in `config.access`, and a route that
+ * Who may call a route (SECURITY.md §20): every route declares one of these in `config.access`, and a route that
  * declares nothing cannot be registered. `token` is any valid token, human or system.
  */
 const ACCESS_LEVELS = ['public', 'token', 'human', 'admin'] as const;
@@ -16,7 +16,7 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     access?: Access;
     /**
-     * The route stays open to a session whose password is temporary (security.md 39). Only reading the own account,
+     * The route stays open to a session whose password is temporary (SECURITY.md §39). Only reading the own account,
      * changing the own password and logging out declare it; every other route refuses such a session.
      */
     duringPasswordChange?: true;

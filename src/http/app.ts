@@ -27,13 +27,13 @@ export interface AppOptions {
   readonly logger: FastifyServerOptions['loggerInstance'] | false;
   /** TLS for a real listener; tests that use `inject` leave it out. */
   readonly https?: HttpsServerOptions;
-  /** Bounds on the real listener's connections (security.md 36); only with `https`. */
+  /** Bounds on the real listener's connections (SECURITY.md §36); only with `https`. */
   readonly connections?: ConnectionLimits;
   readonly version?: string;
 }
 
 export { HSTS } from './headers.ts';
-/** What Fastify does with `__proto__` and `constructor.prototype` keys in a JSON body (security.md 33). */
+/** What Fastify does with `__proto__` and `constructor.prototype` keys in a JSON body (SECURITY.md §33). */
 const POISONING = 'error';
 
 /** Headers on every response, including the ones Fastify's router answers before any hook runs. */
@@ -53,11 +53,11 @@ function hasBody(request: FastifyRequest): boolean {
 export async function buildApp(services: AppServices, options: AppOptions): Promise<FastifyInstance> {
   const limits = options.https ? options.connections : undefined;
   const app = Fastify({
-    // The serializers keep query strings and raw request bytes out of Fastify's own log lines (security.md 19).
+    // The serializers keep query strings and raw request bytes out of Fastify's own log lines (SECURITY.md §19).
     ...(options.logger ? { loggerInstance: options.logger.child({}, { serializers: logSerializers }) } : { logger: false }),
     ...(options.https ? { https: { ...options.https, ...(limits ? httpsConnectionOptions(limits) : {}) } } : {}),
     ...(limits ? fastifyConnectionOptions(limits) : {}),
-    // Errors Node's parser answers before Fastify sees a request get the house format too (security.md 42).
+    // Errors Node's parser answers before Fastify sees a request get the house format too (SECURITY.md §42).
     clientErrorHandler,
     bodyLimit: options.bodyLimit,
     trustProxy: options.trustedProxies.length > 0 ? [...options.trustedProxies] : false,
@@ -87,7 +87,7 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
 
   app.addHook('onRequest', async (request, reply) => {
     securityHeaders(request, reply);
-    // An unknown route is 404 whatever the request carries (api.md): answered here, before any body is read, so a
+    // An unknown route is 404 whatever the request carries (docs/api.md): answered here, before any body is read, so a
     // URL typo with a body (malformed, oversized or of another type) is not mistaken for a bad body. The body is
     // left unread, so the connection closes after the answer rather than reading on (as Fastify does for 413).
     if (request.is404) {
@@ -96,7 +96,7 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
     }
   });
   app.addHook('onResponse', async (request, reply) => logAccess(request, reply));
-  // A body sent to a route that takes none is refused rather than ignored (security.md 22).
+  // A body sent to a route that takes none is refused rather than ignored (SECURITY.md §22).
   app.addHook('preValidation', async (request) => {
     if (request.routeOptions.schema?.body === undefined && hasBody(request)) {
       throw new MciasError('invalid_request', 'this route takes no request body');

@@ -9,7 +9,7 @@ import { SECURITY_HEADERS } from './headers.ts';
 import { PROBLEM_CONTENT_TYPE, buildProblem } from './problem.ts';
 
 /**
- * Bounds on connections (security.md 36): a client cannot hold the server's sockets, memory or file descriptors by
+ * Bounds on connections (SECURITY.md §36): a client cannot hold the server's sockets, memory or file descriptors by
  * opening many connections and sending slowly, or not at all.
  */
 
@@ -119,7 +119,7 @@ const answered = new WeakSet<Socket>();
 /**
  * Fastify's `clientErrorHandler`: malformed framing (400), oversized headers (431) and the headers or request
  * timeout (408) are answered in the house format, with the security headers, a request id and a problem+json body
- * (security.md 42), then the connection is closed. TLS errors (a handshake timeout, a bad ClientHello) have no HTTP
+ * (SECURITY.md §42), then the connection is closed. TLS errors (a handshake timeout, a bad ClientHello) have no HTTP
  * to answer in and only close the connection. The raw bytes the parser kept (`rawPacket`) may hold credentials
  * and are never logged.
  */

@@ -7,7 +7,7 @@ import { MciasError } from '../domain/errors.ts';
  * first, so the two would act on different requests. Nested objects are checked too.
  *
  * How: Fastify's own JSON parser runs first (secure-json-parse, so `__proto__` and `constructor.prototype` stay
- * refused, security.md 33, and malformed JSON gets its usual answer); only text it accepted is then scanned for
+ * refused, SECURITY.md §33, and malformed JSON gets its usual answer); only text it accepted is then scanned for
  * repeated keys. JSON.parse cannot report them (a reviver sees the finished object), and the libraries that can
  * were worse here: jsonc-parser's visitor recurses and overflows the stack on a 20 KB body of nested brackets that
  * JSON.parse accepts, lossless-json allows a key repeated with an identical value and is ~15x slower than JSON.parse

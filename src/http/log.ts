@@ -3,7 +3,7 @@ import { stdSerializers } from 'pino';
 
 /**
  * What the server logs about a request, and how errors are serialized, so that no token or other value a client put
- * in a URL reaches the log (security.md 19). Tokens belong in the Authorization header; a client that puts one in a
+ * in a URL reaches the log (SECURITY.md §19). Tokens belong in the Authorization header; a client that puts one in a
  * query string (`?token=…`, `?access_token=…`) or a path segment gets its request refused, and the log keeps only
  * that it happened.
  */
@@ -28,7 +28,7 @@ function loggableUrl(url: string): string {
   return end === -1 ? scrubTokens(path) : `${scrubTokens(path)}?${REDACTED}`;
 }
 
-/** The access-log line: one per request, the URL without its query string (security.md 19). */
+/** The access-log line: one per request, the URL without its query string (SECURITY.md §19). */
 export function logAccess(request: FastifyRequest, reply: FastifyReply): void {
   request.log.info(
     { method: request.method, url: loggableUrl(request.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10, ip: request.ip },

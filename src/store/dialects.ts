@@ -69,7 +69,7 @@ const URL_SSL_PARAMETERS = ['ssl', 'sslmode', 'sslrootcert'] as const;
 
 /**
  * With `storage.ca_file`, the connection is `verify-full` against that CA: the chain is checked and so is the host
- * name (security.md 29). Without it, the URL decides, as libpq would (`?sslmode=verify-full&sslrootcert=...`).
+ * name (SECURITY.md §29). Without it, the URL decides, as libpq would (`?sslmode=verify-full&sslrootcert=...`).
  */
 function postgresConnection(storage: Extract<StorageConfig, { kind: 'postgres' }>): pg.PoolConfig {
   if (storage.caFile === undefined) return { connectionString: storage.url };

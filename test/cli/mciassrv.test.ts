@@ -83,7 +83,7 @@ describe('mciassrv', { concurrency: 4 }, () => {
         | { password_hash: string; password_change_required: number }
         | undefined;
       assert.match(admin?.password_hash ?? '', /^\$scrypt\$/);
-      // The operator chose this password (security.md 39): it is not temporary.
+      // The operator chose this password (SECURITY.md §39): it is not temporary.
       assert.equal(admin?.password_change_required, 0);
     } finally {
       db.close();
@@ -106,7 +106,7 @@ describe('mciassrv', { concurrency: 4 }, () => {
       assert.notEqual(new URL(server.url).port, '1');
       const at = serverAt(server, path.join(dataDir, 'tls', 'cert.pem'));
       assert.equal((await login(at, 'admin', `${password}x`)).status, 401);
-      // The printed password is temporary (security.md 39): it logs in, but only to be replaced.
+      // The printed password is temporary (SECURITY.md §39): it logs in, but only to be replaced.
       const first = await login(at, 'admin', password);
       assert.equal(first.status, 200, first.body);
       const { token, password_change_required: required } = JSON.parse(first.body) as { token: string; password_change_required?: boolean };

@@ -138,7 +138,7 @@ describe('configuration', () => {
     assert.equal(config.log.level, 'debug');
   });
 
-  test('the per-client share of the hash queue (security.md 37): derived from the queue, or set, from file or environment', () => {
+  test('the per-client share of the hash queue (SECURITY.md §37): derived from the queue, or set, from file or environment', () => {
     assert.equal(ok({ passwords: { max_queued_hashes: 100 } }).passwords.maxHashesPerClient, 13);
     assert.equal(ok({ passwords: { max_queued_hashes: 0 } }).passwords.maxHashesPerClient, 1);
     assert.equal(ok({ passwords: { max_hashes_per_client: 3 } }).passwords.maxHashesPerClient, 3);
@@ -304,7 +304,7 @@ describe('configuration', () => {
     assert.equal(allowed.config?.server.port, 8443);
   });
 
-  test('connection bounds come from the file and MCIAS_SERVER_* variables (security.md 36)', () => {
+  test('connection bounds come from the file and MCIAS_SERVER_* variables (SECURITY.md §36)', () => {
     const config = ok(
       { server: { headers_timeout: '2s', max_connections: 50 } },
       { MCIAS_SERVER_REQUEST_TIMEOUT: '500ms', MCIAS_SERVER_HEADERS_TIMEOUT: '250ms', MCIAS_SERVER_MAX_CONNECTIONS_PER_ADDRESS: '5' },

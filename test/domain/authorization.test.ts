@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { isAdmin, mayActForService, mayActForServiceName } from '../../src/domain/authorization.ts';
 
-/** security.md 38: the delegation rule as plain functions of (actor, service), shared by every route that needs it. */
+/** SECURITY.md §38: the delegation rule as plain functions of (actor, service), shared by every route that needs it. */
 
 const human = (...roles: string[]) => ({ kind: 'human' as const, roles });
 const system = (...roles: string[]) => ({ kind: 'system' as const, roles });

@@ -10,7 +10,7 @@ import { DIALECTS, createTestDatabase, type TestDatabase } from '../support/data
 import { ADMIN_PASSWORD, testConfig } from '../support/harness.ts';
 import { rowCount } from '../support/inspect.ts';
 
-/** security.md 11: no default accounts or passwords; the first administrator comes from an explicit bootstrap. */
+/** SECURITY.md §11: no default accounts or passwords; the first administrator comes from an explicit bootstrap. */
 
 for (const dialect of DIALECTS) {
   describe(`the first administrator [${dialect}]`, () => {

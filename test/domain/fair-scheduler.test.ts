@@ -4,7 +4,7 @@ import { addressKey } from '../../src/domain/address.ts';
 import { isMciasError } from '../../src/domain/errors.ts';
 import { FairScheduler, type FairSchedulerOptions } from '../../src/domain/fair-scheduler.ts';
 
-/** security.md 37: the hash slots are shared fairly between client addresses. */
+/** SECURITY.md §37: the hash slots are shared fairly between client addresses. */
 
 /** A task that runs until the test finishes it; `started` tells whether the scheduler has started it. */
 interface Gate {

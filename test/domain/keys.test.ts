@@ -10,9 +10,9 @@ import { ADMIN_PASSWORD, USER_PASSWORD, createHarness, type Harness } from '../s
 import { assertProblem } from '../support/inspect.ts';
 
 /**
- * Signing-key rotation (api.md POST /v1/keys/rotate): retired keys keep verifying, and stay in the JWKS, until the
+ * Signing-key rotation (docs/api.md POST /v1/keys/rotate): retired keys keep verifying, and stay in the JWKS, until the
  * last token they signed expires; then they are dropped and deleted. Tokens of a deleted key are inactive. Several
- * instances on one database see each other's rotations (security.md 16, 17).
+ * instances on one database see each other's rotations (SECURITY.md §16, §17).
  */
 
 const DAY_MS = 86_400_000;

@@ -8,7 +8,7 @@ import { DIALECTS } from '../support/databases.ts';
 import { createHarness, type Harness } from '../support/harness.ts';
 import { assertProblem } from '../support/inspect.ts';
 
-/** security.md 1-7: scrypt storage, rehash, NFKC and no truncation, new-password rules, bounded hashing. */
+/** SECURITY.md §1-§7: scrypt storage, rehash, NFKC and no truncation, new-password rules, bounded hashing. */
 
 const CHEAP: ScryptParams = { ln: 4, r: 8, p: 1 };
 /** The key hashes run under in these tests (a client address in the server). */
@@ -342,7 +342,7 @@ for (const dialect of DIALECTS) {
     });
   });
 
-  describe(`rehash at login, parameter by parameter (security.md 2) [${dialect}]`, () => {
+  describe(`rehash at login, parameter by parameter (SECURITY.md §2) [${dialect}]`, () => {
     const CONFIGURED: ScryptParams = { ln: 6, r: 4, p: 2 };
     let h: Harness;
     before(async () => {

@@ -8,7 +8,7 @@ import { DIALECTS } from '../support/databases.ts';
 import { USER_PASSWORD, createHarness, type Harness } from '../support/harness.ts';
 import { issueToken } from '../support/inspect.ts';
 
-/** security.md 16 and 17, api.md token claims: what a token says, and every way to forge or outlive one. */
+/** SECURITY.md §16 and §17, docs/api.md token claims: what a token says, and every way to forge or outlive one. */
 
 const DAY_MS = 86_400_000;
 const b64url = (value: unknown) => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');

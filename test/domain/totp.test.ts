@@ -7,7 +7,7 @@ import { createHarness, type Harness } from '../support/harness.ts';
 import { issueToken } from '../support/inspect.ts';
 import { enrollTotp, stepOf } from '../support/totp-codes.ts';
 
-/** security.md 12 and 13: RFC 6238 as fixed there (SHA-1, 6 digits, 30 s, ±1 step), and each step accepted once. */
+/** SECURITY.md §12 and §13: RFC 6238 as fixed there (SHA-1, 6 digits, 30 s, ±1 step), and each step accepted once. */
 
 /** RFC 6238 Appendix B, SHA-1: the seed is the ASCII string "12345678901234567890"; values are 8 digits. */
 const RFC_SECRET = new Uint8Array(Buffer.from('12345678901234567890', 'ascii'));

@@ -6,7 +6,7 @@ import { openTls, parseResponse, type RawOutcome } from '../support/raw-tls.ts';
 import { startServerProcess, type ServerProcess } from '../support/server-process.ts';
 
 /**
- * security.md 42 over a real TLS socket: what Node's HTTP parser refuses before Fastify sees a request (malformed
+ * SECURITY.md §42 over a real TLS socket: what Node's HTTP parser refuses before Fastify sees a request (malformed
  * framing, oversized headers, a stalled request) is answered in the house format and the connection closed.
  */
 
@@ -14,7 +14,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** Looks like a credential; it must not reach the log through the parser's copy of the raw bytes. */
 const SECRET = 'Bearer eyJhbGciOiJFZERTQSJ9.c2VjcmV0LWluLWEtYmFkLXJlcXVlc3Q.c2ln';
 
-describe("errors Node answers before Fastify, on a real mciassrv process (security.md 42)", { concurrency: true }, () => {
+describe("errors Node answers before Fastify, on a real mciassrv process (SECURITY.md §42)", { concurrency: true }, () => {
   let server: ServerProcess;
   before(async () => {
     server = await startServerProcess({ env: { MCIAS_SERVER_HEADERS_TIMEOUT: '1s', MCIAS_SERVER_REQUEST_TIMEOUT: '2s' } });

@@ -5,7 +5,7 @@ import { openSlow, openTls, parseResponse, residentMiB, type RawConnection, type
 import { startServerProcess, type ServerProcess } from '../support/server-process.ts';
 
 /**
- * security.md 36 against real `mciassrv serve` processes over TLS: slow clients of every kind are closed within
+ * SECURITY.md §36 against real `mciassrv serve` processes over TLS: slow clients of every kind are closed within
  * the configured bounds, the per-address and global caps hold, a trusted proxy is exempt from the per-address cap,
  * and memory stays bounded during a flood, while /healthz from another address answers throughout.
  *
@@ -76,7 +76,7 @@ async function closeAll(connections: readonly RawConnection[]): Promise<void> {
   await Promise.all(connections.map((c) => c.closed));
 }
 
-describe('connection bounds on a real mciassrv process (security.md 36)', { timeout: SOAK ? 300_000 : 60_000 }, () => {
+describe('connection bounds on a real mciassrv process (SECURITY.md §36)', { timeout: SOAK ? 300_000 : 60_000 }, () => {
   let short: ServerProcess;
   let capped: ServerProcess;
   let idle: ServerProcess;

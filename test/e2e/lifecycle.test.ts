@@ -42,7 +42,7 @@ async function refusedServe(dataDir: string, env: Record<string, string | undefi
 
 const countMessages = (server: ServerProcess, msg: string) => logEntries(server).filter((e) => e['msg'] === msg).length;
 
-describe('certificate reload on SIGHUP (security.md 28)', () => {
+describe('certificate reload on SIGHUP (SECURITY.md §28)', () => {
   let server: ServerProcess;
   let workDir: string;
   let certFile: string;
@@ -113,7 +113,7 @@ describe('certificate reload on SIGHUP (security.md 28)', () => {
   });
 });
 
-describe('serve refuses to start without usable secrets (security.md 24, 28)', () => {
+describe('serve refuses to start without usable secrets (SECURITY.md §24, §28)', () => {
   let dataDir: string;
   let masterKeyFile: string;
   let tlsKeyFile: string;

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startServerProcess, type ServerProcess } from '../support/server-process.ts';
 
 /**
- * security.md 37 against a real mciassrv process over TLS: one address floods the login route with 100 parallel bogus
+ * SECURITY.md §37 against a real mciassrv process over TLS: one address floods the login route with 100 parallel bogus
  * logins while another address logs in. scrypt at ln=12 (about 30 ms a hash here) and one hash at a time make the
  * hash slots the bottleneck; the default queue (64) and per-address share (8) apply. Before the fair scheduler, the
  * flood kept the whole queue full and every real login got 429.
@@ -37,7 +37,7 @@ function post(agent: Agent, url: string, body: unknown): Promise<Reply> {
   });
 }
 
-describe('a login flood from one address does not take the logins of another (security.md 37)', { timeout: 90_000 }, () => {
+describe('a login flood from one address does not take the logins of another (SECURITY.md §37)', { timeout: 90_000 }, () => {
   let server: ServerProcess;
   let flooder: Agent;
   let person: Agent;

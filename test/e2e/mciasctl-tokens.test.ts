@@ -164,7 +164,7 @@ describe('mciasctl token, renew and keys against a real mciassrv', () => {
     assert.equal((await validate(readFileSync(file, 'utf8').trim())).active, true, "the refused call revoked nothing");
   });
 
-  test('security.md 38: a delegate cannot issue the token of a service holding admin, through mciasctl or the SDK', async () => {
+  test('SECURITY.md §38: a delegate cannot issue the token of a service holding admin, through mciasctl or the SDK', async () => {
     for (const args of [['account', 'create', 'opsbot', '--system'], ['role', 'create', 'opsbot'], ['role', 'grant', 'opsbot', 'delegate'], ['role', 'grant', 'admin', 'opsbot']]) {
       assertOk(await ctl(admin, ...args));
     }

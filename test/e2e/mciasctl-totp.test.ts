@@ -66,7 +66,7 @@ describe('mciasctl totp and the login with a second factor against a real mciass
     let app: Authenticator | undefined;
     let confirmation = '';
     const enrolled = await inTerminal(['totp', 'enroll'], alice, [
-      // Re-authentication first (security.md 14): nothing is started before the password is given.
+      // Re-authentication first (SECURITY.md §14): nothing is started before the password is given.
       ['Current password:', USER_PASSWORD],
       [
         'Code from the app:',

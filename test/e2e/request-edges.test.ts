@@ -7,8 +7,8 @@ import { startServerProcess, type ServerProcess } from '../support/server-proces
 
 /**
  * What a client meets at the edges of a real `mciassrv` process over TLS: a token put in a URL never reaches the
- * log, even at trace level and even when Node itself refuses the request (security.md 19); an unknown route with a
- * large announced body answers 404 at once and closes, without reading the body (api.md: 404 for every unknown route).
+ * log, even at trace level and even when Node itself refuses the request (SECURITY.md §19); an unknown route with a
+ * large announced body answers 404 at once and closes, without reading the body (docs/api.md: 404 for every unknown route).
  */
 
 interface RawAnswer {

@@ -12,7 +12,7 @@ import { serveDataDir, startServerProcess, type ServerProcess } from '../support
 import { PERIOD_MS, stepOf, totpCode } from '../support/totp-codes.ts';
 
 /**
- * security.md 13 across processes: two real `mciassrv serve` processes on one PostgreSQL database (two hosts behind a
+ * SECURITY.md §13 across processes: two real `mciassrv serve` processes on one PostgreSQL database (two hosts behind a
  * load balancer) accept each TOTP code, and each recovery code, once between them.
  */
 

@@ -17,7 +17,7 @@ import {
 } from '../support/inspect.ts';
 
 /**
- * security.md 20 (deny by default: every route walked with every kind of caller) and 21 (role changes take effect
+ * SECURITY.md §20 (deny by default: every route walked with every kind of caller) and 21 (role changes take effect
  * on the next request).
  */
 
@@ -245,7 +245,7 @@ for (const dialect of DIALECTS) {
       callerAccount.member = await h.createAccount('mona');
       await grant('mona', await createRole('staff'));
       callerAccount.system = await h.createAccount(SERVICE, 'system');
-      // A delegate holds the role named after a system account (api.md, service accounts).
+      // A delegate holds the role named after a system account (docs/api.md, "Service tokens").
       callerAccount.delegate = await h.createAccount('dora');
       await grant('dora', await createRole(SERVICE));
       callerAccount.admin = await h.createAccount('ada');

@@ -5,7 +5,7 @@ import { DIALECTS } from '../support/databases.ts';
 import { USER_PASSWORD, createHarness, type Harness } from '../support/harness.ts';
 import { assertNoSecrets, assertProblem, recordingRequests, rowCount } from '../support/inspect.ts';
 
-/** api.md, administration: account creation, status, deletion, password reset and role membership. */
+/** docs/api.md, administration: account creation, status, deletion, password reset and role membership. */
 
 const NEW_PASSWORD = 'a completely different passphrase';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -44,7 +44,7 @@ for (const dialect of DIALECTS) {
       assert.equal(account.status, 'active');
       assert.deepEqual(account.roles, []);
       assert.equal(account.totp_enabled, false);
-      // An administrator chose the password: it is temporary (security.md 39).
+      // An administrator chose the password: it is temporary (SECURITY.md §39).
       assert.equal(account.password_change_required, true);
       assert.match(account.id, UUID);
       assert.match(account.created_at, RFC3339_UTC);

@@ -17,7 +17,7 @@ import {
 } from '../support/inspect.ts';
 
 /**
- * security.md 22, 33, 34 and api.md conventions: every kind of malformed request to every route gets a clean 4xx
+ * SECURITY.md §22, §33, §34 and docs/api.md conventions: every kind of malformed request to every route gets a clean 4xx
  * problem, quickly, and leaves every table exactly as it was (a failed login's audit row excepted).
  */
 

@@ -6,7 +6,7 @@ import { ADMIN_PASSWORD, USER_PASSWORD, createHarness, type Harness } from '../s
 import { assertDatabaseUnchanged, assertProblem, snapshotDatabase } from '../support/inspect.ts';
 
 /**
- * security.md 38: delegation never grants more than the delegate holds. The escalation found in review: an admin
+ * SECURITY.md §38: delegation never grants more than the delegate holds. The escalation found in review: an admin
  * granted `admin` to the system account `opsbot` and the role `opsbot` to alice; alice issued opsbot's token and
  * used it to make herself admin.
  */
@@ -98,7 +98,7 @@ for (const dialect of DIALECTS) {
       } finally {
         await ok(put('/v1/accounts/opsbot/roles/admin', h.adminToken), 204);
       }
-      // Granted admin again: refused again (roles are read at each request, security.md 21).
+      // Granted admin again: refused again (roles are read at each request, SECURITY.md §21).
       assertProblem(await issue('opsbot', alice), { status: 403, code: 'forbidden' });
     });
 

@@ -6,7 +6,7 @@ import { ADMIN_PASSWORD, USER_PASSWORD, createHarness, type Harness } from '../s
 import { assertDatabaseUnchanged, assertProblem, snapshotDatabase } from '../support/inspect.ts';
 
 /**
- * A JSON body that names a key twice in one object is refused with 400 (security.md 22, 33): JSON.parse would keep
+ * A JSON body that names a key twice in one object is refused with 400 (SECURITY.md §22, §33): JSON.parse would keep
  * the last value while a proxy or the sending app may have acted on the first.
  */
 
@@ -117,7 +117,7 @@ for (const dialect of DIALECTS) {
       }
     });
 
-    test('prototype poisoning is still refused (security.md 33), also when the poisoned key is repeated', async () => {
+    test('prototype poisoning is still refused (SECURITY.md §33), also when the poisoned key is repeated', async () => {
       for (const body of [
         '{"name":"proto","__proto__":{"admin":true}}',
         '{"name":"proto","constructor":{"prototype":{"admin":true}}}',

@@ -8,7 +8,7 @@ import { ADMIN_PASSWORD, USER_PASSWORD, createHarness, type Harness } from '../s
 import { assertProblem } from '../support/inspect.ts';
 
 /**
- * api.md conventions and security.md 27, 32: problem+json errors, X-Request-Id and the security headers on every
+ * docs/api.md conventions and SECURITY.md §27, §32: problem+json errors, X-Request-Id and the security headers on every
  * response (successes, 4xx, the router's own errors and 500s), and a 500 that gives nothing away.
  */
 

@@ -8,7 +8,7 @@ import { ADMIN_PASSWORD, USER_PASSWORD, createHarness, type Harness } from '../s
 import { enrollTotp } from '../support/totp-codes.ts';
 
 /**
- * security.md 37: every password hash done for a request runs under the client's address (an IPv6 address by its
+ * SECURITY.md §37: every password hash done for a request runs under the client's address (an IPv6 address by its
  * /64), so the fair scheduler can share the hash slots between clients; work without a request has keys of its own.
  * The keys are recorded at the scheduler, whatever route or service asked for the hash.
  */

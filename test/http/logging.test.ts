@@ -8,7 +8,7 @@ import { DIALECTS } from '../support/databases.ts';
 import { ADMIN_PASSWORD, USER_PASSWORD, createHarness, type Harness } from '../support/harness.ts';
 
 /**
- * security.md 19 and 30: tokens and passwords never reach the log or the audit trail, though every request is
+ * SECURITY.md §19 and §30: tokens and passwords never reach the log or the audit trail, though every request is
  * logged (at the most verbose level) and every authentication event audited.
  */
 
@@ -87,7 +87,7 @@ for (const dialect of DIALECTS) {
 }
 
 for (const dialect of DIALECTS) {
-  describe(`a token in a URL reaches no log line (security.md 19) [${dialect}]`, () => {
+  describe(`a token in a URL reaches no log line (SECURITY.md §19) [${dialect}]`, () => {
     let h: Harness;
     let app: FastifyInstance;
     let token: string;

@@ -5,7 +5,7 @@ import { DIALECTS } from '../support/databases.ts';
 import { ADMIN_PASSWORD, USER_PASSWORD, createHarness, type Harness } from '../support/harness.ts';
 import { assertProblem } from '../support/inspect.ts';
 
-/** api.md POST /v1/auth/login; security.md 8 (uniform failures), 10 (client address), 30 (login audit). */
+/** docs/api.md POST /v1/auth/login; SECURITY.md §8 (uniform failures), 10 (client address), 30 (login audit). */
 
 const DAY_MS = 86_400_000;
 

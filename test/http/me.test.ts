@@ -6,7 +6,7 @@ import { DIALECTS } from '../support/databases.ts';
 import { USER_PASSWORD, createHarness, type Harness } from '../support/harness.ts';
 import { assertNoSecrets, assertProblem, issueToken, recordingRequests } from '../support/inspect.ts';
 
-/** api.md, any valid token and own account: /v1/me, PUT /v1/me/password (security.md 5), logout. */
+/** docs/api.md, "Login and sessions" and "Own account": /v1/me, PUT /v1/me/password (SECURITY.md §5), logout. */
 
 const NEW_PASSWORD = 'my new and improved passphrase';
 

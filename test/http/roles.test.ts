@@ -5,7 +5,7 @@ import { DIALECTS } from '../support/databases.ts';
 import { USER_PASSWORD, createHarness, type Harness } from '../support/harness.ts';
 import { assertNoSecrets, assertProblem, recordingRequests } from '../support/inspect.ts';
 
-/** api.md, administration: roles. The admin role always exists and cannot be deleted. */
+/** docs/api.md, "Roles". The admin role always exists and cannot be deleted. */
 
 for (const dialect of DIALECTS) {
   describe(`role administration [${dialect}]`, () => {

@@ -9,7 +9,7 @@ import { ADMIN_PASSWORD, USER_PASSWORD, createHarness, type Harness } from '../s
 import { assertDatabaseUnchanged, assertProblem, issueToken, snapshotDatabase } from '../support/inspect.ts';
 
 /**
- * api.md "Service (system) accounts": POST/DELETE /v1/accounts/{service}/token by an admin or a delegate, the
+ * docs/api.md "Service tokens": POST/DELETE /v1/accounts/{service}/token by an admin or a delegate, the
  * single live token per system account (enforced by the database), and a system account's life without a password.
  */
 

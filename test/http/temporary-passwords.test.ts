@@ -8,7 +8,7 @@ import { appRoutes, assertProblem, openApiOperations } from '../support/inspect.
 import { enrollTotp, nextCode } from '../support/totp-codes.ts';
 
 /**
- * security.md 39 (temporary passwords) and issue 7 item 5 (an administrator's TOTP reset that leaves a short
+ * SECURITY.md §39 (temporary passwords) and issue 7 item 5 (an administrator's TOTP reset that leaves a short
  * password): the flag is stored with the account, read with every token, and enforced by access control.
  */
 const OWN_PASSWORD = 'a password that only I know, long enough';

@@ -9,7 +9,7 @@ import { USER_PASSWORD, createHarness, type Harness } from '../support/harness.t
 import { assertProblem } from '../support/inspect.ts';
 
 /**
- * Issue 7 item 14: controls of token verification (security.md 16, 17, 40) that a deliberate break of src/ once
+ * Issue 7 item 14: controls of token verification (SECURITY.md §16, §17, §40) that a deliberate break of src/ once
  * survived, each with a token the server's own key really signed, so that only the control under test refuses it.
  * Every token is presented on GET /v1/me and on POST /v1/token/validate.
  */

@@ -8,7 +8,7 @@ import { USER_PASSWORD, createHarness, type Harness } from '../support/harness.t
 import { assertProblem } from '../support/inspect.ts';
 
 /**
- * security.md 40: one spelling per token. An Ed25519 signature is 64 bytes, 86 base64url characters whose last one
+ * SECURITY.md §40: one spelling per token. An Ed25519 signature is 64 bytes, 86 base64url characters whose last one
  * carries 4 unused bits, so 16 spellings decode to the same signature; padding and the standard alphabet decode to it
  * too. Only the canonical one is accepted, on every route, and a remembered verification is no way around it. And
  * an `iat` more than a minute ahead is refused.

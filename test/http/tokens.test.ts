@@ -12,8 +12,8 @@ import { createRuntime } from '../../src/server.ts';
 import { assertProblem, issueToken } from '../support/inspect.ts';
 
 /**
- * api.md "Any valid token", "Own account" token routes, admin token routes and POST /v1/token/validate;
- * security.md 16 (forgeries are inactive), 17 (revocation seen on the next validation), 18 (renewal and the
+ * docs/api.md "Login and sessions", "Own account" token routes, admin token routes and POST /v1/token/validate;
+ * SECURITY.md §16 (forgeries are inactive), 17 (revocation seen on the next validation), 18 (renewal and the
  * absolute session age), 21 (roles and permissions read fresh), 30 (audit rows, no tokens in them).
  */
 

@@ -17,9 +17,9 @@ import { assertNoSecrets, assertProblem, issueToken, recordingRequests, rowCount
 import { PERIOD_MS, beginTotp, enrollTotp, nextCode, stepOf, totpCode, wrongCode } from '../support/totp-codes.ts';
 
 /**
- * security.md 12–15 over HTTP: enrollment (active only once confirmed), login with a code or a recovery code, each
+ * SECURITY.md §12–§15 over HTTP: enrollment (active only once confirmed), login with a code or a recovery code, each
  * code accepted once on every instance, secrets sealed at rest, removal with password and code, the administrator's
- * reset, `auth.require_totp_for_admins`, and TOTP failures audited as failed logins (security.md 9, 30).
+ * reset, `auth.require_totp_for_admins`, and TOTP failures audited as failed logins (SECURITY.md §9, §30).
  */
 
 const RECOVERY_CODE = /^[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}$/;

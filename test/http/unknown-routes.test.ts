@@ -5,7 +5,7 @@ import { ADMIN_PASSWORD, createHarness, type Harness } from '../support/harness.
 import { assertDatabaseUnchanged, assertProblem, snapshotDatabase } from '../support/inspect.ts';
 
 /**
- * api.md conventions: `not_found` 404 for every unknown route, with or without a body. A URL typo must say "no such
+ * docs/api.md conventions: `not_found` 404 for every unknown route, with or without a body. A URL typo must say "no such
  * route", not "this route takes no request body" or "not valid JSON", or the app author looks in the wrong place. The
  * route is decided before the body is read, so no body (malformed, oversized, of any type) changes the answer.
  */

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { ROOT } from '../support/server-process.ts';
 
-/** security.md 35: scripts/audit.mjs (run by .ci/run) fails the build on high or critical production advisories. */
+/** SECURITY.md §35: scripts/audit.mjs (run by .ci/run) fails the build on high or critical production advisories. */
 describe('the CI audit gate', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'mcias-audit-'));
   after(() => rmSync(dir, { recursive: true, force: true }));

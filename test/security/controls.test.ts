@@ -4,8 +4,8 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 /**
- * SECURITY.md numbers the controls that code and tests cite (`SECURITY.md §N`, and for now the older
- * `security.md N`). The numbers run 1, 2, 3, ... with each control once, and every citation names one that exists.
+ * SECURITY.md numbers the controls that code and tests cite (`SECURITY.md §N`). The numbers run 1, 2, 3, ... with
+ * each control once, every citation names one that exists, and nothing cites a contract outside the repository.
  */
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
@@ -25,8 +25,8 @@ function controlNumbers(markdown: string): number[] {
   return [...markdown.matchAll(/^### §(\d+) \S/gm)].map((m) => Number(m[1]));
 }
 
-/** "security.md 12–15", "security.md 16, 17, 21", "SECURITY.md §9 and §30": every number each one names. */
-const CITATION = /(?:security\.md|SECURITY\.md) (§?\d+(?:(?:, | and |\s?[-–]\s?)§?\d+)*)/g;
+/** "SECURITY.md §12–§15", "SECURITY.md §16, §17, §21", "SECURITY.md §9 and §30": every number each one names. */
+const CITATION = /SECURITY\.md (§?\d+(?:(?:, | and |\s?[-–]\s?)§?\d+)*)/g;
 
 function citedNumbers(text: string): number[] {
   return [...text.matchAll(CITATION)].flatMap((m) =>
@@ -62,9 +62,26 @@ test('every citation in src/, test/, packages/ and docs/ names a control SECURIT
 });
 
 test('the citation reader understands every form in use', () => {
-  assert.deepEqual(citedNumbers('security.md 1-7'), [1, 2, 3, 4, 5, 6, 7]);
-  assert.deepEqual(citedNumbers('security.md 12–15 and'), [12, 13, 14, 15]);
-  assert.deepEqual(citedNumbers('(security.md 16, 17, 21)'), [16, 17, 21]);
-  assert.deepEqual(citedNumbers('security.md 12 and 13'), [12, 13]);
+  assert.deepEqual(citedNumbers('SECURITY.md §1-§7'), [1, 2, 3, 4, 5, 6, 7]);
+  assert.deepEqual(citedNumbers('SECURITY.md §12–§15 and'), [12, 13, 14, 15]);
+  assert.deepEqual(citedNumbers('(SECURITY.md §16, §17, §21)'), [16, 17, 21]);
+  assert.deepEqual(citedNumbers('SECURITY.md §12 and §13'), [12, 13]);
   assert.deepEqual(citedNumbers('SECURITY.md §9 and §30, SECURITY.md §43'), [9, 30, 43]);
+});
+
+test('code, tests and docs cite the contract in this repository, never a copy outside it', () => {
+  const sources = ['src', 'test', 'packages', 'docs', 'bench', 'scripts'].flatMap((dir) => files(path.join(ROOT, dir)));
+  // The lower-case spelling, a bare api.md outside docs/, or a path out of the repository name a file that is not here.
+  const outside = [/(?<!\w)security\.md \d/, /(?<![\w/.(\[])api\.md/, /\.\.\/shared\//];
+  const bad = [...sources, path.join(ROOT, 'README.md'), path.join(ROOT, 'SECURITY.md')]
+    .filter((f) => f !== import.meta.filename)
+    .flatMap((file) => {
+      const inDocs = path.relative(ROOT, file).startsWith('docs' + path.sep);
+      return readFileSync(file, 'utf8')
+        .split('\n')
+        .map((line, i) => ({ line, at: `${path.relative(ROOT, file)}:${i + 1}` }))
+        .filter(({ line }) => outside.some((re, k) => re.test(line) && !(k === 1 && inDocs)))
+        .map(({ at, line }) => `${at}: ${line.trim()}`);
+    });
+  assert.deepEqual(bad, []);
 });

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 
 /**
- * security.md 25 (secret randomness only from node:crypto) and 7 (no synchronous scrypt where it would block the
+ * SECURITY.md §25 (secret randomness only from node:crypto) and 7 (no synchronous scrypt where it would block the
  * event loop), checked over the shipped source: src/ and packages/ (dependencies and build output excluded).
  */
 

@@ -13,7 +13,7 @@ import { createRuntime, type Runtime } from '../../src/server.ts';
 import { TEST_SCRYPT } from '../support/harness.ts';
 
 /**
- * security.md 29: connections to PostgreSQL support `sslmode=verify-full` with a CA file. The machine's PostgreSQL
+ * SECURITY.md §29: connections to PostgreSQL support `sslmode=verify-full` with a CA file. The machine's PostgreSQL
  * has no TLS, so this starts a throwaway PostgreSQL of its own with TLS on (as the `postgres` user, since initdb and
  * postgres refuse root), with a test CA, a server certificate for `DNS:localhost` only, and an unrelated CA.
  */
@@ -126,7 +126,7 @@ async function openingFails(url: string, caFile: string | undefined): Promise<{ 
   assert.fail(`createRuntime succeeded against ${url} (caFile ${caFile ?? 'none'})`);
 }
 
-describe('PostgreSQL over verified TLS (security.md 29)', { skip: SKIP }, () => {
+describe('PostgreSQL over verified TLS (SECURITY.md §29)', { skip: SKIP }, () => {
   let dir: string;
   let dataDir: string;
   let port: number;

@@ -10,7 +10,7 @@ import { createRuntime } from '../../src/server.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { USER_PASSWORD, createHarness, type Harness } from '../support/harness.ts';
 
-/** security.md 23 and 24, for the secret that exists so far: the signing private key, sealed under the master key. */
+/** SECURITY.md §23 and §24, for the secret that exists so far: the signing private key, sealed under the master key. */
 
 const CONTEXT: SealContext = { table: 'signing_keys', column: 'private_key', id: 'kid-1' };
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type { Harness } from './harness.ts';
 
-/** Reading the audit trail in tests: rows by type, rows written since a point, and the no-secrets check (security.md 30). */
+/** Reading the audit trail in tests: rows by type, rows written since a point, and the no-secrets check (SECURITY.md §30). */
 
 export interface AuditRow {
   readonly seq: number;

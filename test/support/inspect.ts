@@ -214,7 +214,7 @@ export function recordingRequests(h: Harness): { request: Harness['request']; re
   };
 }
 
-/** security.md 22: no response carries a password hash, a hash column or any of the given passwords. */
+/** SECURITY.md §22: no response carries a password hash, a hash column or any of the given passwords. */
 export function assertNoSecrets(responses: readonly LightMyRequestResponse[], passwords: readonly string[]): void {
   assert.ok(responses.length > 0, 'no responses were recorded');
   for (const response of responses) {

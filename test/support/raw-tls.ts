@@ -5,7 +5,7 @@ import { portOf } from './process-tools.ts';
 import type { ServerProcess } from './server-process.ts';
 
 /**
- * Raw clients for the connection bounds (security.md 36) and the errors Node answers before Fastify (security.md 42):
+ * Raw clients for the connection bounds (SECURITY.md §36) and the errors Node answers before Fastify (SECURITY.md §42):
  * sockets that stall, trickle or send bad bytes, driven by hand so a test sees exactly when the server closes them.
  */
 

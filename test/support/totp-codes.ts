@@ -4,7 +4,7 @@ import { USER_PASSWORD, type Harness } from './harness.ts';
 
 /**
  * TOTP codes for in-process tests on the harness's ManualClock: an authenticator app computed with `otpauth` from
- * the secret the server handed out (RFC 6238 as security.md 12 fixes it: SHA-1, 6 digits, 30 s steps).
+ * the secret the server handed out (RFC 6238 as SECURITY.md §12 fixes it: SHA-1, 6 digits, 30 s steps).
  */
 
 export const PERIOD_MS = 30_000;

@@ -62,7 +62,7 @@ export function addTotpCommands(cli: Command): void {
       // Fail before a secret is made and shown that could not be confirmed anyway.
       if (interactive && o.codeFile === undefined) requireTerminal('the TOTP code', "use --uri-only, then 'mciasctl totp confirm <code>'");
       const client = authenticated(command);
-      // Re-authentication (security.md 14): a stolen session alone cannot turn TOTP on.
+      // Re-authentication (SECURITY.md §14): a stolen session alone cannot turn TOTP on.
       const password = await passwordFrom(client, o.passwordFile, 'Current password:', false);
       const { secret, otpauth_uri: uri } = await client.beginTotp(password);
       if (!interactive) {

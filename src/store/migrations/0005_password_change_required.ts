@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import type { Migration } from 'kysely/migration';
 
 /**
- * Temporary passwords (security.md 39): a per-account flag, set when an administrator (or `mciassrv init`) chose
+ * Temporary passwords (SECURITY.md §39): a per-account flag, set when an administrator (or `mciassrv init`) chose
  * the password, cleared when the person sets their own. An integer 0/1 rather than a boolean column, so both
  * dialects read and bind it the same way (better-sqlite3 binds no booleans).
  */
