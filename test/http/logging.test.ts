@@ -14,6 +14,17 @@ import { ADMIN_PASSWORD, USER_PASSWORD, createHarness, type Harness } from '../s
 
 const NEW_PASSWORD = 'a replacement passphrase for logs';
 
+/** The harness's services in an app that logs everything, at trace level, into `lines`. */
+function loggingApp(h: Harness, lines: string[]): Promise<FastifyInstance> {
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
+      done();
+    },
+  });
+  return buildApp(h.runtime.services, { bodyLimit: 65_536, trustedProxies: [], logger: pino({ level: 'trace' }, sink) });
+}
+
 for (const dialect of DIALECTS) {
   describe(`no secrets in logs or the audit trail [${dialect}]`, () => {
     let h: Harness;
@@ -23,13 +34,7 @@ for (const dialect of DIALECTS) {
 
     before(async () => {
       h = await createHarness(dialect);
-      const sink = new Writable({
-        write(chunk: Buffer, _encoding, done) {
-          lines.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
-          done();
-        },
-      });
-      app = await buildApp(h.runtime.services, { bodyLimit: 65_536, trustedProxies: [], logger: pino({ level: 'trace' }, sink) });
+      app = await loggingApp(h, lines);
       const send = (method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', url: string, token?: string, payload?: object) =>
         app.inject({ method, url, headers: token === undefined ? {} : { authorization: `Bearer ${token}` }, ...(payload ? { payload } : {}) });
 
@@ -96,13 +101,7 @@ for (const dialect of DIALECTS) {
 
     before(async () => {
       h = await createHarness(dialect);
-      const sink = new Writable({
-        write(chunk: Buffer, _encoding, done) {
-          lines.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
-          done();
-        },
-      });
-      app = await buildApp(h.runtime.services, { bodyLimit: 65_536, trustedProxies: [], logger: pino({ level: 'trace' }, sink) });
+      app = await loggingApp(h, lines);
       token = h.adminToken;
     });
     after(async () => {
