@@ -98,6 +98,20 @@ describe("errors Node answers before Fastify, on a real mciassrv process (SECURI
     assertHouseFormat(outcome, 408, 'invalid_request');
   });
 
+  test('an HTTP/1.1 request without Host: 400 problem+json, not Node\'s bare answer', async () => {
+    const outcome = await exchange(`GET /healthz HTTP/1.1\r\nAuthorization: ${SECRET}\r\n\r\n`);
+    assertHouseFormat(outcome, 400, 'invalid_request');
+    assert.match((JSON.parse(parseResponse(outcome.received)?.body ?? '{}') as { detail?: string }).detail ?? '', /Host/);
+    const requestId = parseResponse(outcome.received)?.headers['x-request-id'];
+    await waitFor(() => logEntries(server).some((e) => e.reqId === requestId && e.msg === 'request'), 'the access-log line');
+    assert.equal(logEntries(server).find((e) => e.reqId === requestId && e.msg === 'request')?.status, 400);
+  });
+
+  test('an HTTP/1.0 request may omit Host', async () => {
+    const response = parseResponse((await exchange('GET /healthz HTTP/1.0\r\n\r\n')).received);
+    assert.equal(response?.status, 200);
+  });
+
   test('a well-formed request on the same server still gets the ordinary answer', async () => {
     const response = parseResponse((await exchange('GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n')).received);
     assert.equal(response?.status, 200);
