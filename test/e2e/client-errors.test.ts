@@ -107,6 +107,17 @@ describe("errors Node answers before Fastify, on a real mciassrv process (SECURI
     assert.equal(logEntries(server).find((e) => e.reqId === requestId && e.msg === 'request')?.status, 400);
   });
 
+  test('two Authorization fields (names in different case) or two Host fields: 400 problem+json, even on a public route', async () => {
+    for (const [what, request] of [
+      ['Authorization twice', `GET /healthz HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${SECRET}\r\nauthorization: Bearer x\r\n\r\n`],
+      ['Host twice', 'GET /healthz HTTP/1.1\r\nHost: localhost\r\nHOST: evil.example\r\n\r\n'],
+    ] as const) {
+      const outcome = await exchange(request);
+      assertHouseFormat(outcome, 400, 'invalid_request');
+      assert.match((JSON.parse(parseResponse(outcome.received)?.body ?? '{}') as { detail?: string }).detail ?? '', /more than one/, what);
+    }
+  });
+
   test('an HTTP/1.0 request may omit Host', async () => {
     const response = parseResponse((await exchange('GET /healthz HTTP/1.0\r\n\r\n')).received);
     assert.equal(response?.status, 200);
