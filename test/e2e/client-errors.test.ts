@@ -54,8 +54,8 @@ describe("errors Node answers before Fastify, on a real mciassrv process (SECURI
   /** The log line for the answer carries its request id, and nothing of the request's bytes. */
   async function assertLogged(outcome: RawOutcome, status: number): Promise<void> {
     const requestId = parseResponse(outcome.received)?.headers['x-request-id'];
-    await waitFor(() => logEntries(server).some((e) => e.request_id === requestId), 'the client error log line');
-    const entry = logEntries(server).find((e) => e.request_id === requestId);
+    await waitFor(() => logEntries(server).some((e) => e.reqId === requestId), 'the client error log line');
+    const entry = logEntries(server).find((e) => e.reqId === requestId);
     assert.equal(entry?.status, status);
     assert.equal(entry?.msg, 'client error');
     assert.equal(server.logs.some((line) => line.includes(SECRET.slice(7))), false, 'a credential in the bad request reached the log');
