@@ -11,10 +11,10 @@ import { CliError } from './errors.ts';
  * The one line mciasctl prints for a failure: `<message>[; <what to do>] (<code>)`. What to do about a connection
  * problem is said here, once, for every command.
  */
-function describeError(error: unknown): string {
+function describeError(error: unknown, context: ErrorContext): string {
   if (error instanceof MciasClientError || error instanceof CliError) {
     const hint = error.code === 'unauthenticated' && !error.message.includes('mciasctl login') ? ": run 'mciasctl login'" : '';
-    const advice = error instanceof MciasClientError ? connectionAdvice(error) : undefined;
+    const advice = error instanceof MciasClientError ? connectionAdvice(error, context) : undefined;
     return `${error.message}${hint}${advice === undefined ? '' : `; ${advice}`} (${error.code})`;
   }
   return (error as Error).message;
@@ -22,12 +22,21 @@ function describeError(error: unknown): string {
 
 const LOCAL_CERT = 'data/tls/cert.pem for a local `npm start`';
 
-function connectionAdvice(error: MciasClientError): string | undefined {
+/** What the command was running with when it failed, so the advice does not suggest what was already done. */
+interface ErrorContext {
+  /** The CA certificate file the connection trusted (--ca-cert, MCIAS_CA_CERT or the session's). */
+  readonly caCertFile?: string | undefined;
+}
+
+function connectionAdvice(error: MciasClientError, context: ErrorContext): string | undefined {
   const cause = (error.cause as NodeJS.ErrnoException | undefined)?.code ?? '';
   switch (error.code) {
     case 'tls_verification_failed':
       if (cause === 'ERR_TLS_CERT_ALTNAME_INVALID') return "use in --server a host name or address that the server's certificate names";
       if (cause === 'CERT_HAS_EXPIRED' || cause === 'CERT_NOT_YET_VALID') return undefined;
+      if (context.caCertFile !== undefined) {
+        return `the certificate given with --ca-cert (${context.caCertFile}) is not the one the server presents: pass the server's certificate instead (${LOCAL_CERT})`;
+      }
       return `pass --ca-cert with the server's certificate (${LOCAL_CERT})`;
     case 'tls_failed':
       // OpenSSL's "wrong version number": what came back was not TLS (plain HTTP, say).
@@ -60,8 +69,8 @@ export function done(command: Command, line: string, result: object = {}): void 
 const USAGE_CODES: ReadonlySet<string> = new Set(['usage', 'invalid_argument']);
 
 /** Prints a failure as one line on stderr, `mciasctl: <message> (<code>)`; returns the exit code, 1, or 2 for a usage error. */
-export function printError(error: unknown): number {
-  process.stderr.write(`mciasctl: ${describeError(error)}\n`);
+export function printError(error: unknown, context: ErrorContext = {}): number {
+  process.stderr.write(`mciasctl: ${describeError(error, context)}\n`);
   return (error instanceof CliError || error instanceof MciasClientError) && USAGE_CODES.has(error.code) ? 2 : 1;
 }
 

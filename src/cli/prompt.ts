@@ -23,11 +23,18 @@ export async function promptPassword(prompt: string): Promise<string> {
   return password;
 }
 
+/** The two typings of a new password were not the same; a caller that can ask again catches it. */
+export class PasswordsDiffer extends CliError {
+  constructor() {
+    super('the two passwords differ', 'usage');
+  }
+}
+
 /** A new password, typed twice. */
 export async function promptNewPassword(prompt: string): Promise<string> {
   const first = await promptPassword(prompt);
   const second = await promptPassword('Repeat it:');
-  if (first !== second) throw new CliError('the two passwords differ', 'usage');
+  if (first !== second) throw new PasswordsDiffer();
   return first;
 }
 

@@ -26,7 +26,11 @@ declare module 'fastify' {
   }
 }
 
-const BEARER = /^Bearer ([A-Za-z0-9_.-]{1,8192})$/;
+/**
+ * The scheme name is case-insensitive (RFC 9110 §11.1), so `bearer` and `BEARER` are `Bearer`; the token's own class
+ * already holds both cases, so the `i` flag changes nothing about which tokens match, and the token is never altered.
+ */
+const BEARER = /^Bearer ([A-Za-z0-9_.-]{1,8192})$/i;
 
 /** The caller of a route whose access is not `public`. */
 export function principalOf(request: FastifyRequest): Principal {

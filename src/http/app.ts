@@ -6,6 +6,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyReply, type F
 import type { ConnectionLimits } from '../config/load.ts';
 import { MciasError } from '../domain/errors.ts';
 import { accessControl } from './access.ts';
+import { refuseBadHeaderFields } from './header-fields.ts';
 import { refuseDuplicateKeys } from './json-body.ts';
 import { logAccess, logSerializers } from './log.ts';
 import { clientErrorHandler, fastifyConnectionOptions, httpsConnectionOptions, limitConnections } from './connections.ts';
@@ -55,7 +56,9 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
   const app = Fastify({
     // The serializers keep query strings and raw request bytes out of Fastify's own log lines (SECURITY.md §19).
     ...(options.logger ? { loggerInstance: options.logger.child({}, { serializers: logSerializers }) } : { logger: false }),
-    ...(options.https ? { https: { ...options.https, ...(limits ? httpsConnectionOptions(limits) : {}) } } : {}),
+    // Node would answer an HTTP/1.1 request without Host itself, bare; the app refuses it in the house format
+    // (refuseBadHeaderFields, SECURITY.md §42).
+    ...(options.https ? { https: { ...options.https, requireHostHeader: false, ...(limits ? httpsConnectionOptions(limits) : {}) } } : {}),
     ...(limits ? fastifyConnectionOptions(limits) : {}),
     // Errors Node's parser answers before Fastify sees a request get the house format too (SECURITY.md §42).
     clientErrorHandler,
@@ -87,6 +90,7 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
 
   app.addHook('onRequest', async (request, reply) => {
     securityHeaders(request, reply);
+    refuseBadHeaderFields(request, reply);
     // An unknown route is 404 whatever the request carries (docs/api.md): answered here, before any body is read, so a
     // URL typo with a body (malformed, oversized or of another type) is not mistaken for a bad body. The body is
     // left unread, so the connection closes after the answer rather than reading on (as Fastify does for 413).

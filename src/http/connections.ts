@@ -140,7 +140,7 @@ export function clientErrorHandler(this: { log: FastifyBaseLogger }, error: Node
     };
     const head = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('');
     socket.write(`HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status]}\r\n${head}\r\n${body}`);
-    this.log.info({ request_id: requestId, status: answer.status, error: error.code, ip: socket.remoteAddress }, 'client error');
+    this.log.info({ reqId: requestId, status: answer.status, error: error.code, ip: socket.remoteAddress }, 'client error');
   }
   socket.destroy();
 }

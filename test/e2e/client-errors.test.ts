@@ -54,8 +54,8 @@ describe("errors Node answers before Fastify, on a real mciassrv process (SECURI
   /** The log line for the answer carries its request id, and nothing of the request's bytes. */
   async function assertLogged(outcome: RawOutcome, status: number): Promise<void> {
     const requestId = parseResponse(outcome.received)?.headers['x-request-id'];
-    await waitFor(() => logEntries(server).some((e) => e.request_id === requestId), 'the client error log line');
-    const entry = logEntries(server).find((e) => e.request_id === requestId);
+    await waitFor(() => logEntries(server).some((e) => e.reqId === requestId), 'the client error log line');
+    const entry = logEntries(server).find((e) => e.reqId === requestId);
     assert.equal(entry?.status, status);
     assert.equal(entry?.msg, 'client error');
     assert.equal(server.logs.some((line) => line.includes(SECRET.slice(7))), false, 'a credential in the bad request reached the log');
@@ -96,6 +96,31 @@ describe("errors Node answers before Fastify, on a real mciassrv process (SECURI
     const outcome = await exchange('POST /v1/auth/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"user');
     assert.ok(outcome.closedAfterMs >= 1_950, `closed after ${outcome.closedAfterMs} ms`);
     assertHouseFormat(outcome, 408, 'invalid_request');
+  });
+
+  test('an HTTP/1.1 request without Host: 400 problem+json, not Node\'s bare answer', async () => {
+    const outcome = await exchange(`GET /healthz HTTP/1.1\r\nAuthorization: ${SECRET}\r\n\r\n`);
+    assertHouseFormat(outcome, 400, 'invalid_request');
+    assert.match((JSON.parse(parseResponse(outcome.received)?.body ?? '{}') as { detail?: string }).detail ?? '', /Host/);
+    const requestId = parseResponse(outcome.received)?.headers['x-request-id'];
+    await waitFor(() => logEntries(server).some((e) => e.reqId === requestId && e.msg === 'request'), 'the access-log line');
+    assert.equal(logEntries(server).find((e) => e.reqId === requestId && e.msg === 'request')?.status, 400);
+  });
+
+  test('two Authorization fields (names in different case) or two Host fields: 400 problem+json, even on a public route', async () => {
+    for (const [what, request] of [
+      ['Authorization twice', `GET /healthz HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${SECRET}\r\nauthorization: Bearer x\r\n\r\n`],
+      ['Host twice', 'GET /healthz HTTP/1.1\r\nHost: localhost\r\nHOST: evil.example\r\n\r\n'],
+    ] as const) {
+      const outcome = await exchange(request);
+      assertHouseFormat(outcome, 400, 'invalid_request');
+      assert.match((JSON.parse(parseResponse(outcome.received)?.body ?? '{}') as { detail?: string }).detail ?? '', /more than one/, what);
+    }
+  });
+
+  test('an HTTP/1.0 request may omit Host', async () => {
+    const response = parseResponse((await exchange('GET /healthz HTTP/1.0\r\n\r\n')).received);
+    assert.equal(response?.status, 200);
   });
 
   test('a well-formed request on the same server still gets the ordinary answer', async () => {

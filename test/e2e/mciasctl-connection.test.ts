@@ -151,6 +151,16 @@ describe('mciasctl connection problems', () => {
       assert.ok(!result.stderr.includes(CA_ADVICE), result.stderr);
     });
 
+    test("a --ca-cert that is not the server's certificate says so, rather than to pass --ca-cert", async () => {
+      // Another self-signed certificate, against the real mciassrv; from the flag and from MCIAS_CA_CERT.
+      for (const [e, args] of [[env(), ['--ca-cert', misnamedCa]], [env({ MCIAS_CA_CERT: misnamedCa }), []]] as const) {
+        const result = await ctl(e, ...args, 'login', '--username', 'admin', '--password-file', fx.adminPasswordFile);
+        assertOneLineError(result, 'tls_verification_failed');
+        assert.ok(result.stderr.includes(`the certificate given with --ca-cert (${misnamedCa}) is not the one the server presents`), result.stderr);
+        assert.ok(!result.stderr.includes(CA_ADVICE), result.stderr);
+      }
+    });
+
     test('a plain-HTTP server at the address is named as not speaking TLS', async () => {
       const url = `https://127.0.0.1:${(plain.address() as AddressInfo).port}`;
       const result = await ctl(env({ MCIAS_SERVER: url }), 'login', '--username', 'admin');

@@ -330,4 +330,32 @@ describe('mciasctl against a real mciassrv', () => {
     assert.equal((await ctl(env, 'whoami')).stdout, 'nina (human, active; roles: -)\n');
     assert.equal((await ctl(freshEnv(), 'login', '--username', 'nina', '--password-file', fileWith(mine))).code, 0);
   });
+
+  test('at a first login, two different typings of the new password are asked again, up to three times in all', needsTerminal, async () => {
+    const admin = await loggedIn();
+    for (const name of ['olga', 'paul']) assert.equal((await ctl(admin, 'account', 'create', name, '--password-file', fx.userPasswordFile)).code, 0);
+    const mine = 'typed the same the second time';
+    let env = freshEnv();
+    let { code, output } = await inTerminal(['login', '--username', 'olga'], env, [
+      ['Password for olga:', USER_PASSWORD],
+      ['New password:', mine],
+      ['Repeat it:', `${mine}?`],
+      ['New password:', mine],
+      ['Repeat it:', mine],
+    ]);
+    assert.equal(code, 0, output);
+    assert.match(output, /the two passwords differ/);
+    assert.match(output, /password changed[^\n]*\r?\n[^\n]*logged in as olga/);
+    assert.equal((await ctl(env, 'whoami')).stdout, 'olga (human, active; roles: -)\n');
+    assert.equal((await ctl(freshEnv(), 'login', '--username', 'olga', '--password-file', fileWith(mine))).code, 0);
+
+    // Three mismatches: nothing is changed, and the message says how to finish.
+    env = freshEnv();
+    const typings = [1, 2, 3].flatMap((n) => [['New password:', `${mine}${n}`], ['Repeat it:', `${mine}${n}!`]] as const);
+    ({ code, output } = await inTerminal(['login', '--username', 'paul'], env, [['Password for paul:', USER_PASSWORD], ...typings]));
+    assert.equal(code, 2, output);
+    assert.equal(output.match(/the two passwords differ/g)?.length, 3, output);
+    assert.match(output, /mciasctl: the new password was not set \(the two passwords differ\); until it is, this session can do nothing else: run 'mciasctl password' \(usage\)/);
+    assert.match((await ctl(env, 'whoami')).stdout, /the password is temporary/);
+  });
 });

@@ -39,6 +39,13 @@ function readCaCert(file: string): Buffer {
 const reached = new WeakSet<MciasClient>();
 /** Clients this run opened; closeClients() closes their connections when the run ends. */
 const opened: MciasClient[] = [];
+/** The CA certificate file the run's last connection trusts, for the advice on a certificate that does not verify. */
+let trustedCaCertFile: string | undefined;
+
+/** The CA certificate file (from --ca-cert, MCIAS_CA_CERT or the session) the run's connection trusts, if any. */
+export function caCertInUse(): string | undefined {
+  return trustedCaCertFile;
+}
 
 /**
  * Asks the server for /healthz before the first prompt, so a TLS or network problem is reported before anyone types
@@ -84,6 +91,7 @@ export function connect(command: Command, options: { needToken: boolean }): Conn
   if (options.needToken && token === undefined) throw new CliError(`not logged in to ${normalized}: run 'mciasctl login'`, 'unauthenticated');
   const client = new MciasClient({ server, token, caCert: caCertFile === undefined ? undefined : readCaCert(caCertFile) });
   opened.push(client);
+  trustedCaCertFile = caCertFile;
   return { client, session, caCertFile, tokenSource };
 }
 

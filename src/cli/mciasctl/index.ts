@@ -2,7 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { VERSION } from '../../version.ts';
 import { printError, printUsageError } from '../output.ts';
 import { addAccountCommands } from './account.ts';
-import { closeClients } from './connect.ts';
+import { caCertInUse, closeClients } from './connect.ts';
 import { addKeysCommands } from './keys.ts';
 import { addRoleCommands } from './role.ts';
 import { addSessionCommands } from './session.ts';
@@ -47,7 +47,7 @@ export async function main(argv: string[]): Promise<void> {
       process.exitCode = error.exitCode === 0 ? 0 : 2;
       return;
     }
-    process.exitCode = printError(error);
+    process.exitCode = printError(error, { caCertFile: caCertInUse() });
   } finally {
     // Close the TLS connections, so the process ends because its work is done rather than by a cut.
     closeClients();

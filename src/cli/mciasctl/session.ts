@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { MciasClient, MciasClientError, isMciasApiError, type LoginResult } from '../../../packages/client/src/index.ts';
 import { CliError } from '../errors.ts';
 import { done, show } from '../output.ts';
-import { CODE_PROMPT, promptCode, promptLine, requireTerminal } from '../prompt.ts';
+import { CODE_PROMPT, PasswordsDiffer, promptCode, promptLine, requireTerminal } from '../prompt.ts';
 import { readCodeFile } from '../secret-file.ts';
 import { authenticated, checkReachable, connect, env, passwordFrom } from './connect.ts';
 import { writeSession } from './session-file.ts';
@@ -33,7 +33,8 @@ async function logIn(client: MciasClient, username: string, password: string, co
 
 /**
  * After a login with a temporary password (`password_change_required`), sets the person's own password at once: from
- * --new-password-file, or asked twice without echo (asked again, up to three times, if the server refuses it).
+ * --new-password-file, or asked twice without echo (asked again, up to three times in all, if the two typings
+ * differ or the server refuses it).
  */
 async function replaceTemporaryPassword(client: MciasClient, token: string, current: string, newPasswordFile: string | undefined): Promise<void> {
   const session = client.withToken(token);
@@ -42,15 +43,24 @@ async function replaceTemporaryPassword(client: MciasClient, token: string, curr
     requireTerminal('a new password', 'this password is temporary and must be replaced: use --new-password-file');
     process.stderr.write('This password is temporary: choose your own now.\n');
   }
+  const notSet = (why: string, code: string) =>
+    new CliError(`the new password was not set (${why}); until it is, this session can do nothing else: run 'mciasctl password'`, code);
   for (let attempt = 1; ; attempt++) {
-    const next = await passwordFrom(client, newPasswordFile, 'New password:', true);
+    let next: string;
+    try {
+      next = await passwordFrom(client, newPasswordFile, 'New password:', true);
+    } catch (error) {
+      if (!(error instanceof PasswordsDiffer)) throw error;
+      if (attempt >= attempts) throw notSet(error.message, error.code);
+      process.stderr.write(`${error.message}\n`);
+      continue;
+    }
     try {
       await session.changePassword(current, next);
       return;
     } catch (error) {
       if (!isMciasApiError(error, 'invalid_request') || attempt >= attempts) {
-        const why = error instanceof MciasClientError ? error.message : String(error);
-        throw new CliError(`the new password was not set (${why}); until it is, this session can do nothing else: run 'mciasctl password'`, isMciasApiError(error) ? error.code : 'invalid_request');
+        throw notSet(error instanceof MciasClientError ? error.message : String(error), isMciasApiError(error) ? error.code : 'invalid_request');
       }
       process.stderr.write(`${error.message}\n`);
     }
