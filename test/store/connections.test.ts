@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import pg from 'pg';
-import { openMigratedDatabase, type Database } from '../../src/store/database.ts';
-import { DIALECTS, createTestDatabase, type TestDatabase } from '../support/databases.ts';
+import { DIALECTS, useMigratedDatabase } from '../support/databases.ts';
 
 /**
  * Regression: an idle PostgreSQL connection closed by the server (a restart, pg_terminate_backend, an idle
@@ -10,28 +9,19 @@ import { DIALECTS, createTestDatabase, type TestDatabase } from '../support/data
  */
 for (const dialect of DIALECTS) {
   describe(`the database survives its server dropping idle connections [${dialect}]`, () => {
-    let testDb: TestDatabase;
-    let database: Database;
-    before(async () => {
-      testDb = await createTestDatabase(dialect);
-      database = await openMigratedDatabase(testDb.storage);
-    });
-    after(async () => {
-      await database.close();
-      await testDb.drop();
-    });
+    const fx = useMigratedDatabase(dialect);
 
     test(
       'terminating every idle connection does not crash the process, and the next query reconnects',
       { skip: dialect === 'sqlite' ? 'SQLite has no server to drop connections' : false },
       async () => {
         // Several idle connections in the pool.
-        await Promise.all(Array.from({ length: 3 }, () => database.ping()));
+        await Promise.all(Array.from({ length: 3 }, () => fx.database.ping()));
         const uncaught: unknown[] = [];
         const listener = (error: unknown) => uncaught.push(error);
         process.on('uncaughtException', listener);
         try {
-          const admin = new pg.Client({ connectionString: testDb.location });
+          const admin = new pg.Client({ connectionString: fx.testDb.location });
           await admin.connect();
           try {
             const { rows } = await admin.query<{ pid: number }>(
@@ -43,7 +33,7 @@ for (const dialect of DIALECTS) {
           }
           await new Promise((resolve) => setTimeout(resolve, 300));
           assert.deepEqual(uncaught, []);
-          await database.ping();
+          await fx.database.ping();
         } finally {
           process.off('uncaughtException', listener);
         }

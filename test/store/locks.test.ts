@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { after, before, describe, test } from 'node:test';
-import { openMigratedDatabase, type Database } from '../../src/store/database.ts';
-import { DIALECTS, createTestDatabase, type TestDatabase } from '../support/databases.ts';
+import { describe, test } from 'node:test';
+import { DIALECTS, useMigratedDatabase } from '../support/databases.ts';
 
 /**
  * Store.lock: a named lock, one row each in `locks`, held until the transaction ends. Bootstrap and key rotation
@@ -10,26 +9,17 @@ import { DIALECTS, createTestDatabase, type TestDatabase } from '../support/data
  */
 for (const dialect of DIALECTS) {
   describe(`named locks [${dialect}]`, () => {
-    let testDb: TestDatabase;
-    let database: Database;
-    before(async () => {
-      testDb = await createTestDatabase(dialect);
-      database = await openMigratedDatabase(testDb.storage);
-    });
-    after(async () => {
-      await database.close();
-      await testDb.drop();
-    });
+    const fx = useMigratedDatabase(dialect);
 
     test('the migration creates a row for each lock', async () => {
-      const rows = await database.db.selectFrom('locks').select('name').orderBy('name').execute();
+      const rows = await fx.database.db.selectFrom('locks').select('name').orderBy('name').execute();
       assert.deepEqual(rows.map((r) => r.name), ['bootstrap', 'signing_keys']);
     });
 
     test('a transaction taking a lock waits until the one holding it has committed', async () => {
       const events: string[] = [];
       const { promise: held, resolve: holding } = Promise.withResolvers<void>();
-      const first = database.store.transaction(async (tx) => {
+      const first = fx.database.store.transaction(async (tx) => {
         await tx.lock('signing_keys');
         events.push('first holds the lock');
         holding();
@@ -37,7 +27,7 @@ for (const dialect of DIALECTS) {
         events.push('first commits');
       });
       await held;
-      const second = database.store.transaction(async (tx) => {
+      const second = fx.database.store.transaction(async (tx) => {
         await tx.lock('signing_keys');
         events.push('second holds the lock');
       });
@@ -46,15 +36,15 @@ for (const dialect of DIALECTS) {
     });
 
     test('outside a transaction the lock is refused, as it would hold nothing back', async () => {
-      await assert.rejects(database.store.lock('bootstrap'), /only held inside a transaction/);
+      await assert.rejects(fx.database.store.lock('bootstrap'), /only held inside a transaction/);
     });
 
     test('a lock whose row is missing fails instead of locking nothing', async () => {
-      await database.db.deleteFrom('locks').where('name', '=', 'bootstrap').execute();
+      await fx.database.db.deleteFrom('locks').where('name', '=', 'bootstrap').execute();
       try {
-        await assert.rejects(database.store.transaction((tx) => tx.lock('bootstrap')), /bootstrap lock has no row/);
+        await assert.rejects(fx.database.store.transaction((tx) => tx.lock('bootstrap')), /bootstrap lock has no row/);
       } finally {
-        await database.db.insertInto('locks').values({ name: 'bootstrap' }).execute();
+        await fx.database.db.insertInto('locks').values({ name: 'bootstrap' }).execute();
       }
     });
   });

@@ -4,6 +4,7 @@ import { after, before } from 'node:test';
 import { MciasApiError, MciasClient } from '../../packages/client/src/index.ts';
 import { USER_PASSWORD } from './harness.ts';
 import { startServerProcess, type ServerProcess } from './server-process.ts';
+import { required } from './fixture.ts';
 
 /** Asserts that `promise` rejects with an MciasApiError of this status and code, and returns it. */
 export async function apiError(promise: Promise<unknown>, status: number, code: string): Promise<MciasApiError> {
@@ -39,10 +40,7 @@ export function useClientFixture(): ClientFixture {
   let anonymous: MciasClient | undefined;
   let adminToken: string | undefined;
   let admin: MciasClient | undefined;
-  const ready = <T>(value: T | undefined, what: string): T => {
-    if (value === undefined) throw new Error(`the client fixture has no ${what} yet (use it from a hook or test)`);
-    return value;
-  };
+  const ready = <T>(value: T | undefined, what: string): T => required(value, 'client', what);
   const fixture: ClientFixture = {
     get server() {
       return ready(server, 'server');

@@ -2,8 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { after, before } from 'node:test';
 import pg from 'pg';
 import type { StorageConfig } from '../../src/config/load.ts';
+import { openMigratedDatabase, type Database } from '../../src/store/database.ts';
+import { required } from './fixture.ts';
 
 /**
  * Every storage and domain test runs once per dialect in this list; MCIAS_TEST_DIALECTS narrows it
@@ -62,6 +65,28 @@ export async function createTestDatabase(dialect: TestDialect): Promise<TestData
       } finally {
         await client.end();
       }
+    },
+  };
+}
+
+/** For a describe block: a fresh database of the dialect, migrated and open from `before` to `after`. */
+export function useMigratedDatabase(dialect: TestDialect): { readonly testDb: TestDatabase; readonly database: Database } {
+  let testDb: TestDatabase | undefined;
+  let database: Database | undefined;
+  before(async () => {
+    testDb = await createTestDatabase(dialect);
+    database = await openMigratedDatabase(testDb.storage);
+  });
+  after(async () => {
+    await database?.close();
+    await testDb?.drop();
+  });
+  return {
+    get testDb() {
+      return required(testDb, 'database', 'test database');
+    },
+    get database() {
+      return required(database, 'database', 'open database');
     },
   };
 }

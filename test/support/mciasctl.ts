@@ -7,6 +7,7 @@ import path from 'node:path';
 import { after, afterEach, before, beforeEach } from 'node:test';
 import { USER_PASSWORD } from './harness.ts';
 import { CHEAP_SCRYPT_ENV, MCIASCTL, ROOT, run, startServerProcess, type CommandResult, type ServerProcess } from './server-process.ts';
+import { required } from './fixture.ts';
 
 /**
  * The shipped mciasctl, driven as people and scripts drive it: the one fixture of the mciasctl end-to-end tests (a
@@ -130,10 +131,7 @@ export function useMciasctlFixture(options: { admin?: boolean } = {}): MciasctlF
   let files = 0;
   const perTest: string[] = [];
   const lasting: string[] = [];
-  const ready = <T>(value: T | undefined, what: string): T => {
-    if (value === undefined) throw new Error(`the mciasctl fixture has no ${what} yet (use it from a hook or test)`);
-    return value;
-  };
+  const ready = <T>(value: T | undefined, what: string): T => required(value, 'mciasctl', what);
 
   const fixture: MciasctlFixture = {
     get server() {
