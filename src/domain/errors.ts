@@ -14,6 +14,7 @@ export const ERROR_CODES = [
   'payload_too_large',
   'rate_limited',
   'internal',
+  'upstream_failed',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -76,3 +76,45 @@ export interface RequestContext {
   readonly userAgent: string | null;
   readonly requestId: string | null;
 }
+
+/** How a service's PostgreSQL password is rotated (docs/pgcreds.md). */
+export const PG_ROTATION_MODES = ['single', 'alternating'] as const;
+export type PgRotationMode = (typeof PG_ROTATION_MODES)[number];
+
+/** The libpq sslmodes MCIAS stores and hands out; `prefer` and `allow` are left out, since they fall back to clear. */
+export const PG_SSLMODES = ['disable', 'require', 'verify-ca', 'verify-full'] as const;
+export type PgSslMode = (typeof PG_SSLMODES)[number];
+
+/**
+ * A service account's PostgreSQL credentials and their rotation state. `password` and `pendingPassword` are sealed
+ * with the same context, `{ table: 'pg_credentials', column: 'password', id: accountId }`, so completing a rotation
+ * moves the intent into place without opening it. Times are epoch milliseconds; `rotateEvery` is a duration in ms.
+ */
+export interface PgCredentialsRecord {
+  readonly accountId: string;
+  readonly host: string;
+  readonly port: number;
+  readonly database: string;
+  /** single: the login role; alternating: the group role that owns the objects (logins are `<username>_a`, `_b`). */
+  readonly username: string;
+  /** The login role whose password is stored: `username` in single mode, `<username>_a` or `_b` in alternating. */
+  readonly activeLogin: string;
+  readonly password: Uint8Array;
+  readonly sslmode: PgSslMode;
+  /** PEM bundle the service should trust for the server's certificate (public; not sealed). */
+  readonly caCert: string | null;
+  readonly mode: PgRotationMode;
+  /** The `[pg_admin.NAME]` entry chosen in the PUT body; null: the one whose host and port match. */
+  readonly admin: string | null;
+  readonly rotateEvery: number | null;
+  readonly nextRotationAt: number | null;
+  readonly lastRotatedAt: number | null;
+  readonly lastRotationError: string | null;
+  readonly rotationFailures: number;
+  /** The rotation intent: the login and the sealed new password, written before the server is changed. */
+  readonly pendingLogin: string | null;
+  readonly pendingPassword: Uint8Array | null;
+  readonly pendingSince: number | null;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+}

@@ -1,5 +1,15 @@
 import type { AuditEvent } from './audit.ts';
-import type { AccountRecord, AccountStatus, PermissionGrant, Role, SigningKeyRecord, TokenInfo, TokenRecord } from './model.ts';
+import type {
+  AccountRecord,
+  AccountStatus,
+  PermissionGrant,
+  PgCredentialsRecord,
+  PgSslMode,
+  Role,
+  SigningKeyRecord,
+  TokenInfo,
+  TokenRecord,
+} from './model.ts';
 
 /**
  * What the domain needs from storage. The Kysely implementation lives in src/store; the domain never imports it.
@@ -19,6 +29,7 @@ export interface Store {
   readonly tokens: TokenStore;
   readonly keys: KeyStore;
   readonly audit: AuditStore;
+  readonly pgcreds: PgCredentialStore;
 }
 
 export interface AccountStore {
@@ -115,4 +126,81 @@ export interface AuditStore {
   insert(event: AuditEvent): Promise<void>;
   /** Whether an event of this type about this account exists. */
   exists(subjectId: string, type: AuditEvent['type']): Promise<boolean>;
+}
+
+/** The settings a PUT replaces; everything else in the record is rotation state. */
+export type PgCredentialsSettings = Pick<
+  PgCredentialsRecord,
+  'accountId' | 'host' | 'port' | 'database' | 'username' | 'activeLogin' | 'password' | 'sslmode' | 'caCert' | 'mode' | 'admin' | 'rotateEvery' | 'nextRotationAt'
+>;
+
+/**
+ * Service accounts' PostgreSQL credentials and their rotation state. The rotation steps are separate writes, each
+ * its own commit, so that a crash between them leaves a record the next attempt can finish (SECURITY.md §43).
+ */
+export interface PgCredentialStore {
+  find(accountId: string): Promise<PgCredentialsRecord | undefined>;
+  /** Stores new settings and password, replacing any earlier ones and clearing the rotation intent, error and count. */
+  put(settings: PgCredentialsSettings, now: number): Promise<void>;
+  delete(accountId: string): Promise<boolean>;
+  /** Writes the rotation intent (step 1, before the server is changed). */
+  beginRotation(accountId: string, login: string, sealedPassword: Uint8Array, now: number): Promise<void>;
+  /** The server has the intent's password: it becomes the stored one, and the next rotation is scheduled. */
+  completeRotation(accountId: string, now: number, nextRotationAt: number | null): Promise<void>;
+  /** The rotation failed and the server certainly kept the old password: the intent goes, the error stays. */
+  failRotation(accountId: string, error: string, now: number, retryAt: number | null): Promise<void>;
+  /** Accounts with an unfinished intent, or whose scheduled rotation is due at `now`. */
+  listDue(now: number): Promise<string[]>;
+  /**
+   * Takes the account's rotation lease for `holder` until `until`, if no other holder has an unexpired one; the
+   * database decides, so one instance at a time rotates a service.
+   */
+  claimLease(accountId: string, holder: string, now: number, until: number): Promise<boolean>;
+  releaseLease(accountId: string, holder: string): Promise<void>;
+}
+
+/** Where a service's database lives, and which `[pg_admin.NAME]` connection may change its roles. */
+export interface PgTarget {
+  readonly host: string;
+  readonly port: number;
+  readonly database: string;
+  /** The admin entry named in the PUT body; null: the entry whose host and port match. */
+  readonly admin: string | null;
+}
+
+/** How a service connects: what `canLogin` uses to test a password. */
+export interface PgLogin {
+  readonly login: string;
+  readonly password: string;
+  readonly sslmode: PgSslMode;
+  readonly caCert: string | null;
+}
+
+/**
+ * Changes roles on a service's PostgreSQL server through an admin connection from the configuration
+ * (`[pg_admin.NAME]`). Every failure on the PostgreSQL side (server down, admin refused, role missing, TLS) is an
+ * MciasError `upstream_failed` whose message names what failed and never a password.
+ */
+export interface PgAdmin {
+  /**
+   * Sets an existing login role's password, sent as a SCRAM-SHA-256 verifier computed here, never in clear. A role
+   * that does not exist is an error; it is never created.
+   */
+  setPassword(target: PgTarget, login: string, password: string): Promise<void>;
+  /**
+   * Creates what is missing, for a new service in one command: in alternating mode the group role `group` (NOLOGIN,
+   * owner of the objects) and each login role in `logins` (LOGIN, member of `group`); in single mode (`group` null)
+   * the one login role. Passwords are set as verifiers. With `createDatabase`, also the target database, owned by
+   * the group role (single mode: by the login). Returns the names of what it created, in order.
+   */
+  provision(
+    target: PgTarget,
+    plan: {
+      readonly group: string | null;
+      readonly logins: readonly { readonly login: string; readonly password: string }[];
+      readonly createDatabase: boolean;
+    },
+  ): Promise<{ readonly created: readonly string[] }>;
+  /** Whether this login and password connect to the target database now (false when refused; throws when unreachable). */
+  canLogin(target: PgTarget, login: PgLogin): Promise<boolean>;
 }

@@ -15,6 +15,7 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   payload_too_large: 413,
   rate_limited: 429,
   internal: 500,
+  upstream_failed: 502,
 };
 
 export interface Problem {

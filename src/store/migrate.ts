@@ -3,6 +3,7 @@ import { Migrator, type Migration, type MigrationResultSet } from 'kysely/migrat
 import type { DialectCapabilities } from './dialects.ts';
 import { initial } from './migrations/0001_initial.ts';
 import { passwordChangeRequired } from './migrations/0005_password_change_required.ts';
+import { pgCredentials } from './migrations/0007_pg_credentials.ts';
 import type { DB } from './schema.ts';
 
 /** Migrations in order; names sort lexically, so each starts with its number. */
@@ -53,6 +54,7 @@ function migrations(caps: DialectCapabilities): Record<string, Migration> {
         await db.schema.dropTable('locks').execute();
       },
     },
+    '0007_pg_credentials': pgCredentials(caps),
   };
 }
 

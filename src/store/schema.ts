@@ -103,8 +103,23 @@ interface PgCredentialsTable {
   port: number;
   database: string;
   username: string;
+  active_login: string;
   password: Uint8Array;
   sslmode: string;
+  ca_cert: string | null;
+  mode: string;
+  admin: string | null;
+  rotate_every: number | null;
+  next_rotation_at: number | null;
+  last_rotated_at: number | null;
+  last_rotation_error: string | null;
+  rotation_failures: Generated<number>;
+  pending_login: string | null;
+  pending_password: Uint8Array | null;
+  pending_since: number | null;
+  lease_holder: string | null;
+  lease_until: number | null;
+  created_at: number;
   updated_at: number;
 }
 

@@ -1,10 +1,11 @@
 import type { Kysely } from 'kysely';
-import type { AccountStore, AuditStore, CredentialStore, KeyStore, LockName, RoleStore, Store, TokenStore } from '../domain/ports.ts';
+import type { AccountStore, AuditStore, CredentialStore, KeyStore, LockName, PgCredentialStore, RoleStore, Store, TokenStore } from '../domain/ports.ts';
 import { KyselyAccountStore } from './accounts.ts';
 import { KyselyAuditStore } from './audit.ts';
 import { KyselyCredentialStore } from './credentials.ts';
 import type { Executor } from './executor.ts';
 import { lockRow } from './locks.ts';
+import { KyselyPgCredentialStore } from './pg-credentials.ts';
 import { KyselyRoleStore } from './roles.ts';
 import type { DB } from './schema.ts';
 import { KyselyKeyStore } from './signing-keys.ts';
@@ -21,6 +22,7 @@ export class KyselyStore implements Store {
   readonly tokens: TokenStore;
   readonly keys: KeyStore;
   readonly audit: AuditStore;
+  readonly pgcreds: PgCredentialStore;
   readonly #db: Executor;
 
   constructor(db: Executor) {
@@ -31,6 +33,7 @@ export class KyselyStore implements Store {
     this.tokens = new KyselyTokenStore(db);
     this.keys = new KyselyKeyStore(db);
     this.audit = new KyselyAuditStore(db);
+    this.pgcreds = new KyselyPgCredentialStore(db);
   }
 
   transaction<T>(work: (tx: Store) => Promise<T>): Promise<T> {
