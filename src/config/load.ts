@@ -28,6 +28,13 @@ export interface ConnectionLimits {
   readonly maxRequestsPerSocket: number;
 }
 
+/** One `[pg_admin.NAME]` entry: an admin connection to a services' PostgreSQL server. */
+export interface PgAdminConnection {
+  readonly name: string;
+  readonly url: string;
+  readonly caFile: string | undefined;
+}
+
 export interface Config {
   readonly configFile: string | undefined;
   readonly masterKey: { readonly file: string; readonly inline: string | undefined };
@@ -51,6 +58,7 @@ export interface Config {
     readonly minLengthWithTotp: number;
   };
   readonly auth: { readonly totpIssuer: string; readonly requireTotpForAdmins: boolean };
+  readonly pgAdmin: readonly PgAdminConnection[];
   readonly log: { readonly level: string };
 }
 
@@ -170,6 +178,12 @@ export function resolveConfig(
       minLengthWithTotp: file.passwords.min_length_with_totp,
     },
     auth: { totpIssuer: file.auth.totp_issuer, requireTotpForAdmins: file.auth.require_totp_for_admins },
+    pgAdmin: Object.entries(file.pg_admin).map(([name, entry]) => {
+      if (!/^[a-z][a-z0-9_-]{0,31}$/.test(name)) problem(`pg_admin.${name}`, 'names are lowercase letters, digits, _ and -, starting with a letter');
+      // Never echo the URL: it carries the admin password.
+      if (!/^postgres(ql)?:\/\//.test(entry.url)) problem(`pg_admin.${name}.url`, 'must start with postgres://');
+      return { name, url: entry.url, caFile: entry.ca_file ? at(entry.ca_file) : undefined };
+    }),
     log: { level: file.log.level },
   };
   if (problems.length > 0) return { config: undefined, problems, draft: deepFreeze(config) };

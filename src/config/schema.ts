@@ -85,6 +85,22 @@ export const ConfigFileSchema = Type.Object(
         description: "refuse logins by admin-role accounts without TOTP (the bootstrap admin's first login excepted)",
       }),
     }),
+    /**
+     * Admin connections to the PostgreSQL servers that hold services' databases, one table per server:
+     * `[pg_admin.NAME]` with `url` (postgres://, with the admin password) and an optional
+     * `ca_file` for `sslmode=verify-full`. Used to rotate and provision services' login roles (docs/pgcreds.md).
+     */
+    pg_admin: Type.Record(
+      Type.String(),
+      Type.Object(
+        {
+          url: Type.String({ description: 'postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=...' }),
+          ca_file: Type.Optional(Type.String({ description: 'CA bundle for sslmode=verify-full' })),
+        },
+        { additionalProperties: false },
+      ),
+      { default: {} },
+    ),
     log: section({
       level: Type.Union(
         ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),

@@ -138,6 +138,16 @@ describe('configuration', () => {
     assert.equal(config.log.level, 'debug');
   });
 
+  test('[pg_admin.NAME] entries resolve with their CA file; a URL that is not postgres:// is named, never echoed', () => {
+    const config = ok({ pg_admin: { main: { url: SECRET_URL, ca_file: 'pg-ca.pem' } } });
+    assert.deepEqual(config.pgAdmin, [{ name: 'main', url: SECRET_URL, caFile: '/srv/mcias/pg-ca.pem' }]);
+    assert.deepEqual(ok({}).pgAdmin, []);
+    const found = problems({ pg_admin: { main: { url: 'mysql://root:hunter2-s3cret@db' } } });
+    assert.ok(found.some((p) => p.includes('pg_admin.main.url')));
+    assert.ok(!found.join('\n').includes('hunter2'));
+    assert.ok(problems({ pg_admin: { 'Bad Name': { url: SECRET_URL } } }).length > 0);
+  });
+
   test('the per-client share of the hash queue (SECURITY.md §37): derived from the queue, or set, from file or environment', () => {
     assert.equal(ok({ passwords: { max_queued_hashes: 100 } }).passwords.maxHashesPerClient, 13);
     assert.equal(ok({ passwords: { max_queued_hashes: 0 } }).passwords.maxHashesPerClient, 1);
