@@ -16,11 +16,15 @@ import { TotpService } from './domain/totp.ts';
 import { buildApp } from './http/app.ts';
 import type { AppServices } from './http/services.ts';
 import { tlsServerOptions } from './config/tls.ts';
+import type { PgAdmin } from './domain/ports.ts';
+import { PostgresAdmin } from './pgadmin/admin.ts';
 import { openMigratedDatabase, type Database } from './store/database.ts';
 
 export interface Runtime {
   readonly services: AppServices;
   readonly database: Database;
+  /** Changes roles on services' PostgreSQL servers through the `[pg_admin.NAME]` connections (for rotation). */
+  readonly pgAdmin: PgAdmin;
   /** Waits for password hashes still running, then closes the database. */
   close(): Promise<void>;
 }
@@ -29,6 +33,8 @@ export interface Runtime {
 export async function createRuntime(config: Config, options: { clock?: Clock; masterKey?: Buffer } = {}): Promise<Runtime> {
   const clock = options.clock ?? systemClock;
   const sealer = new Sealer(options.masterKey ?? loadMasterKey(config));
+  // Before the database opens: an admin URL or CA file it cannot honour stops the start, naming the entry.
+  const pgAdmin = new PostgresAdmin(config.pgAdmin);
   const database = await openMigratedDatabase(config.storage);
   const hasher = new PasswordHasher(config.passwords.scrypt, {
     maxConcurrent: config.passwords.maxConcurrentHashes,
@@ -80,7 +86,7 @@ export async function createRuntime(config: Config, options: { clock?: Clock; ma
       lifecycle: new TokenLifecycle({ store, tokens, accounts, clock }),
       ready: () => database.ping(),
     };
-    return { services, database, close };
+    return { services, database, pgAdmin, close };
   } catch (error) {
     await close();
     throw error;

@@ -159,7 +159,10 @@ describe('PostgresAdmin against a scram-sha-256 cluster (SECURITY.md §44)', { s
       await admin.setPassword({ ...target(), host: 'localhost' }, 'svc_tls', 'new-password-9');
       assert.equal(await cluster().canConnect('svc_tls', 'new-password-9'), true);
       const privileges = await admin.privileges('main');
-      assert.deepEqual(privileges, { role: 'mcias_admin', superuser: false, createRole: true, createDb: true, serverVersion: privileges.serverVersion });
+      assert.deepEqual(privileges, {
+        label: `pg_admin.main (localhost:${cluster().port})`,
+        sslmode: 'verify-full',
+        role: 'mcias_admin', superuser: false, createRole: true, createDb: true, serverVersion: privileges.serverVersion });
     });
 
     test('an untrusted CA or a host name the certificate does not carry is pg_tls_failed', async () => {
