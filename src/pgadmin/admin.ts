@@ -401,13 +401,16 @@ export class PostgresAdmin implements PgAdmin {
 /**
  * `CREATE DATABASE ... OWNER owner` needs the admin to be able to act as `owner` (a member on PostgreSQL 15, the SET
  * option on 16+). A CREATEROLE admin is not, so it is made a member just for the statement and removed afterwards.
+ * (Tested on PostgreSQL 15; the 16+ form follows the PostgreSQL 16 documentation of GRANT's WITH options.)
  */
 async function createDatabaseOwnedBy(client: pg.Client, database: string, owner: string): Promise<void> {
   const id = (name: string) => client.escapeIdentifier(name);
   const version = Number((await client.query<{ v: string }>(`select current_setting('server_version_num') as v`)).rows[0]!.v);
   const { rows } = await client.query<{ can: boolean }>('select pg_has_role(current_user, $1, $2) as can', [owner, version >= 160000 ? 'SET' : 'MEMBER']);
   const grant = rows[0]?.can !== true;
-  if (grant) await client.query(`GRANT ${id(owner)} TO CURRENT_USER`);
+  // On 16+ a grant carries options: SET is what CREATE DATABASE needs; INHERIT FALSE keeps the owner's privileges
+  // from reaching the admin even for this moment. The REVOKE removes only this grant (the one by the admin itself).
+  if (grant) await client.query(`GRANT ${id(owner)} TO CURRENT_USER${version >= 160000 ? ' WITH INHERIT FALSE, SET TRUE' : ''}`);
   try {
     await client.query(`CREATE DATABASE ${id(database)} OWNER ${id(owner)}`);
   } finally {
