@@ -83,7 +83,8 @@ function tlsOptions(sslmode: PgSslMode, ca: string | undefined): false | Connect
 
 /**
  * Parses one `[pg_admin.NAME]` entry. The CA is `ca_file`, else the URL's `sslrootcert`; `sslmode` defaults to
- * `verify-full` when there is a CA, else `require` (TLS always, unless the URL says `sslmode=disable`).
+ * `verify-full` when there is a CA, else `require` (TLS always, unless the URL says `sslmode=disable`). With a CA,
+ * only `verify-full` and `verify-ca` are accepted.
  * Throws an Error naming the entry (never the URL) for anything it cannot honour.
  */
 function parseEntry(entry: PgAdminConnection): AdminEndpoint {
@@ -116,6 +117,11 @@ function parseEntry(entry: PgAdminConnection): AdminEndpoint {
   const sslmode = url.searchParams.get('sslmode') ?? (ca === undefined ? 'require' : 'verify-full');
   if (!(PG_SSLMODES as readonly string[]).includes(sslmode)) {
     throw new Error(`${where}: sslmode=${sslmode} is not supported (use ${PG_SSLMODES.join(', ')}; prefer and allow fall back to clear text)`);
+  }
+  // A CA names the server to trust; a mode that then skips the check would silently ignore it (the storage
+  // connection's ca_file likewise always verifies).
+  if (ca !== undefined && (sslmode === 'disable' || sslmode === 'require')) {
+    throw new Error(`${where}: sslmode=${sslmode} with a CA (ca_file or sslrootcert) would not verify the server; use verify-full`);
   }
   let ssl: false | ConnectionOptions;
   try {
@@ -162,7 +168,7 @@ function errorCode(error: unknown): string | undefined {
 
 function isTlsError(error: unknown): boolean {
   const code = errorCode(error) ?? '';
-  if (/^ERR_(TLS|SSL)_/.test(code) || /CERT|SELF_SIGNED|UNABLE_TO_|HOSTNAME|_CA_|KEY_TOO_SMALL/.test(code)) return true;
+  if (code === 'EPROTO' || /^ERR_(TLS|SSL)_/.test(code) || /CERT|SELF_SIGNED|UNABLE_TO_|HOSTNAME|_CA_|KEY_TOO_SMALL/.test(code)) return true;
   return error instanceof Error && /does not support SSL/.test(error.message);
 }
 

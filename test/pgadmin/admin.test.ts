@@ -203,6 +203,8 @@ describe('PostgresAdmin against a scram-sha-256 cluster (SECURITY.md §44)', { s
       [`postgres://u:${ADMIN_PASSWORD}@h/db?options=-c%20x`, undefined, /unsupported parameter options/],
       [`postgres://u:${ADMIN_PASSWORD}@h/db`, '/nonexistent/ca.pem', /cannot read the CA file/],
       [`postgres://:${ADMIN_PASSWORD}@h/db`, undefined, /names no user/],
+      [`postgres://u:${ADMIN_PASSWORD}@h/db?sslmode=disable`, cluster().tls!.caFile, /sslmode=disable with a CA .* would not verify/],
+      [`postgres://u:${ADMIN_PASSWORD}@h/db?sslmode=require&sslrootcert=${encodeURIComponent(cluster().tls!.caFile)}`, undefined, /sslmode=require with a CA/],
     ] as const) {
       assert.throws(
         () => new PostgresAdmin(entry(url, caFile)),
