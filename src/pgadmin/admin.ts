@@ -255,11 +255,6 @@ export class PostgresAdmin implements PgAdmin {
     this.endpoints = connections.map(parseEntry);
   }
 
-  /** The names of the configured admin connections, in configuration order. */
-  get names(): readonly string[] {
-    return this.endpoints.map((e) => e.name);
-  }
-
   /**
    * The entry named by `target.admin`, else the first entry (in configuration order) whose host (case-insensitive)
    * and port are the target's. None: 409 `conflict`, reason `no_pg_admin`.

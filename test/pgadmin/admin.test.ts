@@ -254,6 +254,19 @@ describe('PostgresAdmin against a scram-sha-256 cluster (SECURITY.md §44)', { s
       assert.equal(db!.owner, 'already');
     });
 
+    test('without CREATEDB the database step is refused; the roles stay, the temporary membership is gone, a rerun completes', async () => {
+      await adminFor();
+      await cluster().query(`create role nodb_admin login createrole password ${literal(ADMIN_PASSWORD)}`);
+      const weak = await adminFor({ user: 'nodb_admin' });
+      const plan = { group: 'ledger', logins: [{ login: 'ledger_a', password: 'pw-a-18' }, { login: 'ledger_b', password: 'pw-b-18' }], createDatabase: true };
+      await failsWith(weak.provision(target(null, 'ledger'), plan), 'upstream_failed', 'pg_admin_refused');
+      assert.ok((await roleNames()).includes('ledger_b'));
+      const [member] = await cluster().query<{ member: boolean }>(`select pg_has_role('nodb_admin', 'ledger', 'MEMBER') as member`);
+      assert.equal(member!.member, false, 'the membership granted for CREATE DATABASE was revoked');
+      assert.deepEqual(await (await adminFor()).provision(target(null, 'ledger'), plan), { created: ['ledger'] });
+      assert.equal(await cluster().canConnect('ledger_a', 'pw-a-18', 'ledger'), true);
+    });
+
     test('an invalid plan or name changes nothing', async () => {
       const admin = await adminFor();
       const before = await roleNames();
