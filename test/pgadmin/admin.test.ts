@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import pg from 'pg';
 import type { PgAdminConnection } from '../../src/config/load.ts';
@@ -320,6 +321,27 @@ describe('PostgresAdmin against a scram-sha-256 cluster (SECURITY.md §44)', { s
     } finally {
       await blocker.query('rollback').catch(() => {});
       await blocker.end();
+    }
+  });
+
+  test('an unknown host and a server that never answers are pg_unreachable, the latter after the connect timeout', async () => {
+    const dns = new PostgresAdmin([{ name: 'dns', url: `postgres://mcias_admin:${ADMIN_PASSWORD}@no-such-host.invalid/postgres?sslmode=disable`, caFile: undefined }]);
+    assertClean(await failsWith(dns.privileges('dns'), 'upstream_failed', 'pg_unreachable'));
+    // Accepts TCP connections and never says a word.
+    const silent = createServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const sockets = new Set<Socket>();
+    silent.on('connection', (socket) => sockets.add(socket));
+    try {
+      const { port } = silent.address() as AddressInfo;
+      const admin = new PostgresAdmin([{ name: 'silent', url: `postgres://mcias_admin:${ADMIN_PASSWORD}@127.0.0.1:${port}/postgres?sslmode=disable`, caFile: undefined }]);
+      const started = Date.now();
+      await failsWith(admin.privileges('silent'), 'upstream_failed', 'pg_unreachable');
+      const waited = Date.now() - started;
+      assert.ok(waited >= 4_500 && waited < 9_000, `gave up after ${waited} ms, not the 5 s connect timeout`);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
     }
   });
 
