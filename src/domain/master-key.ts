@@ -44,15 +44,36 @@ export async function unlock(store: Store, masterKey: Uint8Array, clock: Clock):
     });
     stored = await store.sealed.digestKeys();
   }
-  const keys = new Map<DigestPurpose, Uint8Array>();
-  for (const purpose of DIGEST_PURPOSES) {
+  return { sealer, digests: new DigestKeys(openDigestKeys(sealer, stored)) };
+}
+
+/**
+ * Checks, without changing anything, that this master key opens the digest keys the database has (`mciassrv config
+ * check`); throws the error a start would.
+ */
+export async function checkMasterKey(store: Store, masterKey: Uint8Array): Promise<void> {
+  await assertSealerCurrent(store, new Sealer(masterKey));
+}
+
+/**
+ * The same check for a sealer already in use: a transaction about to seal a new value under a lock that a master-key
+ * rotation also takes calls it after taking the lock, so that a rotation committed meanwhile makes it fail rather
+ * than store a value under the old key.
+ */
+export async function assertSealerCurrent(store: Store, sealer: Sealer): Promise<void> {
+  openDigestKeys(sealer, await store.sealed.digestKeys());
+}
+
+function openDigestKeys(sealer: Sealer, stored: ReadonlyMap<DigestPurpose, Uint8Array>): Map<DigestPurpose, Buffer> {
+  const keys = new Map<DigestPurpose, Buffer>();
+  for (const [purpose, sealed] of stored) {
     try {
-      keys.set(purpose, sealer.open(stored.get(purpose) as Uint8Array, digestKeyContext(purpose)));
+      keys.set(purpose, sealer.open(sealed, digestKeyContext(purpose)));
     } catch (cause) {
       throw new Error(`wrong master key: it does not open this database's sealed digest keys; ${REPLACE_HINT}`, { cause });
     }
   }
-  return { sealer, digests: new DigestKeys(keys) };
+  return keys;
 }
 
 /**

@@ -96,6 +96,10 @@ for (const dialect of DIALECTS) {
       } finally {
         await rotated.close();
       }
+      // A process still running with the old key (a server someone forgot to stop) cannot add a signing key under it.
+      const keysBefore = await db().selectFrom('signing_keys').select('kid').execute();
+      await assert.rejects(h.runtime.services.keys.rotate(undefined, undefined), /^Error: wrong master key/);
+      assert.deepEqual(await db().selectFrom('signing_keys').select('kid').execute(), keysBefore);
       const event = await db().selectFrom('audit_events').selectAll().where('type', '=', 'master_key_rotated').executeTakeFirstOrThrow();
       assert.equal(JSON.parse(event.details)['accounts.totp_secret'], 1);
     });

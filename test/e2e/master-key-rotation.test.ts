@@ -160,7 +160,8 @@ describe('mciassrv keys rotate-master', { concurrency: true }, () => {
         } finally {
           await setPending(original);
         }
-        const stillOld = await runBounded(MCIASSRV, ['config', 'check', '--data-dir', dataDir]);
+        // The old key still opens the database (mciassrv config check tries it).
+        const stillOld = await run(MCIASSRV, ['config', 'check', '--data-dir', dataDir]);
         assert.equal(stillOld.code, 0, stillOld.stderr);
       });
 
@@ -204,9 +205,15 @@ describe('mciassrv keys rotate-master', { concurrency: true }, () => {
         assert.match(refused.stderr, /^mciassrv: wrong master key: it does not open this database's sealed digest keys; if "mciassrv keys rotate-master" was run on this database, the master key must be replaced by the new one it was given\n$/);
         assert.ok(!refused.stdout.includes('mciassrv is serving'));
 
+        const check = await run(MCIASSRV, ['config', 'check', '--data-dir', dataDir]);
+        assert.equal(check.code, 1);
+        assert.match(check.stderr, /- wrong master key: it does not open this database's sealed digest keys/);
+
         // The swap, and a start.
         renameSync(newKeyFile, masterKeyFile);
         assert.equal(existsSync(newKeyFile), false);
+        const checked = await run(MCIASSRV, ['config', 'check', '--data-dir', dataDir]);
+        assert.equal(checked.code, 0, checked.stderr);
         server = await serveDataDir(dataDir);
         assert.deepEqual(await jwksKids(), jwksBefore, 'the same signing keys, the retired one included');
         assert.equal((await call('/v1/me', { token: beforeToken })).status, 200, 'a token issued before still validates');
