@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { createHmac, randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
 import type { Clock } from '../../src/domain/clock.ts';
 import { rotateMasterKey } from '../../src/domain/master-key.ts';
 import { Sealer, derivedDigestKey, digestKeyContext } from '../../src/domain/sealing.ts';
@@ -102,6 +104,40 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(await db().selectFrom('signing_keys').select('kid').execute(), keysBefore);
       const event = await db().selectFrom('audit_events').selectAll().where('type', '=', 'master_key_rotated').executeTakeFirstOrThrow();
       assert.equal(JSON.parse(event.details)['accounts.totp_secret'], 1);
+    });
+  });
+}
+
+if (DIALECTS.includes('postgres')) {
+  describe('a master-key rotation and a concurrent write [postgres]', () => {
+    let h: Harness;
+    before(async () => {
+      h = await createHarness('postgres');
+      await h.createAccount('tess');
+    });
+    after(() => h.close());
+
+    test('a write in flight when the rotation starts is waited for and re-sealed, not overwritten with the value from before', async () => {
+      const account = (await h.runtime.database.store.accounts.findByUsername('tess'))!;
+      const context = { table: 'accounts', column: 'totp_secret', id: account.id };
+      const old = new Sealer(h.masterKey);
+      await h.runtime.database.db.updateTable('accounts').set({ totp_secret: old.seal(Buffer.from('before'), context) }).where('id', '=', account.id).execute();
+      // Another instance (one that should have been stopped) is changing the secret when the rotation begins.
+      const other = new pg.Client({ connectionString: h.db.location });
+      await other.connect();
+      try {
+        await other.query('begin');
+        await other.query('update accounts set totp_secret = $1 where id = $2', [old.seal(Buffer.from('during'), context), account.id]);
+        const next = randomBytes(32);
+        const rotation = rotateMasterKey(h.runtime.database.store, h.masterKey, next, h.clock);
+        await sleep(300);
+        await other.query('commit');
+        await rotation;
+        const row = await h.runtime.database.db.selectFrom('accounts').select('totp_secret').where('id', '=', account.id).executeTakeFirstOrThrow();
+        assert.equal(new Sealer(next).open(row.totp_secret!, context).toString(), 'during');
+      } finally {
+        await other.end();
+      }
     });
   });
 }
