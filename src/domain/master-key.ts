@@ -97,7 +97,7 @@ export async function rotateMasterKey(store: Store, current: Uint8Array, next: U
     for (const { column, values } of await tx.sealed.list()) {
       counts.set(column, 0);
       for (const value of values) {
-        const plaintext = openOrRefuse(from, value, 'nothing was changed');
+        const plaintext = openOrRefuse(from, value, 'nothing was re-encrypted');
         await tx.sealed.replace(value, to.seal(plaintext, value.context));
         plaintext.fill(0);
         counts.set(column, (counts.get(column) ?? 0) + 1);

@@ -153,7 +153,7 @@ describe('mciassrv keys rotate-master', { concurrency: true }, () => {
           const result = await rotateMaster();
           assert.equal(result.code, 1);
           assert.equal(result.stdout, '');
-          assert.ok(result.stderr.includes(`the master key does not open ${pending}: nothing was changed`), result.stderr);
+          assert.ok(result.stderr.includes(`the master key does not open ${pending}: nothing was re-encrypted`), result.stderr);
           // The values before it in the list (the TOTP secret, the signing keys, the stored password) were re-sealed
           // inside the transaction, and rolled back with it.
           assert.deepEqual(await sealedSnapshot(), before);
