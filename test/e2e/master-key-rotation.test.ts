@@ -178,7 +178,9 @@ describe('mciassrv keys rotate-master', { concurrency: true }, () => {
           'digest_keys.sealed_key': 1,
         });
         assert.match(result.stdout, /The old master key no longer opens this database: replace the master key file with it \(mv /);
-        for (const key of [oldKey, readMasterKeyFile(newKeyFile)]) assert.ok(!result.stdout.includes(key.toString('base64')), 'no key is printed');
+        for (const secret of [oldKey.toString('base64'), readMasterKeyFile(newKeyFile).toString('base64'), PG_PASSWORD, PG_PENDING]) {
+          assert.ok(!`${result.stdout}${result.stderr}`.includes(secret), 'no key or secret is printed');
+        }
 
         // Every value changed, and opens under the new key in its own context, not under the old one.
         const newKey = readMasterKeyFile(newKeyFile);
