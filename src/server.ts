@@ -5,12 +5,12 @@ import { loadMasterKey } from './config/files.ts';
 import type { Config } from './config/load.ts';
 import { AccountService } from './domain/accounts.ts';
 import { LoginService } from './domain/auth.ts';
+import { unlock } from './domain/master-key.ts';
 import { systemClock, type Clock } from './domain/clock.ts';
 import { KeyRing } from './domain/keys.ts';
 import { TokenLifecycle } from './domain/lifecycle.ts';
 import { PasswordHasher } from './domain/password.ts';
 import { RoleService } from './domain/roles.ts';
-import { Sealer } from './domain/sealing.ts';
 import { TokenService } from './domain/tokens.ts';
 import { TotpService } from './domain/totp.ts';
 import { buildApp } from './http/app.ts';
@@ -29,10 +29,13 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
-/** The composition root: opens the database (migrating it), unseals the signing keys, and wires the services. */
+/**
+ * The composition root: opens the database (migrating it), checks the master key against it (refusing a wrong one
+ * before anything is served), unseals the signing keys, and wires the services.
+ */
 export async function createRuntime(config: Config, options: { clock?: Clock; masterKey?: Buffer } = {}): Promise<Runtime> {
   const clock = options.clock ?? systemClock;
-  const sealer = new Sealer(options.masterKey ?? loadMasterKey(config));
+  const masterKey = options.masterKey ?? loadMasterKey(config);
   // Before the database opens: an admin URL or CA file it cannot honour stops the start, naming the entry.
   const pgAdmin = new PostgresAdmin(config.pgAdmin);
   const database = await openMigratedDatabase(config.storage);
@@ -48,6 +51,7 @@ export async function createRuntime(config: Config, options: { clock?: Clock; ma
   };
   try {
     const store = database.store;
+    const { sealer, digests } = await unlock(store, masterKey, clock);
     const keys = new KeyRing({ store, sealer, clock });
     // Both finish, even when one fails, before anything is closed.
     const started = await Promise.allSettled([keys.load(), hasher.warmUp()]);
@@ -63,6 +67,7 @@ export async function createRuntime(config: Config, options: { clock?: Clock; ma
     const totp = new TotpService({
       store,
       sealer,
+      digests,
       hasher,
       accounts,
       clock,

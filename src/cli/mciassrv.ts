@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { pino } from 'pino';
+import { generateMasterKeyFile } from '../config/files.ts';
 import { CONFIG_FILE_NAME, ConfigError, loadConfig } from '../config/load.ts';
 import { logSerializers } from '../http/log.ts';
 import { createRuntime, startServer } from '../server.ts';
@@ -10,9 +11,10 @@ import { VERSION } from '../version.ts';
 import { backupSqlite } from './backup.ts';
 import { checkConfig } from './check.ts';
 import { initDataDir, type InitResult } from './init.ts';
+import { rotateMasterKeyCommand } from './master-key.ts';
 
 /**
- * The server daemon's own CLI: set up a data directory, serve, migrate, check the configuration, back up.
+ * The server daemon's own CLI: set up a data directory, serve, migrate, check the configuration, rotate keys, back up.
  * Administration of accounts goes through the API (mciasctl), not through here.
  */
 interface Location {
@@ -164,9 +166,8 @@ export function program(): Command {
       process.exitCode = 1;
     });
 
-  cli
-    .command('keys')
-    .description('token signing keys')
+  const keys = cli.command('keys').description('token signing keys and the master key');
+  keys
     .command('rotate')
     .description('start signing with a new key (running servers pick it up within 10 s); old keys verify until their tokens expire')
     .addOption(dataDirOption())
@@ -179,6 +180,27 @@ export function program(): Command {
       } finally {
         await runtime.close();
       }
+    });
+
+  keys
+    .command('generate-master')
+    .description('write a new random master key to a new 0600 file (for rotate-master); never overwrites')
+    .argument('<file>', 'where to write it (must not exist)')
+    .action((file: string) => {
+      const target = path.resolve(file);
+      if (existsSync(target)) throw new Error(`${target} exists; a key file is never overwritten`);
+      generateMasterKeyFile(target);
+      process.stdout.write(`new master key written to ${target} (mode 0600)\n`);
+    });
+
+  keys
+    .command('rotate-master')
+    .description('re-encrypt every sealed secret under a new master key, in one transaction (stop every server first: docs/operations.md)')
+    .requiredOption('--new-key-file <file>', 'the new master key: a 0600 file holding 32 bytes in base64 (see keys generate-master)')
+    .addOption(dataDirOption())
+    .addOption(configOption())
+    .action(async (o) => {
+      process.stdout.write(`${await rotateMasterKeyCommand(loadConfig({ file: configFileOf(o) }), o.newKeyFile)}\n`);
     });
 
   cli

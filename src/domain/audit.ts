@@ -25,6 +25,7 @@ const AUDIT_EVENT_TYPES = [
   'signing_key_created',
   'signing_key_rotated',
   'signing_key_deleted',
+  'master_key_rotated',
 ] as const;
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];

@@ -10,6 +10,7 @@ import type {
   TokenInfo,
   TokenRecord,
 } from './model.ts';
+import type { DigestPurpose, SealContext } from './sealing.ts';
 
 /**
  * What the domain needs from storage. The Kysely implementation lives in src/store; the domain never imports it.
@@ -30,6 +31,7 @@ export interface Store {
   readonly keys: KeyStore;
   readonly audit: AuditStore;
   readonly pgcreds: PgCredentialStore;
+  readonly sealed: SealedValueStore;
 }
 
 export interface AccountStore {
@@ -48,7 +50,7 @@ export interface AccountStore {
 }
 
 /** The named locks; each is a row of its own, so unrelated changes do not queue on each other. */
-export type LockName = 'bootstrap' | 'signing_keys';
+export type LockName = 'bootstrap' | 'signing_keys' | 'master_key';
 
 /** An account's TOTP state: the sealed secret (pending until confirmed) and the last accepted time step. */
 export interface TotpState {
@@ -126,6 +128,33 @@ export interface AuditStore {
   insert(event: AuditEvent): Promise<void>;
   /** Whether an event of this type about this account exists. */
   exists(subjectId: string, type: AuditEvent['type']): Promise<boolean>;
+}
+
+/** One sealed value where it is stored: the column (`table.column`), its row, and the context it is sealed with. */
+export interface SealedValue {
+  readonly column: string;
+  readonly rowId: string;
+  readonly context: SealContext;
+  readonly sealed: Uint8Array;
+}
+
+/**
+ * Every value sealed under the master key, whatever record it belongs to, for what concerns them all: checking that
+ * a master key is the database's, and re-sealing them under a new one (SECURITY.md §24). The columns are declared
+ * in one list in the store (src/store/sealed-columns.ts), which a test holds against the migrated schema.
+ */
+export interface SealedValueStore {
+  /** Every declared sealed column in order, each with its non-null values. */
+  list(): Promise<{ readonly column: string; readonly values: readonly SealedValue[] }[]>;
+  /** Replaces one sealed value in place; throws unless exactly that row changed. */
+  replace(value: SealedValue, sealed: Uint8Array): Promise<void>;
+  /** Holds off every write to a table with a sealed column until the transaction ends (takes the master_key lock too). */
+  lockAll(): Promise<void>;
+  /** The sealed digest keys, by purpose. */
+  digestKeys(): Promise<Map<DigestPurpose, Uint8Array>>;
+  insertDigestKey(purpose: DigestPurpose, sealed: Uint8Array, now: number): Promise<void>;
+  /** Whether any digest made for this purpose is stored (one that a new digest key would no longer verify). */
+  hasDigests(purpose: DigestPurpose): Promise<boolean>;
 }
 
 /** The settings a PUT replaces; everything else in the record is rotation state. */
