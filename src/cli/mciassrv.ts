@@ -104,7 +104,7 @@ export function program(): Command {
       // The same serializers as Fastify's (src/http/log.ts): no query string or raw request bytes in any line.
       const logger = pino({ level: config.log.level, base: { service: 'mciassrv' }, serializers: logSerializers });
       const server = await startServer(config, logger);
-      logger.info({ url: server.url, version: VERSION }, 'mciassrv is serving');
+      logger.info({ url: server.url, metrics: server.metricsUrl ?? 'off', version: VERSION }, 'mciassrv is serving');
       const reload = () => server.reloadTls();
       process.on('SIGHUP', reload);
       // No process.exit(): close() lets requests finish, waits for running hashes and closes the database, and

@@ -1,4 +1,5 @@
 import type { AuditEvent } from './audit.ts';
+import type { ErrorCode } from './errors.ts';
 import type {
   AccountRecord,
   AccountStatus,
@@ -233,3 +234,20 @@ export interface PgAdmin {
   /** Whether this login and password connect to the target database now (false when refused; throws when unreachable). */
   canLogin(target: PgTarget, login: PgLogin): Promise<boolean>;
 }
+
+/**
+ * What the domain reports to operators' metrics (SECURITY.md §49), one way: services call it and it never calls back,
+ * so the domain knows nothing of Prometheus. Every argument is one word from a fixed set, never a name, an address or
+ * a token; the implementation (src/http/metrics.ts) also turns any word it does not know into `other`.
+ */
+export interface Observer {
+  /** A login attempt ended: `success`, or the error code it was refused with (`invalid_credentials`, `rate_limited`...). */
+  loginAttempt(outcome: 'success' | ErrorCode): void;
+  /** A validation for an app ended: `active`, or why the token is inactive (a TokenFailure, or `password_change_required`). */
+  tokenValidation(outcome: string): void;
+  /** An account or an address was locked out after repeated failures. */
+  lockout(): void;
+}
+
+/** Reports nothing: for commands and tests that serve no metrics. */
+export const NO_OBSERVER: Observer = { loginAttempt() {}, tokenValidation() {}, lockout() {} };
