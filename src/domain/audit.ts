@@ -25,6 +25,9 @@ const AUDIT_EVENT_TYPES = [
   'signing_key_created',
   'signing_key_rotated',
   'signing_key_deleted',
+  'pgcreds_rotated',
+  'pgcreds_rotation_failed',
+  'pgcreds_provisioned',
 ] as const;
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
