@@ -59,6 +59,8 @@ export interface Config {
   };
   readonly auth: { readonly totpIssuer: string; readonly requireTotpForAdmins: boolean };
   readonly pgAdmin: readonly PgAdminConnection[];
+  /** The rotation scheduler (docs/pgcreds.md): how often it looks for due and unfinished rotations. */
+  readonly pgcreds: { readonly checkIntervalMs: number };
   readonly log: { readonly level: string };
 }
 
@@ -184,6 +186,7 @@ export function resolveConfig(
       if (!/^postgres(ql)?:\/\//.test(entry.url)) problem(`pg_admin.${name}.url`, 'must start with postgres://');
       return { name, url: entry.url, caFile: entry.ca_file ? at(entry.ca_file) : undefined };
     }),
+    pgcreds: { checkIntervalMs: checkInterval(file.pgcreds.check_interval, duration, problem) },
     log: { level: file.log.level },
   };
   if (problems.length > 0) return { config: undefined, problems, draft: deepFreeze(config) };
@@ -312,4 +315,16 @@ function deepFreeze<T>(value: T): T {
     Object.freeze(value);
   }
   return value;
+}
+
+/** The rotation scheduler's period: at least a second (a timer is not a busy loop), at most a day. */
+function checkInterval(
+  text: string,
+  duration: (name: string, text: string) => number,
+  problem: (setting: string, message: string) => void,
+): number {
+  const ms = duration('pgcreds.check_interval', text);
+  // An unparsable one is reported by `duration`.
+  if (parseDuration(text) !== undefined && (ms < 1_000 || ms > 86_400_000)) problem('pgcreds.check_interval', 'must be between 1s and 1d');
+  return ms;
 }

@@ -101,6 +101,9 @@ export const ConfigFileSchema = Type.Object(
       ),
       { default: {} },
     ),
+    pgcreds: section({
+      check_interval: Duration('1m', 'how often due PostgreSQL password rotations, and unfinished ones, are looked for'),
+    }),
     log: section({
       level: Type.Union(
         ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
