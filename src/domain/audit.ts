@@ -25,6 +25,9 @@ const AUDIT_EVENT_TYPES = [
   'signing_key_created',
   'signing_key_rotated',
   'signing_key_deleted',
+  'pg_credentials_set',
+  'pg_credentials_read',
+  'pg_credentials_deleted',
 ] as const;
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];
