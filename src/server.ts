@@ -9,6 +9,7 @@ import { systemClock, type Clock } from './domain/clock.ts';
 import { KeyRing } from './domain/keys.ts';
 import { TokenLifecycle } from './domain/lifecycle.ts';
 import { PasswordHasher } from './domain/password.ts';
+import { PgCredentialsService } from './domain/pgcreds.ts';
 import { RoleService } from './domain/roles.ts';
 import { Sealer } from './domain/sealing.ts';
 import { TokenService } from './domain/tokens.ts';
@@ -78,6 +79,7 @@ export async function createRuntime(config: Config, options: { clock?: Clock; ma
         minPasswordLength: { withoutTotp: config.passwords.minLength, withTotp: config.passwords.minLengthWithTotp },
       }),
       lifecycle: new TokenLifecycle({ store, tokens, accounts, clock }),
+      pgcreds: new PgCredentialsService({ store, sealer, accounts, clock, adminNames: config.pgAdmin.map((entry) => entry.name) }),
       ready: () => database.ping(),
     };
     return { services, database, close };

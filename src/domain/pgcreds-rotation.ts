@@ -167,7 +167,7 @@ export class PgRotationService {
     const active = logins[0]!;
     const group = settings.mode === 'alternating' ? settings.username : null;
     const audit = (outcome: 'success' | 'failure', details: Record<string, string | number | boolean | null>) =>
-      auditEvent({ at: this.#clock.now(), type: 'pgcreds_provisioned', outcome, actor: actor.account, subject: account, ctx, details });
+      auditEvent({ at: this.#clock.now(), type: 'pg_credentials_provisioned', outcome, actor: actor.account, subject: account, ctx, details });
 
     let created: readonly string[];
     try {
@@ -275,7 +275,7 @@ export class PgRotationService {
         await tx.audit.insert(
           auditEvent({
             at: now,
-            type: 'pgcreds_rotation_failed',
+            type: 'pg_credentials_rotation_failed',
             outcome: 'failure',
             actor: by.actor,
             subject: account,
@@ -291,7 +291,7 @@ export class PgRotationService {
     await this.#store.transaction(async (tx) => {
       await this.#stillHeld(tx, account.id, holder);
       await tx.pgcreds.completeRotation(account.id, now, record.rotateEvery === null ? null : now + record.rotateEvery);
-      await tx.audit.insert(auditEvent({ at: now, type: 'pgcreds_rotated', actor: by.actor, subject: account, ctx: by.ctx, details }));
+      await tx.audit.insert(auditEvent({ at: now, type: 'pg_credentials_rotated', actor: by.actor, subject: account, ctx: by.ctx, details }));
     });
   }
 

@@ -15,6 +15,7 @@ import { sendProblem } from './problem.ts';
 import { accountRoutes } from './routes/accounts.ts';
 import { authRoutes } from './routes/auth.ts';
 import { meRoutes } from './routes/me.ts';
+import { pgCredentialsRoutes } from './routes/pgcreds.ts';
 import { publicRoutes } from './routes/public.ts';
 import { roleRoutes } from './routes/roles.ts';
 import type { AppServices } from './services.ts';
@@ -133,5 +134,6 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
   await app.register(roleRoutes, services);
   await app.register(tokenRoutes, services);
   await app.register(totpRoutes, services);
+  await app.register(pgCredentialsRoutes, services);
   return app;
 }

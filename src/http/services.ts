@@ -1,5 +1,6 @@
 import type { AccountService } from '../domain/accounts.ts';
 import type { LoginService } from '../domain/auth.ts';
+import type { PgCredentialsService } from '../domain/pgcreds.ts';
 import type { KeyRing } from '../domain/keys.ts';
 import type { TokenLifecycle } from '../domain/lifecycle.ts';
 import type { RoleService } from '../domain/roles.ts';
@@ -18,6 +19,7 @@ export interface AppServices {
   readonly totp: TotpService;
   readonly tokens: TokenService;
   readonly keys: KeyRing;
+  readonly pgcreds: PgCredentialsService;
   /** Throws when the database does not answer. */
   readonly ready: () => Promise<void>;
 }

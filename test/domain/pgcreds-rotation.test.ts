@@ -164,7 +164,7 @@ for (const dialect of DIALECTS) {
       assert.equal(s.pg.roles.get(svc.username), password);
       assert.deepEqual(s.pg.calls, [`setPassword ${svc.username}`]);
       const audit = await auditOf(svc.id);
-      assert.deepEqual(audit.map((r) => [r.type, r.outcome]), [['pgcreds_rotated', 'success']]);
+      assert.deepEqual(audit.map((r) => [r.type, r.outcome]), [['pg_credentials_rotated', 'success']]);
       assert.equal(audit[0]!.details['login'], svc.username);
       await assertAuditHasNo(svc.id, [password, svc.old]);
     });
@@ -211,7 +211,7 @@ for (const dialect of DIALECTS) {
         assert.equal(record.rotationFailures, 1);
         assert.equal(record.nextRotationAt, s.clock.now() + MINUTE, 'retried after the first backoff step');
         const audit = await auditOf(svc.id);
-        assert.deepEqual(audit.map((r) => [r.type, r.outcome]), [['pgcreds_rotation_failed', 'failure']]);
+        assert.deepEqual(audit.map((r) => [r.type, r.outcome]), [['pg_credentials_rotation_failed', 'failure']]);
         assert.equal(audit[0]!.details['intent_kept'], false);
         await assertStoredWorks(s, svc.id);
       });
@@ -237,7 +237,7 @@ for (const dialect of DIALECTS) {
       assert.equal(done.record.lastRotationError, null);
       await assertStoredWorks(s, svc.id);
       const audit = await auditOf(svc.id);
-      assert.deepEqual(audit.map((r) => r.type), ['pgcreds_rotation_failed', 'pgcreds_rotated']);
+      assert.deepEqual(audit.map((r) => r.type), ['pg_credentials_rotation_failed', 'pg_credentials_rotated']);
       assert.equal(audit[1]!.details['roll_forward'], true);
       await assertAuditHasNo(svc.id, [svc.old, done.password]);
     });
@@ -309,7 +309,7 @@ for (const dialect of DIALECTS) {
       assert.deepEqual((await s.service.runDue(s.clock.now())).rotated, [svc.name]);
       assert.equal((await stored(svc.id)).record.rotationFailures, 0, 'a success resets the count');
       assert.equal(retryDelayMs(20, null), 60 * MINUTE, 'capped at an hour without a schedule');
-      const failures = (await auditOf(svc.id)).filter((r) => r.type === 'pgcreds_rotation_failed');
+      const failures = (await auditOf(svc.id)).filter((r) => r.type === 'pg_credentials_rotation_failed');
       assert.equal(failures.length, 5, 'each failure is in the audit trail');
       assert.equal(failures[0]!.details['scheduled'], true);
     });
@@ -382,7 +382,7 @@ for (const dialect of DIALECTS) {
         await assert.rejects(s.service.provision(svc.name, settings, admin, CTX), (error: unknown) => isMciasError(error, 'conflict') && error.reason === 'pgcreds_exist');
         assert.deepEqual(s.pg.roles, before);
         const audit = await auditOf(svc.id);
-        assert.deepEqual(audit.map((r) => [r.type, r.outcome]), [['pgcreds_provisioned', 'success']]);
+        assert.deepEqual(audit.map((r) => [r.type, r.outcome]), [['pg_credentials_provisioned', 'success']]);
         await assertAuditHasNo(svc.id, [...before.values()].filter((p): p is string => p !== null));
         // And it rotates like any other.
         await s.service.rotate(svc.name, admin, CTX);
@@ -419,7 +419,7 @@ for (const dialect of DIALECTS) {
         (error: unknown) => isMciasError(error, 'upstream_failed') && error.reason === 'pg_admin_refused',
       );
       assert.equal(await store().pgcreds.find(svc.id), undefined);
-      assert.deepEqual((await auditOf(svc.id)).map((r) => [r.type, r.outcome]), [['pgcreds_provisioned', 'failure']]);
+      assert.deepEqual((await auditOf(svc.id)).map((r) => [r.type, r.outcome]), [['pg_credentials_provisioned', 'failure']]);
     });
   });
 }

@@ -4,6 +4,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { decodeJwt } from 'jose';
 import { DIALECTS } from '../support/databases.ts';
 import { ADMIN_PASSWORD, USER_PASSWORD, createHarness, type Harness } from '../support/harness.ts';
+import { PG_CREDENTIALS_BODY, storePgCredentials } from '../support/pgcreds.ts';
 import { beginTotp, enrollTotp, nextCode, totpCode } from '../support/totp-codes.ts';
 import {
   assertCoversEveryRoute,
@@ -195,6 +196,38 @@ const ROUTES: Readonly<Record<string, RouteSpec>> = {
     },
   },
   'POST /v1/keys/rotate': { access: 'admin', valid: async () => ({ status: 200 }) },
+  'GET /v1/accounts/{username}/pgcreds': {
+    access: 'token',
+    valid: async (f) => {
+      const username = await f.system();
+      await storePgCredentials(f.h, username);
+      return { params: { username }, status: 200 };
+    },
+  },
+  'PUT /v1/accounts/{username}/pgcreds': {
+    access: 'admin',
+    // Required fields only: each attack changes one of them (the optional ones have their own tests).
+    valid: async (f) => ({ params: { username: await f.system() }, body: { ...PG_CREDENTIALS_BODY }, status: 200 }),
+    badValues: [
+      ['host', 'a URL', 'postgres://db.example/app'],
+      ['host', 'a host with a port', 'db.example:5432'],
+      ['host', 'a host with a space', 'db example'],
+      ['host', 'user@host', 'me@db.example'],
+      ['database', 'a NUL byte', 'app\u0000'],
+      ['database', '64 bytes', 'é'.repeat(32)],
+      ['username', 'a NUL byte', 'app\u0000'],
+      ['password', 'a NUL byte', 'secret\u0000'],
+      ['password', 'an empty password', ''],
+    ],
+  },
+  'DELETE /v1/accounts/{username}/pgcreds': {
+    access: 'admin',
+    valid: async (f) => {
+      const username = await f.system();
+      await storePgCredentials(f.h, username);
+      return { params: { username }, status: 204 };
+    },
+  },
 };
 
 /** One malformed request: what to send instead of the valid one, and the answer expected. */
