@@ -3,9 +3,11 @@ import { hostname } from 'node:os';
 import { auditEvent } from './audit.ts';
 import type { Clock } from './clock.ts';
 import { MciasError, fail, isMciasError } from './errors.ts';
-import type { AccountRecord, PgCredentialsRecord, Principal, RequestContext } from './model.ts';
-import type { PgAdmin, PgCredentialsSettings, PgTarget, Store } from './ports.ts';
-import type { SealContext, Sealer } from './sealing.ts';
+import type { Account, PgCredentialsRecord, Principal, RequestContext } from './model.ts';
+import { normalizeName } from './names.ts';
+import { initialLogin, pgPasswordContext, type PgCredentialsInput, type PgCredentialsService } from './pgcreds.ts';
+import type { PgAdmin, PgTarget, Store } from './ports.ts';
+import type { Sealer } from './sealing.ts';
 
 /**
  * Rotation of service accounts' PostgreSQL passwords on the real server (SECURITY.md §43, docs/pgcreds.md "Rotation").
@@ -31,18 +33,13 @@ const BACKOFF_CAP_MS = 3_600_000;
 /** The reasons under `upstream_failed` that say the statement certainly did not run (issue 9's shared vocabulary). */
 const DID_NOT_RUN = new Set(['pg_unreachable', 'pg_tls_failed', 'pg_admin_refused', 'pg_role_missing']);
 
-/** The one sealing context of a service's PostgreSQL password, stored or pending (the same, so completing moves bytes). */
-function passwordContext(accountId: string): SealContext {
-  return { table: 'pg_credentials', column: 'password', id: accountId };
-}
-
 export function generatePgPassword(): string {
   return randomBytes(PASSWORD_BYTES).toString('base64url');
 }
 
-/** The login roles of an alternating service: two, each a member of the group role `username`. */
-export function alternatingLogins(username: string): readonly [string, string] {
-  return [`${username}_a`, `${username}_b`];
+/** The login roles of an alternating service: two, each a member of the group role `username`; `_a` is stored first. */
+function alternatingLogins(username: string): readonly [string, string] {
+  return [initialLogin(username, 'alternating'), `${username}_b`];
 }
 
 /** When to try again after `failuresBefore` consecutive failures (this one not counted). */
@@ -68,10 +65,8 @@ function targetOf(record: PgCredentialsRecord): PgTarget {
   return { host: record.host, port: record.port, database: record.database, admin: record.admin };
 }
 
-/** What a provision request settles; the password(s) are generated and the active login follows from the mode. */
-export type PgProvisionSettings = Omit<PgCredentialsSettings, 'accountId' | 'password' | 'activeLogin' | 'nextRotationAt'> & {
-  readonly createDatabase: boolean;
-};
+/** A provision request: PUT's settings without the password (generated here), and whether to create the database. */
+export type PgProvisionInput = Omit<PgCredentialsInput, 'password'> & { readonly createDatabase: boolean };
 
 /** The services (by name) a run rotated, and those whose rotation failed (recorded on each, and audited). */
 export interface RotationOutcome {
@@ -86,11 +81,13 @@ export class PgRotationService {
   readonly #sealer: Sealer;
   readonly #pgAdmin: PgAdmin;
   readonly #clock: Clock;
+  readonly #credentials: PgCredentialsService;
   readonly #leaseMs: number;
   /** This process, in lease holders; each operation adds its own id, so two in one process exclude each other too. */
   readonly #instance = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
 
-  constructor(deps: { store: Store; sealer: Sealer; pgAdmin: PgAdmin; clock: Clock; leaseMs?: number }) {
+  constructor(deps: { store: Store; sealer: Sealer; pgAdmin: PgAdmin; clock: Clock; credentials: PgCredentialsService; leaseMs?: number }) {
+    this.#credentials = deps.credentials;
     this.#store = deps.store;
     this.#sealer = deps.sealer;
     this.#pgAdmin = deps.pgAdmin;
@@ -154,7 +151,8 @@ export class PgRotationService {
    * leaves no record (only roles whose passwords nobody holds) and running it again finishes the job: logins that
    * exist already get their password set. Refused when the service already has credentials (rotate those instead).
    */
-  async provision(service: string, settings: PgProvisionSettings, actor: Principal, ctx: RequestContext): Promise<PgCredentialsRecord> {
+  async provision(service: string, input: PgProvisionInput, actor: Principal, ctx: RequestContext): Promise<PgCredentialsRecord> {
+    const settings = this.#credentials.settings(input);
     const account = await this.#serviceAccount(service, { mustHaveCredentials: false });
     if ((await this.#store.pgcreds.find(account.id)) !== undefined) {
       fail('conflict', 'the service already has PostgreSQL credentials; rotate them instead', 'pgcreds_exist');
@@ -171,7 +169,7 @@ export class PgRotationService {
 
     let created: readonly string[];
     try {
-      ({ created } = await this.#pgAdmin.provision(target, { group, logins, createDatabase: settings.createDatabase }));
+      ({ created } = await this.#pgAdmin.provision(target, { group, logins, createDatabase: input.createDatabase }));
       // A login that existed (made by hand, or by a run a crash interrupted) keeps its old password unless set here.
       for (const { login, password } of logins) {
         if (!created.includes(login)) await this.#pgAdmin.setPassword(target, login, password);
@@ -193,7 +191,7 @@ export class PgRotationService {
           database: settings.database,
           username: settings.username,
           activeLogin: active.login,
-          password: this.#sealer.seal(Buffer.from(active.password, 'utf8'), passwordContext(account.id)),
+          password: this.#sealer.seal(Buffer.from(active.password, 'utf8'), pgPasswordContext(account.id)),
           sslmode: settings.sslmode,
           caCert: settings.caCert,
           mode: settings.mode,
@@ -219,9 +217,8 @@ export class PgRotationService {
     return record;
   }
 
-  async #serviceAccount(service: string, options: { mustHaveCredentials?: boolean } = {}): Promise<AccountRecord> {
-    const account = await this.#store.accounts.findByUsername(service);
-    if (account === undefined || account.kind !== 'system') fail('not_found', 'no such service account');
+  async #serviceAccount(service: string, options: { mustHaveCredentials?: boolean } = {}): Promise<Account> {
+    const account = await this.#credentials.service(normalizeName(service, 'username'));
     if (options.mustHaveCredentials !== false && (await this.#store.pgcreds.find(account.id)) === undefined) {
       fail('not_found', 'the service has no PostgreSQL credentials');
     }
@@ -249,12 +246,12 @@ export class PgRotationService {
     if (rollingForward) {
       // An earlier attempt may or may not have changed the server: send the same password again (idempotent).
       login = record.pendingLogin!;
-      password = this.#sealer.open(record.pendingPassword!, passwordContext(account.id)).toString('utf8');
+      password = this.#sealer.open(record.pendingPassword!, pgPasswordContext(account.id)).toString('utf8');
     } else {
       login = record.mode === 'alternating' ? inactiveLogin(record) : record.username;
       password = generatePgPassword();
       // Its own commit: the intent is durable before the server is touched.
-      const sealed = this.#sealer.seal(Buffer.from(password, 'utf8'), passwordContext(account.id));
+      const sealed = this.#sealer.seal(Buffer.from(password, 'utf8'), pgPasswordContext(account.id));
       await this.#store.pgcreds.beginRotation(account.id, login, sealed, this.#clock.now());
     }
 
@@ -313,7 +310,7 @@ export class PgRotationService {
     try {
       const record = await this.#store.pgcreds.find(accountId);
       if (record === undefined || record.pendingPassword !== null) return; // recovery rolls the intent forward
-      const password = this.#sealer.open(record.password, passwordContext(accountId)).toString('utf8');
+      const password = this.#sealer.open(record.password, pgPasswordContext(accountId)).toString('utf8');
       await this.#pgAdmin.setPassword(targetOf(record), record.activeLogin, password);
     } finally {
       await this.#release(accountId, holder);

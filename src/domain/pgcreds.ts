@@ -125,7 +125,7 @@ export class PgCredentialsService {
       await this.#store.audit.insert(this.#readEvent(ctx, principal, found ?? undefined, name, byName));
       fail('forbidden', `reading the credentials of ${name} needs its own token, the admin role or the ${name} role`);
     }
-    const service = await this.#service(name);
+    const service = await this.service(name);
     const access = mayReadServiceCredentials(principal.account, service);
     if (!access.allowed) {
       await this.#store.audit.insert(this.#readEvent(ctx, principal, service, name, access));
@@ -158,8 +158,8 @@ export class PgCredentialsService {
 
   /** Stores (or replaces) a service's credentials (admin); returns the stored record. */
   async put(principal: Principal, serviceName: string, input: PgCredentialsInput, ctx: RequestContext): Promise<PgCredentialsRecord> {
-    const settings = this.#settings(input);
-    const service = await this.#service(normalizeName(serviceName, 'username'));
+    const settings = this.settings(input);
+    const service = await this.service(normalizeName(serviceName, 'username'));
     const sealed = this.#sealer.seal(Buffer.from(input.password, 'utf8'), pgPasswordContext(service.id));
     const now = this.#clock.now();
     return this.#store.transaction(async (tx) => {
@@ -194,28 +194,33 @@ export class PgCredentialsService {
 
   /** Removes a service's credentials (admin); 404 when it has none. The PostgreSQL roles are left as they are. */
   async delete(principal: Principal, serviceName: string, ctx: RequestContext): Promise<void> {
-    const service = await this.#service(normalizeName(serviceName, 'username'));
+    const service = await this.service(normalizeName(serviceName, 'username'));
     await this.#store.transaction(async (tx) => {
       if (!(await tx.pgcreds.delete(service.id))) fail('not_found', `${service.username} has no stored PostgreSQL credentials`);
       await tx.audit.insert(this.#event(ctx, principal, service, 'pg_credentials_deleted', 'success', {}));
     });
   }
 
-  /** A system account by name: 404 when there is none, 400 `not_a_service` for a person's account. */
-  async #service(name: string): Promise<Account> {
+  /** A system account by name: 404 when there is none, 400 `not_a_service` for a person's account. (Also rotation's.) */
+  async service(name: string): Promise<Account> {
     const account = await this.#accounts.get(name);
     if (account.kind !== 'system') fail('invalid_request', 'PostgreSQL credentials are for system accounts, not people', 'not_a_service');
     return account;
   }
 
-  /** The input checked and completed with its defaults (SECURITY.md §34: bad input changes nothing). */
-  #settings(input: PgCredentialsInput) {
+  /**
+   * The input checked and completed with its defaults (SECURITY.md §34: bad input changes nothing). Without a
+   * password: provisioning's settings (src/domain/pgcreds-rotation.ts), whose passwords are generated.
+   */
+  settings(input: Omit<PgCredentialsInput, 'password'> & { readonly password?: string }) {
     checkHost(input.host);
     const mode = input.mode ?? 'single';
     identifier(input.database, 'database');
     identifier(input.username, 'username', mode === 'alternating' ? PG_IDENTIFIER_BYTES - ALTERNATING_SUFFIX.length : PG_IDENTIFIER_BYTES);
-    if (input.password.length < 1 || input.password.length > PG_PASSWORD_MAX) fail('invalid_request', `password must be 1 to ${PG_PASSWORD_MAX} characters`);
-    if (input.password.includes('\0')) fail('invalid_request', 'password must not contain a NUL character');
+    if (input.password !== undefined) {
+      if (input.password.length < 1 || input.password.length > PG_PASSWORD_MAX) fail('invalid_request', `password must be 1 to ${PG_PASSWORD_MAX} characters`);
+      if (input.password.includes('\0')) fail('invalid_request', 'password must not contain a NUL character');
+    }
     const caCert = input.caCert ?? null;
     if (caCert !== null) checkCaCert(caCert);
     const sslmode = input.sslmode ?? (caCert === null ? 'require' : 'verify-full');

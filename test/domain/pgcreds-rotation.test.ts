@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { randomBytes, randomUUID } from 'node:crypto';
-import { describe, test } from 'node:test';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
 import { ManualClock } from '../../src/domain/clock.ts';
 import { MciasError, isMciasError } from '../../src/domain/errors.ts';
 import type { Principal } from '../../src/domain/model.ts';
@@ -8,7 +8,8 @@ import type { PgAdmin, PgTarget } from '../../src/domain/ports.ts';
 import { PgRotationService, retryDelayMs } from '../../src/domain/pgcreds-rotation.ts';
 import { Sealer } from '../../src/domain/sealing.ts';
 import { openMigratedDatabase } from '../../src/store/database.ts';
-import { DIALECTS, useMigratedDatabase } from '../support/databases.ts';
+import { DIALECTS } from '../support/databases.ts';
+import { createHarness, type Harness } from '../support/harness.ts';
 
 /**
  * PgRotationService against a fake PostgreSQL server (SECURITY.md §43): the intent is written before the server is
@@ -69,17 +70,22 @@ function failureError(failure: Failure): MciasError {
 
 for (const dialect of DIALECTS) {
   describe(`PostgreSQL password rotation [${dialect}]`, () => {
-    const fx = useMigratedDatabase(dialect);
-    const masterKey = randomBytes(32);
-    const sealer = new Sealer(masterKey);
-    const store = () => fx.database.store;
+    let h: Harness;
+    let sealer: Sealer;
+    before(async () => {
+      h = await createHarness(dialect);
+      sealer = new Sealer(h.masterKey);
+    });
+    after(() => h.close());
+    const store = () => h.runtime.database.store;
+    const db = () => h.runtime.database.db;
 
     /** Each test starts with no credentials stored, so runDue sees only its own services. */
     async function setup(options: { mode?: 'single' | 'alternating'; rotateEvery?: number | null } = {}) {
-      await fx.database.db.deleteFrom('pg_credentials').execute();
+      await db().deleteFrom('pg_credentials').execute();
       const clock = new ManualClock(Date.UTC(2026, 10, 30, 12));
       const pg = new FakePgAdmin();
-      const service = new PgRotationService({ store: store(), sealer, pgAdmin: pg, clock });
+      const service = new PgRotationService({ store: store(), sealer, pgAdmin: pg, clock, credentials: h.runtime.services.pgcreds });
       return { clock, pg, service, mode: options.mode ?? 'single', rotateEvery: options.rotateEvery ?? null };
     }
 
@@ -87,21 +93,11 @@ for (const dialect of DIALECTS) {
 
     /** A system account with stored credentials whose password the fake server has. */
     async function serviceWith(s: Awaited<ReturnType<typeof setup>>): Promise<{ id: string; name: string; username: string; old: string }> {
-      const id = randomUUID();
-      const name = `svc-${id.slice(0, 8)}`;
+      const suffix = randomUUID().slice(0, 8);
+      const name = await h.createAccount(`svc-${suffix}`, 'system');
+      const id = (await store().accounts.findByUsername(name))!.id;
       const now = s.clock.now();
-      await store().accounts.insert({
-        id,
-        username: name,
-        kind: 'system',
-        status: 'active',
-        passwordHash: null,
-        totpConfirmedAt: null,
-        passwordChangeRequired: false,
-        createdAt: now,
-        updatedAt: now,
-      });
-      const username = `app_${id.slice(0, 6)}`;
+      const username = `app_${suffix}`;
       const old = 'the-old-password';
       const activeLogin = s.mode === 'alternating' ? `${username}_a` : username;
       if (s.mode === 'alternating') {
@@ -144,7 +140,7 @@ for (const dialect of DIALECTS) {
     }
 
     async function auditOf(subjectId: string) {
-      const rows = await fx.database.db.selectFrom('audit_events').selectAll().where('subject_id', '=', subjectId).orderBy('seq').execute();
+      const rows = await db().selectFrom('audit_events').selectAll().where('subject_id', '=', subjectId).where('type', 'like', 'pg_credentials_%').orderBy('seq').execute();
       return rows.map((r) => ({ type: r.type, outcome: r.outcome, details: JSON.parse(r.details) as Record<string, unknown>, raw: JSON.stringify(r, (_k, v: unknown) => (typeof v === 'bigint' ? Number(v) : v)) }));
     }
 
@@ -316,9 +312,9 @@ for (const dialect of DIALECTS) {
 
     test('two instances on one database running runDue at once rotate a due service exactly once', async () => {
       const s = await setup({ rotateEvery: MINUTE });
-      const other = await openMigratedDatabase(fx.testDb.storage);
+      const other = await openMigratedDatabase(h.db.storage);
       try {
-        const second = new PgRotationService({ store: other.store, sealer, pgAdmin: s.pg, clock: s.clock });
+        const second = new PgRotationService({ store: other.store, sealer, pgAdmin: s.pg, clock: s.clock, credentials: h.runtime.services.pgcreds });
         const services = [await serviceWith(s), await serviceWith(s)];
         s.clock.advance(MINUTE);
         s.pg.delayMs = 50;
@@ -344,9 +340,11 @@ for (const dialect of DIALECTS) {
       await assertStoredWorks(s, svc.id);
     });
 
-    test('unknown services, human accounts and services without credentials are not found', async () => {
+    test('unknown services and services without credentials are not found; a person has none (400 not_a_service)', async () => {
       const s = await setup();
       await assert.rejects(s.service.rotate('no-such-service', admin, CTX), (error: unknown) => isMciasError(error, 'not_found'));
+      const person = await h.createAccount(`person-${randomUUID().slice(0, 8)}`);
+      await assert.rejects(s.service.rotate(person, admin, CTX), (error: unknown) => isMciasError(error, 'invalid_request') && error.reason === 'not_a_service');
       const svc = await serviceWith(s);
       await store().pgcreds.delete(svc.id);
       await assert.rejects(s.service.rotate(svc.name, admin, CTX), (error: unknown) => isMciasError(error, 'not_found'));
@@ -358,18 +356,7 @@ for (const dialect of DIALECTS) {
         const svc = await serviceWith(s);
         await store().pgcreds.delete(svc.id);
         s.pg.roles.clear();
-        const settings = {
-          host: 'db.internal',
-          port: 5432,
-          database: 'app',
-          username: svc.username,
-          sslmode: 'require' as const,
-          caCert: null,
-          mode,
-          admin: null,
-          rotateEvery: null,
-          createDatabase: true,
-        };
+        const settings = { host: 'db.internal', database: 'app', username: svc.username, mode, createDatabase: true };
         const record = await s.service.provision(svc.name, settings, admin, CTX);
         const logins = mode === 'alternating' ? [`${svc.username}_a`, `${svc.username}_b`] : [svc.username];
         assert.deepEqual([...s.pg.roles.keys()], logins);
@@ -397,11 +384,27 @@ for (const dialect of DIALECTS) {
       s.pg.roles.set(svc.username, 'left-by-a-crashed-run');
       await s.service.provision(
         svc.name,
-        { host: 'db.internal', port: 5432, database: 'app', username: svc.username, sslmode: 'require', caCert: null, mode: 'single', admin: null, rotateEvery: null, createDatabase: false },
+        { host: 'db.internal', database: 'app', username: svc.username, mode: 'single', createDatabase: false },
         admin,
         CTX,
       );
       await assertStoredWorks(s, svc.id);
+    });
+
+    test('provision with bad settings is refused before the server is touched', async () => {
+      const s = await setup();
+      const svc = await serviceWith(s);
+      await store().pgcreds.delete(svc.id);
+      await assert.rejects(
+        s.service.provision(svc.name, { host: 'db internal/x', database: 'app', username: svc.username, createDatabase: false }, admin, CTX),
+        (error: unknown) => isMciasError(error, 'invalid_request'),
+      );
+      await assert.rejects(
+        s.service.provision(svc.name, { host: 'db.internal', database: 'app', username: svc.username, admin: 'nope', createDatabase: false }, admin, CTX),
+        (error: unknown) => isMciasError(error, 'invalid_request') && error.reason === 'unknown_pg_admin',
+      );
+      assert.deepEqual(s.pg.calls, []);
+      assert.equal(await store().pgcreds.find(svc.id), undefined);
     });
 
     test('provision failing on the server stores nothing and audits the failure', async () => {
@@ -412,7 +415,7 @@ for (const dialect of DIALECTS) {
       await assert.rejects(
         s.service.provision(
           svc.name,
-          { host: 'db.internal', port: 5432, database: 'app', username: svc.username, sslmode: 'require', caCert: null, mode: 'single', admin: null, rotateEvery: null, createDatabase: false },
+          { host: 'db.internal', database: 'app', username: svc.username, mode: 'single', createDatabase: false },
           admin,
           CTX,
         ),

@@ -15,8 +15,8 @@ import {
   pgCredentialsView,
 } from '../schemas.ts';
 
-/** Field sizes the schema bounds before the domain checks them exactly (bytes, host syntax, certificates). */
-const PgCredentialsBody = Type.Object(
+/** Field sizes the schema bounds before the domain checks them exactly (bytes, host syntax, certificates). Provision's body reuses it. */
+export const PgCredentialsBody = Type.Object(
   {
     host: Type.String({ minLength: 1, maxLength: 253, description: 'host name or IP address of the PostgreSQL server' }),
     port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535, description: 'default 5432' })),
