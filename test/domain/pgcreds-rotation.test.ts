@@ -2,14 +2,14 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { ManualClock } from '../../src/domain/clock.ts';
-import { MciasError, isMciasError } from '../../src/domain/errors.ts';
+import { isMciasError } from '../../src/domain/errors.ts';
 import type { Principal } from '../../src/domain/model.ts';
-import type { PgAdmin, PgTarget } from '../../src/domain/ports.ts';
 import { PgRotationService, retryDelayMs } from '../../src/domain/pgcreds-rotation.ts';
 import { Sealer } from '../../src/domain/sealing.ts';
 import { openMigratedDatabase } from '../../src/store/database.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { createHarness, type Harness } from '../support/harness.ts';
+import { FakePgAdmin } from '../support/pg-admin-fake.ts';
 
 /**
  * PgRotationService against a fake PostgreSQL server (SECURITY.md §43): the intent is written before the server is
@@ -20,53 +20,6 @@ import { createHarness, type Harness } from '../support/harness.ts';
 
 const MINUTE = 60_000;
 const CTX = { ip: '127.0.0.1', userAgent: 'test', requestId: 'req-1' };
-
-type Failure = { reason: string; applied: boolean; code?: 'upstream_failed' | 'conflict' };
-
-/** A PostgreSQL server's logins and passwords, with failures scripted per call. */
-class FakePgAdmin implements PgAdmin {
-  readonly roles = new Map<string, string | null>();
-  readonly groups = new Set<string>();
-  readonly calls: string[] = [];
-  readonly failures: Failure[] = [];
-  delayMs = 0;
-
-  async setPassword(_target: PgTarget, login: string, password: string): Promise<void> {
-    this.calls.push(`setPassword ${login}`);
-    if (this.delayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
-    const failure = this.failures.shift();
-    if (failure !== undefined && !failure.applied) throw failureError(failure);
-    if (!this.roles.has(login)) throw new MciasError('upstream_failed', `role ${login} does not exist`, { reason: 'pg_role_missing' });
-    this.roles.set(login, password);
-    if (failure !== undefined) throw failureError(failure);
-  }
-
-  async provision(_target: PgTarget, plan: Parameters<PgAdmin['provision']>[1]): Promise<{ created: string[] }> {
-    this.calls.push('provision');
-    const failure = this.failures.shift();
-    if (failure !== undefined) throw failureError(failure);
-    const created: string[] = [];
-    if (plan.group !== null && !this.groups.has(plan.group)) {
-      this.groups.add(plan.group);
-      created.push(plan.group);
-    }
-    for (const { login, password } of plan.logins) {
-      if (this.roles.has(login)) continue;
-      this.roles.set(login, password);
-      created.push(login);
-    }
-    return { created };
-  }
-
-  async canLogin(_target: PgTarget, login: { login: string; password: string }): Promise<boolean> {
-    return this.roles.get(login.login) === login.password;
-  }
-}
-
-function failureError(failure: Failure): MciasError {
-  if (failure.code === 'conflict') return new MciasError('conflict', 'no admin connection for this server', { reason: failure.reason });
-  return new MciasError('upstream_failed', `scripted: ${failure.reason}`, { reason: failure.reason });
-}
 
 for (const dialect of DIALECTS) {
   describe(`PostgreSQL password rotation [${dialect}]`, () => {

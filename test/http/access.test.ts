@@ -3,6 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { decodeJwt } from 'jose';
 import { DIALECTS } from '../support/databases.ts';
 import { USER_PASSWORD, createHarness, type Harness } from '../support/harness.ts';
+import { FakePgAdmin } from '../support/pg-admin-fake.ts';
 import { storePgCredentials, PG_CREDENTIALS_BODY } from '../support/pgcreds.ts';
 import { beginTotp, enrollTotp, nextCode, resetTotp, totpCode } from '../support/totp-codes.ts';
 import {
@@ -252,6 +253,25 @@ const ROUTES: Readonly<Record<string, RouteRule>> = {
     },
     status: 204,
   },
+  'POST /v1/accounts/{username}/pgcreds/rotate': {
+    declared: 'admin',
+    allowed: ADMINS,
+    call: async (f) => {
+      const username = await f.system();
+      await storePgCredentials(f.h, username);
+      return { params: { username } };
+    },
+    status: 200,
+  },
+  'POST /v1/accounts/{username}/pgcreds/provision': {
+    declared: 'admin',
+    allowed: ADMINS,
+    call: async (f) => {
+      const { password: _, ...body } = PG_CREDENTIALS_BODY;
+      return { params: { username: await f.system() }, body: { ...body, create_database: true } };
+    },
+    status: 201,
+  },
 };
 
 for (const dialect of DIALECTS) {
@@ -272,7 +292,8 @@ for (const dialect of DIALECTS) {
     };
 
     before(async () => {
-      h = await createHarness(dialect);
+      // Rotation and provisioning reach a PostgreSQL server; here a stand-in where every role exists.
+      h = await createHarness(dialect, { pgAdmin: new FakePgAdmin({ anyRole: true }) });
       callerAccount.human = await h.createAccount('hank');
       callerAccount.member = await h.createAccount('mona');
       await grant('mona', await createRole('staff'));
