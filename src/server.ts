@@ -11,7 +11,6 @@ import { TokenLifecycle } from './domain/lifecycle.ts';
 import { PasswordHasher } from './domain/password.ts';
 import { PgCredentialsService } from './domain/pgcreds.ts';
 import { PgRotationService } from './domain/pgcreds-rotation.ts';
-import type { PgAdmin } from './domain/ports.ts';
 import { RoleService } from './domain/roles.ts';
 import { Sealer } from './domain/sealing.ts';
 import { TokenService } from './domain/tokens.ts';
@@ -19,12 +18,15 @@ import { TotpService } from './domain/totp.ts';
 import { buildApp } from './http/app.ts';
 import type { AppServices } from './http/services.ts';
 import { tlsServerOptions } from './config/tls.ts';
-import { openMigratedDatabase, type Database } from './store/database.ts';
+import type { PgAdmin } from './domain/ports.ts';
 import { PostgresAdmin } from './pgadmin/admin.ts';
+import { openMigratedDatabase, type Database } from './store/database.ts';
 
 export interface Runtime {
   readonly services: AppServices;
   readonly database: Database;
+  /** Changes roles on services' PostgreSQL servers through the `[pg_admin.NAME]` connections (for rotation). */
+  readonly pgAdmin: PgAdmin;
   /** Waits for password hashes still running, then closes the database. */
   close(): Promise<void>;
 }
@@ -36,7 +38,7 @@ export async function createRuntime(
 ): Promise<Runtime> {
   const clock = options.clock ?? systemClock;
   const sealer = new Sealer(options.masterKey ?? loadMasterKey(config));
-  // Before the database opens: an admin URL or CA file it cannot honour stops the start-up here.
+  // Before the database opens: an admin URL or CA file it cannot honour stops the start, naming the entry.
   const pgAdmin = options.pgAdmin ?? new PostgresAdmin(config.pgAdmin);
   const database = await openMigratedDatabase(config.storage);
   const hasher = new PasswordHasher(config.passwords.scrypt, {
@@ -92,7 +94,7 @@ export async function createRuntime(
       pgRotation: new PgRotationService({ store, sealer, pgAdmin, clock, credentials: pgcreds }),
       ready: () => database.ping(),
     };
-    return { services, database, close };
+    return { services, database, pgAdmin, close };
   } catch (error) {
     await close();
     throw error;

@@ -149,12 +149,13 @@ export function program(): Command {
     .command('config')
     .description('configuration tools')
     .command('check')
-    .description('check the config, master key, TLS files and database; report every problem at once')
+    .description('check the config, master key, TLS files, database and pg_admin connections; report every problem at once')
     .addOption(dataDirOption())
     .addOption(configOption())
     .action(async (o) => {
       const file = configFileOf(o);
-      const problems = await checkConfig(file, process.env);
+      const { problems, notes } = await checkConfig(file, process.env);
+      for (const note of notes) process.stdout.write(`${note}\n`);
       if (problems.length === 0) {
         process.stdout.write(`${file}: OK\n`);
         return;

@@ -47,10 +47,14 @@ interface Endpoint {
 
 interface AdminEndpoint extends Endpoint {
   readonly name: string;
+  readonly sslmode: PgSslMode;
 }
 
 /** What `mciassrv config check` reports about an admin connection. */
 export interface PgAdminPrivileges {
+  /** `pg_admin.NAME (host:port)`. */
+  readonly label: string;
+  readonly sslmode: PgSslMode;
   readonly role: string;
   readonly superuser: boolean;
   readonly createRole: boolean;
@@ -128,6 +132,7 @@ function parseEntry(entry: PgAdminConnection): AdminEndpoint {
     password: url.password === '' ? undefined : decodeURIComponent(url.password),
     database: url.pathname.length > 1 ? decodeURIComponent(url.pathname.slice(1)) : user,
     ssl,
+    sslmode: sslmode as PgSslMode,
   };
 }
 
@@ -380,7 +385,15 @@ export class PostgresAdmin implements PgAdmin {
            from pg_roles where rolname = current_user`,
       );
       const row = rows[0]!;
-      return { role: row.rolname, superuser: row.rolsuper, createRole: row.rolcreaterole, createDb: row.rolcreatedb, serverVersion: Number(row.version) };
+      return {
+        label: endpoint.label,
+        sslmode: endpoint.sslmode,
+        role: row.rolname,
+        superuser: row.rolsuper,
+        createRole: row.rolcreaterole,
+        createDb: row.rolcreatedb,
+        serverVersion: Number(row.version),
+      };
     });
   }
 }

@@ -113,6 +113,14 @@ describe('PostgresAdmin against a scram-sha-256 cluster (SECURITY.md §44)', { s
     assert.equal(await cluster().canConnect('mcias_admin', ADMIN_PASSWORD), true);
   });
 
+  test('even through a superuser admin connection (warned against), a superuser’s password is refused', async () => {
+    await setUp(cluster());
+    const admin = new PostgresAdmin([{ name: 'super', url: cluster().url({ query: '?sslmode=disable' }), caFile: undefined }]);
+    await cluster().query(`create role other_super superuser login password 'super-password-2'`);
+    await failsWith(admin.setPassword(target(), 'other_super', 'new-password-5b'), 'upstream_failed', 'pg_admin_refused');
+    assert.equal(await cluster().canConnect('other_super', 'super-password-2'), true);
+  });
+
   test('a wrong admin password is pg_admin_refused, and the message holds no secret', async () => {
     const admin = await adminFor({ password: 'wrong-admin-password' });
     await createLogin('svc_wrongadmin', 'old-password-6');
@@ -151,7 +159,10 @@ describe('PostgresAdmin against a scram-sha-256 cluster (SECURITY.md §44)', { s
       await admin.setPassword({ ...target(), host: 'localhost' }, 'svc_tls', 'new-password-9');
       assert.equal(await cluster().canConnect('svc_tls', 'new-password-9'), true);
       const privileges = await admin.privileges('main');
-      assert.deepEqual(privileges, { role: 'mcias_admin', superuser: false, createRole: true, createDb: true, serverVersion: privileges.serverVersion });
+      assert.deepEqual(privileges, {
+        label: `pg_admin.main (localhost:${cluster().port})`,
+        sslmode: 'verify-full',
+        role: 'mcias_admin', superuser: false, createRole: true, createDb: true, serverVersion: privileges.serverVersion });
     });
 
     test('an untrusted CA or a host name the certificate does not carry is pg_tls_failed', async () => {
@@ -278,6 +289,7 @@ describe('PostgresAdmin against a scram-sha-256 cluster (SECURITY.md §44)', { s
       await blocker.query('begin');
       await blocker.query('lock table pg_authid in share mode');
       const pending = admin.setPassword(target(), 'svc_unknown', 'new-password-16');
+      pending.catch(() => {}); // handled below, after the backend is found and terminated
       let pid: number | undefined;
       for (let i = 0; i < 100 && pid === undefined; i++) {
         const rows = await cluster().query<{ pid: number }>(
