@@ -152,7 +152,7 @@ export class PgCredentialsService {
       return { record, password, error };
     });
     if (result.error !== undefined) throw result.error;
-    if (result.record === undefined || result.password === undefined) fail('not_found', `${name} has no stored PostgreSQL credentials`);
+    if (result.record === undefined || result.password === undefined) fail('not_found', `${name} has no stored database credentials`);
     return { record: result.record, password: result.password };
   }
 
@@ -196,7 +196,7 @@ export class PgCredentialsService {
   async delete(principal: Principal, serviceName: string, ctx: RequestContext): Promise<void> {
     const service = await this.service(normalizeName(serviceName, 'username'));
     await this.#store.transaction(async (tx) => {
-      if (!(await tx.pgcreds.delete(service.id))) fail('not_found', `${service.username} has no stored PostgreSQL credentials`);
+      if (!(await tx.pgcreds.delete(service.id))) fail('not_found', `${service.username} has no stored database credentials`);
       await tx.audit.insert(this.#event(ctx, principal, service, 'pg_credentials_deleted', 'success', {}));
     });
   }
@@ -204,7 +204,7 @@ export class PgCredentialsService {
   /** A system account by name: 404 when there is none, 400 `not_a_service` for a person's account. (Also rotation's.) */
   async service(name: string): Promise<Account> {
     const account = await this.#accounts.get(name);
-    if (account.kind !== 'system') fail('invalid_request', 'PostgreSQL credentials are for system accounts, not people', 'not_a_service');
+    if (account.kind !== 'system') fail('invalid_request', 'database credentials are for system accounts, not people', 'not_a_service');
     return account;
   }
 
