@@ -11,6 +11,7 @@ import type {
   LoginResult,
   NewAccount,
   NewPgCredentials,
+  PgProvisionRequest,
   PasswordResetOptions,
   PgClientConfig,
   PgCredentials,
@@ -201,6 +202,20 @@ export class MciasClient {
   /** Stores or replaces a service's PostgreSQL credentials (admin); answers them without the password. */
   async setPgCredentials(service: string, credentials: NewPgCredentials): Promise<PgCredentials> {
     return this.#call('PUT', `/v1/accounts/${segment(service)}/pgcreds`, { body: credentials });
+  }
+
+  /**
+   * Sets a new random password on the service's PostgreSQL login now, and stores it (admin). Answers the credentials
+   * without the password (the service fetches it); a failure on the PostgreSQL side is MciasApiError 502
+   * `upstream_failed` with its `reason`, and leaves the stored password working.
+   */
+  async rotatePgCredentials(service: string): Promise<PgCredentials> {
+    return this.#call('POST', `/v1/accounts/${segment(service)}/pgcreds/rotate`);
+  }
+
+  /** Creates the service's login role(s) (and optionally its database) with generated passwords, and stores them (admin). */
+  async provisionPgCredentials(service: string, settings: PgProvisionRequest): Promise<PgCredentials> {
+    return this.#call('POST', `/v1/accounts/${segment(service)}/pgcreds/provision`, { body: settings });
   }
 
   /** Forgets a service's PostgreSQL credentials (admin); the roles on the PostgreSQL server stay. */

@@ -34,6 +34,7 @@ export {
   type LoginResult,
   type NewAccount,
   type NewPgCredentials,
+  type PgProvisionRequest,
   type PasswordResetOptions,
   type PgClientConfig,
   type PgCredentials,

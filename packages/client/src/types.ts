@@ -200,6 +200,12 @@ export interface NewPgCredentials {
   readonly rotate_every?: string;
 }
 
+/** What provisioning takes (admin): PUT's settings without the password, which the server generates. */
+export type PgProvisionRequest = Omit<NewPgCredentials, 'password'> & {
+  /** Also create the database, owned by the group role (single mode: the login). Default false. */
+  readonly create_database?: boolean;
+};
+
 /**
  * TLS options for node-postgres (`pg`), a subset of Node's `tls.connect` options; declared here so that the SDK
  * needs no `pg` at run time.

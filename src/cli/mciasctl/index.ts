@@ -5,6 +5,7 @@ import { addAccountCommands } from './account.ts';
 import { caCertInUse, closeClients } from './connect.ts';
 import { addKeysCommands } from './keys.ts';
 import { addPgCredentialsCommands } from './pgcreds.ts';
+import { addPgRotationCommands } from './pgcreds-rotation.ts';
 import { addRoleCommands } from './role.ts';
 import { addSessionCommands } from './session.ts';
 import { addTokenCommands } from './token.ts';
@@ -36,7 +37,7 @@ function program(): Command {
   addRoleCommands(cli);
   addTokenCommands(cli);
   addKeysCommands(cli);
-  addPgCredentialsCommands(cli);
+  addPgRotationCommands(addPgCredentialsCommands(cli));
   return cli;
 }
 

@@ -16,7 +16,8 @@ import { authenticated, passwordFrom } from './connect.ts';
 const FORMATS = ['text', 'env', 'url'] as const;
 type Format = (typeof FORMATS)[number];
 
-function port(value: string): number {
+/** --port's parser (also provision's). */
+export function port(value: string): number {
   const n = Number(value);
   if (!/^\d{1,5}$/.test(value) || n < 1 || n > 65535) throw new CliError(`--port must be a number from 1 to 65535, not ${JSON.stringify(value)}`, 'usage');
   return n;
@@ -127,8 +128,8 @@ interface SetOptions {
   passwordFile?: string;
 }
 
-/** The --pg-ca-cert file, checked here so that a wrong file is named before anything is sent. */
-function readCaCertFile(file: string): string {
+/** The --pg-ca-cert file, checked here so that a wrong file is named before anything is sent. (Also provision's.) */
+export function readCaCertFile(file: string): string {
   let pem: string;
   try {
     pem = readFileSync(file, 'utf8');
