@@ -91,7 +91,7 @@ export async function createRuntime(
       }),
       lifecycle: new TokenLifecycle({ store, tokens, accounts, clock }),
       pgcreds,
-      pgRotation: new PgRotationService({ store, sealer, pgAdmin, clock, credentials: pgcreds }),
+      pgRotation: new PgRotationService({ store, sealer, pgAdmin, clock, credentials: pgcreds, leaseMs: config.pgcreds.leaseMs }),
       ready: () => database.ping(),
     };
     return { services, database, pgAdmin, close };

@@ -60,7 +60,7 @@ export interface Config {
   readonly auth: { readonly totpIssuer: string; readonly requireTotpForAdmins: boolean };
   readonly pgAdmin: readonly PgAdminConnection[];
   /** The rotation scheduler (docs/pgcreds.md): how often it looks for due and unfinished rotations. */
-  readonly pgcreds: { readonly checkIntervalMs: number };
+  readonly pgcreds: { readonly checkIntervalMs: number; readonly leaseMs: number };
   readonly log: { readonly level: string };
 }
 
@@ -186,7 +186,11 @@ export function resolveConfig(
       if (!/^postgres(ql)?:\/\//.test(entry.url)) problem(`pg_admin.${name}.url`, 'must start with postgres://');
       return { name, url: entry.url, caFile: entry.ca_file ? at(entry.ca_file) : undefined };
     }),
-    pgcreds: { checkIntervalMs: checkInterval(file.pgcreds.check_interval, duration, problem) },
+    pgcreds: {
+      checkIntervalMs: bounded('pgcreds.check_interval', file.pgcreds.check_interval, [1_000, '1s'], [86_400_000, '1d'], duration, problem),
+      // Longer than the admin connection's worst case (connect, check, ALTER: about 25 s), so a live holder keeps it.
+      leaseMs: bounded('pgcreds.lease', file.pgcreds.lease, [30_000, '30s'], [3_600_000, '1h'], duration, problem),
+    },
     log: { level: file.log.level },
   };
   if (problems.length > 0) return { config: undefined, problems, draft: deepFreeze(config) };
@@ -317,14 +321,16 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-/** The rotation scheduler's period: at least a second (a timer is not a busy loop), at most a day. */
-function checkInterval(
+/** A duration that must lie between two bounds (inclusive); an unparsable one is reported by `duration` alone. */
+function bounded(
+  name: string,
   text: string,
+  [min, minText]: readonly [number, string],
+  [max, maxText]: readonly [number, string],
   duration: (name: string, text: string) => number,
   problem: (setting: string, message: string) => void,
 ): number {
-  const ms = duration('pgcreds.check_interval', text);
-  // An unparsable one is reported by `duration`.
-  if (parseDuration(text) !== undefined && (ms < 1_000 || ms > 86_400_000)) problem('pgcreds.check_interval', 'must be between 1s and 1d');
+  const ms = duration(name, text);
+  if (parseDuration(text) !== undefined && (ms < min || ms > max)) problem(name, `must be between ${minText} and ${maxText}`);
   return ms;
 }

@@ -103,6 +103,7 @@ export const ConfigFileSchema = Type.Object(
     ),
     pgcreds: section({
       check_interval: Duration('1m', 'how often due PostgreSQL password rotations, and unfinished ones, are looked for'),
+      lease: Duration('2m', "how long one instance may hold a service's rotation before another may take it over (after a crash)"),
     }),
     log: section({
       level: Type.Union(
