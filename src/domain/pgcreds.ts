@@ -37,7 +37,7 @@ export interface PgCredentialsRead {
   readonly password: string;
 }
 
-export const PG_DEFAULT_PORT = 5432;
+const PG_DEFAULT_PORT = 5432;
 /** PostgreSQL's NAMEDATALEN is 64: identifiers are at most 63 bytes. */
 const PG_IDENTIFIER_BYTES = 63;
 /** The login roles of alternating mode are the group role's name and `_a` or `_b`. */
@@ -48,16 +48,16 @@ const HOST_MAX = 253;
 const HOSTNAME = /^(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
 /** Scheduled rotation at most once an hour (each one changes a role on the server), at least once in ten years. */
-export const PG_ROTATE_EVERY_MIN_MS = 3_600_000;
-export const PG_ROTATE_EVERY_MAX_MS = 3650 * 86_400_000;
+const PG_ROTATE_EVERY_MIN_MS = 3_600_000;
+const PG_ROTATE_EVERY_MAX_MS = 3650 * 86_400_000;
 
 /** The one context both the stored password and a rotation intent are sealed under (see PgCredentialsRecord). */
-export function pgPasswordContext(accountId: string): SealContext {
+function pgPasswordContext(accountId: string): SealContext {
   return { table: 'pg_credentials', column: 'password', id: accountId };
 }
 
 /** The login role whose password is stored right after a PUT. */
-export function initialLogin(username: string, mode: PgRotationMode): string {
+function initialLogin(username: string, mode: PgRotationMode): string {
   return mode === 'alternating' ? `${username}${ALTERNATING_SUFFIX}` : username;
 }
 
