@@ -1,4 +1,4 @@
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import { requestEvent, type AuditEvent } from './audit.ts';
 import { mayReadServiceCredentials, mayReadServiceCredentialsName, type CredentialsRead } from './authorization.ts';
@@ -37,7 +37,7 @@ export interface PgCredentialsRead {
   readonly password: string;
 }
 
-export const PG_DEFAULT_PORT = 5432;
+const PG_DEFAULT_PORT = 5432;
 /** PostgreSQL's NAMEDATALEN is 64: identifiers are at most 63 bytes. */
 const PG_IDENTIFIER_BYTES = 63;
 /** The login roles of alternating mode are the group role's name and `_a` or `_b`. */
@@ -48,8 +48,10 @@ const HOST_MAX = 253;
 const HOSTNAME = /^(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
 /** Scheduled rotation at most once an hour (each one changes a role on the server), at least once in ten years. */
-export const PG_ROTATE_EVERY_MIN_MS = 3_600_000;
-export const PG_ROTATE_EVERY_MAX_MS = 3650 * 86_400_000;
+const PG_ROTATE_EVERY_MIN_MS = 3_600_000;
+const PG_ROTATE_EVERY_MAX_MS = 3650 * 86_400_000;
+/** How long a PUT's lease would last if its transaction did not end first (it always does: commit or rollback). */
+const LEASE_MS = 60_000;
 
 /** The one context both the stored password and a rotation intent are sealed under (see PgCredentialsRecord). */
 export function pgPasswordContext(accountId: string): SealContext {
@@ -162,8 +164,18 @@ export class PgCredentialsService {
     const service = await this.service(normalizeName(serviceName, 'username'));
     const sealed = this.#sealer.seal(Buffer.from(input.password, 'utf8'), pgPasswordContext(service.id));
     const now = this.#clock.now();
+    const holder = `put:${randomUUID()}`;
     return this.#store.transaction(async (tx) => {
-      const existed = (await tx.pgcreds.find(service.id)) !== undefined;
+      const existing = await tx.pgcreds.find(service.id);
+      if (existing !== undefined) {
+        // A rotation holds the lease from before it writes its intent until after it completes; replacing the
+        // settings meanwhile would discard a password the server may already have. Taking the lease here (released
+        // in this same transaction) makes a rotation that starts now wait for, and then see, the new settings.
+        const free = existing.pendingPassword === null && (await tx.pgcreds.claimLease(service.id, holder, now, now + LEASE_MS));
+        if (!free) {
+          fail('conflict', `a rotation of ${service.username}'s password is under way: store them once it has finished (or delete them first)`, 'rotation_in_progress');
+        }
+      }
       await tx.pgcreds.put(
         {
           accountId: service.id,
@@ -175,7 +187,7 @@ export class PgCredentialsService {
       );
       await tx.audit.insert(
         this.#event(ctx, principal, service, 'pg_credentials_set', 'success', {
-          created: !existed,
+          created: existing === undefined,
           host: settings.host,
           port: settings.port,
           database: settings.database,
@@ -186,6 +198,7 @@ export class PgCredentialsService {
           rotate_every_ms: settings.rotateEvery,
         }),
       );
+      if (existing !== undefined) await tx.pgcreds.releaseLease(service.id, holder);
       const stored = await tx.pgcreds.find(service.id);
       if (stored === undefined) throw new MciasError('internal', 'the stored PostgreSQL credentials vanished');
       return stored;

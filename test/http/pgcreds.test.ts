@@ -263,6 +263,30 @@ for (const dialect of DIALECTS) {
       }
     });
 
+    test('PUT waits for a rotation under way: 409 rotation_in_progress while one holds the lease or has written its intent', async () => {
+      const store = h.runtime.database.store.pgcreds;
+      const spare = await h.runtime.services.accounts.get('spare');
+      const now = h.clock.now();
+      const put = () => send('PUT', '/v1/accounts/spare/pgcreds', h.adminToken, { ...PG_CREDENTIALS_BODY, password: 'replaced meanwhile' });
+      assert.ok(await store.claimLease(spare.id, 'another instance', now, now + 60_000));
+      let before = await snapshotDatabase(h.runtime.database.db);
+      assert.equal(assertProblem(await put(), { status: 409, code: 'conflict' })['reason'], 'rotation_in_progress');
+      assertDatabaseUnchanged(before, await snapshotDatabase(h.runtime.database.db), { what: 'a PUT during a rotation' });
+      // The rotation wrote its intent and lost its lease (a crash): the intent still stops the PUT.
+      await store.beginRotation(spare.id, 'app_user', Buffer.from('sealed new password stand-in'), now);
+      await store.releaseLease(spare.id, 'another instance');
+      before = await snapshotDatabase(h.runtime.database.db);
+      assert.equal(assertProblem(await put(), { status: 409, code: 'conflict' })['reason'], 'rotation_in_progress');
+      assertDatabaseUnchanged(before, await snapshotDatabase(h.runtime.database.db), { what: 'a PUT over an intent' });
+      assert.equal((await ok(read('spare', h.adminToken), 200)).json().rotation_pending, true);
+      // Once it has finished (here: failed, so the old password stays), the PUT goes through and leaves no lease.
+      await store.failRotation(spare.id, 'pg_unreachable', now, null);
+      await ok(put(), 200);
+      assert.equal((await ok(read('spare', h.adminToken), 200)).json().password, 'replaced meanwhile');
+      const row = await h.runtime.database.db.selectFrom('pg_credentials').select(['lease_holder', 'lease_until']).where('account_id', '=', spare.id).executeTakeFirstOrThrow();
+      assert.deepEqual({ ...row, lease_until: row.lease_until === null ? null : Number(row.lease_until) }, { lease_holder: null, lease_until: null });
+    });
+
     test('DELETE forgets them (audited); then GET and DELETE are 404', async () => {
       await storePgCredentials(h, 'quiet');
       const since = await lastAuditSeq(h);

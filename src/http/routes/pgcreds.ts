@@ -67,7 +67,7 @@ export const pgCredentialsRoutes: FastifyPluginAsyncTypebox<AppServices> = async
       schema: {
         tags: ['pgcreds'],
         summary: "Store or replace a system account's PostgreSQL credentials",
-        description: 'Replacing clears any rotation in progress and its last error. The answer never holds the password.',
+        description: 'Replacing clears the last rotation error; refused (409 rotation_in_progress) while a rotation is under way. The answer never holds the password.',
         params: UsernameParams,
         body: PgCredentialsBody,
         response: { 200: PgCredentialsView },
