@@ -25,7 +25,7 @@ import type { Sealer } from './sealing.ts';
 /** Generated passwords: 32 random bytes from the CSPRNG, base64url (43 characters, no padding). */
 const PASSWORD_BYTES = 32;
 /** How long one rotation may hold a service's lease: longer than the admin connection's timeouts, bounded so a crashed holder's lease expires. */
-export const ROTATION_LEASE_MS = 120_000;
+const ROTATION_LEASE_MS = 120_000;
 /** Backoff after a failed rotation: 1 min · 2^(failures before this one), at most an hour and at most `rotate_every`. */
 const BACKOFF_BASE_MS = 60_000;
 const BACKOFF_CAP_MS = 3_600_000;
@@ -33,7 +33,7 @@ const BACKOFF_CAP_MS = 3_600_000;
 /** The reasons under `upstream_failed` that say the statement certainly did not run (issue 9's shared vocabulary). */
 const DID_NOT_RUN = new Set(['pg_unreachable', 'pg_tls_failed', 'pg_admin_refused', 'pg_role_missing']);
 
-export function generatePgPassword(): string {
+function generatePgPassword(): string {
   return randomBytes(PASSWORD_BYTES).toString('base64url');
 }
 
