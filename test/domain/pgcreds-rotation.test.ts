@@ -344,6 +344,20 @@ for (const dialect of DIALECTS) {
       await assertStoredWorks(s, svc.id);
     });
 
+    test('two provisions of one service at once: one stores, the other answers 409 and leaves the stored password working', async () => {
+      const s = await setup();
+      const svc = await serviceWith(s);
+      await store().pgcreds.delete(svc.id);
+      s.pg.roles.clear();
+      s.pg.delayMs = 30; // the loser's setPassword on the login the winner created lands after the winner stored
+      const input = { host: 'db.internal', database: 'app', username: svc.username, createDatabase: false };
+      const results = await Promise.allSettled([s.service.provision(svc.name, input, admin, CTX), s.service.provision(svc.name, input, admin, CTX)]);
+      assert.deepEqual(results.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
+      const refused = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+      assert.ok(isMciasError(refused.reason, 'conflict') && refused.reason.reason === 'pgcreds_exist');
+      await assertStoredWorks(s, svc.id);
+    });
+
     test('provision with bad settings is refused before the server is touched', async () => {
       const s = await setup();
       const svc = await serviceWith(s);
