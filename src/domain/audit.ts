@@ -25,6 +25,7 @@ const AUDIT_EVENT_TYPES = [
   'signing_key_created',
   'signing_key_rotated',
   'signing_key_deleted',
+  'master_key_rotated',
   'pg_credentials_set',
   'pg_credentials_read',
   'pg_credentials_deleted',

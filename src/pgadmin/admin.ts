@@ -47,10 +47,14 @@ interface Endpoint {
 
 interface AdminEndpoint extends Endpoint {
   readonly name: string;
+  readonly sslmode: PgSslMode;
 }
 
 /** What `mciassrv config check` reports about an admin connection. */
 export interface PgAdminPrivileges {
+  /** `pg_admin.NAME (host:port)`. */
+  readonly label: string;
+  readonly sslmode: PgSslMode;
   readonly role: string;
   readonly superuser: boolean;
   readonly createRole: boolean;
@@ -79,7 +83,8 @@ function tlsOptions(sslmode: PgSslMode, ca: string | undefined): false | Connect
 
 /**
  * Parses one `[pg_admin.NAME]` entry. The CA is `ca_file`, else the URL's `sslrootcert`; `sslmode` defaults to
- * `verify-full` when there is a CA, else `require` (TLS always, unless the URL says `sslmode=disable`).
+ * `verify-full` when there is a CA, else `require` (TLS always, unless the URL says `sslmode=disable`). With a CA,
+ * only `verify-full` and `verify-ca` are accepted.
  * Throws an Error naming the entry (never the URL) for anything it cannot honour.
  */
 function parseEntry(entry: PgAdminConnection): AdminEndpoint {
@@ -113,6 +118,11 @@ function parseEntry(entry: PgAdminConnection): AdminEndpoint {
   if (!(PG_SSLMODES as readonly string[]).includes(sslmode)) {
     throw new Error(`${where}: sslmode=${sslmode} is not supported (use ${PG_SSLMODES.join(', ')}; prefer and allow fall back to clear text)`);
   }
+  // A CA names the server to trust; a mode that then skips the check would silently ignore it (the storage
+  // connection's ca_file likewise always verifies).
+  if (ca !== undefined && (sslmode === 'disable' || sslmode === 'require')) {
+    throw new Error(`${where}: sslmode=${sslmode} with a CA (ca_file or sslrootcert) would not verify the server; use verify-full`);
+  }
   let ssl: false | ConnectionOptions;
   try {
     ssl = tlsOptions(sslmode as PgSslMode, ca);
@@ -128,6 +138,7 @@ function parseEntry(entry: PgAdminConnection): AdminEndpoint {
     password: url.password === '' ? undefined : decodeURIComponent(url.password),
     database: url.pathname.length > 1 ? decodeURIComponent(url.pathname.slice(1)) : user,
     ssl,
+    sslmode: sslmode as PgSslMode,
   };
 }
 
@@ -157,7 +168,7 @@ function errorCode(error: unknown): string | undefined {
 
 function isTlsError(error: unknown): boolean {
   const code = errorCode(error) ?? '';
-  if (/^ERR_(TLS|SSL)_/.test(code) || /CERT|SELF_SIGNED|UNABLE_TO_|HOSTNAME|_CA_|KEY_TOO_SMALL/.test(code)) return true;
+  if (code === 'EPROTO' || /^ERR_(TLS|SSL)_/.test(code) || /CERT|SELF_SIGNED|UNABLE_TO_|HOSTNAME|_CA_|KEY_TOO_SMALL/.test(code)) return true;
   return error instanceof Error && /does not support SSL/.test(error.message);
 }
 
@@ -242,11 +253,6 @@ export class PostgresAdmin implements PgAdmin {
   /** Throws an Error naming the entry for a URL or CA file it cannot honour (at startup, not at the first rotation). */
   constructor(connections: readonly PgAdminConnection[]) {
     this.endpoints = connections.map(parseEntry);
-  }
-
-  /** The names of the configured admin connections, in configuration order. */
-  get names(): readonly string[] {
-    return this.endpoints.map((e) => e.name);
   }
 
   /**
@@ -380,7 +386,15 @@ export class PostgresAdmin implements PgAdmin {
            from pg_roles where rolname = current_user`,
       );
       const row = rows[0]!;
-      return { role: row.rolname, superuser: row.rolsuper, createRole: row.rolcreaterole, createDb: row.rolcreatedb, serverVersion: Number(row.version) };
+      return {
+        label: endpoint.label,
+        sslmode: endpoint.sslmode,
+        role: row.rolname,
+        superuser: row.rolsuper,
+        createRole: row.rolcreaterole,
+        createDb: row.rolcreatedb,
+        serverVersion: Number(row.version),
+      };
     });
   }
 }
@@ -388,13 +402,16 @@ export class PostgresAdmin implements PgAdmin {
 /**
  * `CREATE DATABASE ... OWNER owner` needs the admin to be able to act as `owner` (a member on PostgreSQL 15, the SET
  * option on 16+). A CREATEROLE admin is not, so it is made a member just for the statement and removed afterwards.
+ * (Tested on PostgreSQL 15; the 16+ form follows the PostgreSQL 16 documentation of GRANT's WITH options.)
  */
 async function createDatabaseOwnedBy(client: pg.Client, database: string, owner: string): Promise<void> {
   const id = (name: string) => client.escapeIdentifier(name);
   const version = Number((await client.query<{ v: string }>(`select current_setting('server_version_num') as v`)).rows[0]!.v);
   const { rows } = await client.query<{ can: boolean }>('select pg_has_role(current_user, $1, $2) as can', [owner, version >= 160000 ? 'SET' : 'MEMBER']);
   const grant = rows[0]?.can !== true;
-  if (grant) await client.query(`GRANT ${id(owner)} TO CURRENT_USER`);
+  // On 16+ a grant carries options: SET is what CREATE DATABASE needs; INHERIT FALSE keeps the owner's privileges
+  // from reaching the admin even for this moment. The REVOKE removes only this grant (the one by the admin itself).
+  if (grant) await client.query(`GRANT ${id(owner)} TO CURRENT_USER${version >= 160000 ? ' WITH INHERIT FALSE, SET TRUE' : ''}`);
   try {
     await client.query(`CREATE DATABASE ${id(database)} OWNER ${id(owner)}`);
   } finally {

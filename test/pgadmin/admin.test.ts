@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import pg from 'pg';
 import type { PgAdminConnection } from '../../src/config/load.ts';
@@ -113,6 +114,14 @@ describe('PostgresAdmin against a scram-sha-256 cluster (SECURITY.md §44)', { s
     assert.equal(await cluster().canConnect('mcias_admin', ADMIN_PASSWORD), true);
   });
 
+  test('even through a superuser admin connection (warned against), a superuser’s password is refused', async () => {
+    await setUp(cluster());
+    const admin = new PostgresAdmin([{ name: 'super', url: cluster().url({ query: '?sslmode=disable' }), caFile: undefined }]);
+    await cluster().query(`create role other_super superuser login password 'super-password-2'`);
+    await failsWith(admin.setPassword(target(), 'other_super', 'new-password-5b'), 'upstream_failed', 'pg_admin_refused');
+    assert.equal(await cluster().canConnect('other_super', 'super-password-2'), true);
+  });
+
   test('a wrong admin password is pg_admin_refused, and the message holds no secret', async () => {
     const admin = await adminFor({ password: 'wrong-admin-password' });
     await createLogin('svc_wrongadmin', 'old-password-6');
@@ -151,7 +160,10 @@ describe('PostgresAdmin against a scram-sha-256 cluster (SECURITY.md §44)', { s
       await admin.setPassword({ ...target(), host: 'localhost' }, 'svc_tls', 'new-password-9');
       assert.equal(await cluster().canConnect('svc_tls', 'new-password-9'), true);
       const privileges = await admin.privileges('main');
-      assert.deepEqual(privileges, { role: 'mcias_admin', superuser: false, createRole: true, createDb: true, serverVersion: privileges.serverVersion });
+      assert.deepEqual(privileges, {
+        label: `pg_admin.main (localhost:${cluster().port})`,
+        sslmode: 'verify-full',
+        role: 'mcias_admin', superuser: false, createRole: true, createDb: true, serverVersion: privileges.serverVersion });
     });
 
     test('an untrusted CA or a host name the certificate does not carry is pg_tls_failed', async () => {
@@ -192,6 +204,8 @@ describe('PostgresAdmin against a scram-sha-256 cluster (SECURITY.md §44)', { s
       [`postgres://u:${ADMIN_PASSWORD}@h/db?options=-c%20x`, undefined, /unsupported parameter options/],
       [`postgres://u:${ADMIN_PASSWORD}@h/db`, '/nonexistent/ca.pem', /cannot read the CA file/],
       [`postgres://:${ADMIN_PASSWORD}@h/db`, undefined, /names no user/],
+      [`postgres://u:${ADMIN_PASSWORD}@h/db?sslmode=disable`, cluster().tls!.caFile, /sslmode=disable with a CA .* would not verify/],
+      [`postgres://u:${ADMIN_PASSWORD}@h/db?sslmode=require&sslrootcert=${encodeURIComponent(cluster().tls!.caFile)}`, undefined, /sslmode=require with a CA/],
     ] as const) {
       assert.throws(
         () => new PostgresAdmin(entry(url, caFile)),
@@ -241,6 +255,19 @@ describe('PostgresAdmin against a scram-sha-256 cluster (SECURITY.md §44)', { s
       assert.equal(db!.owner, 'already');
     });
 
+    test('without CREATEDB the database step is refused; the roles stay, the temporary membership is gone, a rerun completes', async () => {
+      await adminFor();
+      await cluster().query(`create role nodb_admin login createrole password ${literal(ADMIN_PASSWORD)}`);
+      const weak = await adminFor({ user: 'nodb_admin' });
+      const plan = { group: 'ledger', logins: [{ login: 'ledger_a', password: 'pw-a-18' }, { login: 'ledger_b', password: 'pw-b-18' }], createDatabase: true };
+      await failsWith(weak.provision(target(null, 'ledger'), plan), 'upstream_failed', 'pg_admin_refused');
+      assert.ok((await roleNames()).includes('ledger_b'));
+      const [member] = await cluster().query<{ member: boolean }>(`select pg_has_role('nodb_admin', 'ledger', 'MEMBER') as member`);
+      assert.equal(member!.member, false, 'the membership granted for CREATE DATABASE was revoked');
+      assert.deepEqual(await (await adminFor()).provision(target(null, 'ledger'), plan), { created: ['ledger'] });
+      assert.equal(await cluster().canConnect('ledger_a', 'pw-a-18', 'ledger'), true);
+    });
+
     test('an invalid plan or name changes nothing', async () => {
       const admin = await adminFor();
       const before = await roleNames();
@@ -278,6 +305,7 @@ describe('PostgresAdmin against a scram-sha-256 cluster (SECURITY.md §44)', { s
       await blocker.query('begin');
       await blocker.query('lock table pg_authid in share mode');
       const pending = admin.setPassword(target(), 'svc_unknown', 'new-password-16');
+      pending.catch(() => {}); // handled below, after the backend is found and terminated
       let pid: number | undefined;
       for (let i = 0; i < 100 && pid === undefined; i++) {
         const rows = await cluster().query<{ pid: number }>(
@@ -293,6 +321,27 @@ describe('PostgresAdmin against a scram-sha-256 cluster (SECURITY.md §44)', { s
     } finally {
       await blocker.query('rollback').catch(() => {});
       await blocker.end();
+    }
+  });
+
+  test('an unknown host and a server that never answers are pg_unreachable, the latter after the connect timeout', async () => {
+    const dns = new PostgresAdmin([{ name: 'dns', url: `postgres://mcias_admin:${ADMIN_PASSWORD}@no-such-host.invalid/postgres?sslmode=disable`, caFile: undefined }]);
+    assertClean(await failsWith(dns.privileges('dns'), 'upstream_failed', 'pg_unreachable'));
+    // Accepts TCP connections and never says a word.
+    const silent = createServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const sockets = new Set<Socket>();
+    silent.on('connection', (socket) => sockets.add(socket));
+    try {
+      const { port } = silent.address() as AddressInfo;
+      const admin = new PostgresAdmin([{ name: 'silent', url: `postgres://mcias_admin:${ADMIN_PASSWORD}@127.0.0.1:${port}/postgres?sslmode=disable`, caFile: undefined }]);
+      const started = Date.now();
+      await failsWith(admin.privileges('silent'), 'upstream_failed', 'pg_unreachable');
+      const waited = Date.now() - started;
+      assert.ok(waited >= 4_500 && waited < 9_000, `gave up after ${waited} ms, not the 5 s connect timeout`);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
     }
   });
 

@@ -176,7 +176,7 @@ export async function startPgCluster(options: PgClusterOptions = {}): Promise<Pg
       '-D', dataDir, '-U', 'postgres', '--auth=scram-sha-256', `--pwfile=${pwfile}`, '--no-sync', '--no-instructions',
     ]);
     rmSync(pwfile);
-    const port = await freePort();
+    let port = 0;
     const pgctl = (args: readonly string[]) => asPostgres('pg_ctl', ['-D', dataDir, ...args]);
     const start = async () => {
       await pgctl(['-l', logFile, '-o', [`-p ${port}`, ...settings].join(' '), '-w', '-t', '30', 'start']);
@@ -187,7 +187,16 @@ export async function startPgCluster(options: PgClusterOptions = {}): Promise<Pg
       await pgctl(['-m', mode, '-w', '-t', '30', 'stop']);
       running = false;
     };
-    await start();
+    // The spare port may be taken by another process between freePort and postgres binding it: try another.
+    for (let attempt = 1; ; attempt++) {
+      port = await freePort();
+      try {
+        await start();
+        break;
+      } catch (error) {
+        if (attempt === 3) throw error;
+      }
+    }
 
     const host = '127.0.0.1';
     const url = (parts: UrlParts = {}) => {
