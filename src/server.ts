@@ -12,6 +12,7 @@ import { PasswordHasher } from './domain/password.ts';
 import { RoleService } from './domain/roles.ts';
 import { Sealer } from './domain/sealing.ts';
 import { TokenService } from './domain/tokens.ts';
+import { LoginThrottle } from './domain/throttle.ts';
 import { TotpService } from './domain/totp.ts';
 import { buildApp } from './http/app.ts';
 import type { AppServices } from './http/services.ts';
@@ -47,10 +48,12 @@ export async function createRuntime(config: Config, options: { clock?: Clock; ma
     const started = await Promise.allSettled([keys.load(), hasher.warmUp()]);
     for (const result of started) if (result.status === 'rejected') throw result.reason;
     const tokens = new TokenService({ store, keys, clock, settings: config.tokens });
+    const throttle = new LoginThrottle({ store, clock, settings: config.loginThrottle });
     const accounts = new AccountService({
       store,
       hasher,
       clock,
+      throttle,
       minPasswordLength: config.passwords.minLength,
       minPasswordLengthWithTotp: config.passwords.minLengthWithTotp,
     });
@@ -60,6 +63,7 @@ export async function createRuntime(config: Config, options: { clock?: Clock; ma
       hasher,
       accounts,
       clock,
+      throttle,
       settings: { issuer: config.auth.totpIssuer, requireForAdmins: config.auth.requireTotpForAdmins },
       minPasswordLength: config.passwords.minLength,
     });
@@ -75,6 +79,7 @@ export async function createRuntime(config: Config, options: { clock?: Clock; ma
         tokens,
         totp,
         clock,
+        throttle,
         minPasswordLength: { withoutTotp: config.passwords.minLength, withTotp: config.passwords.minLengthWithTotp },
       }),
       lifecycle: new TokenLifecycle({ store, tokens, accounts, clock }),

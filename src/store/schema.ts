@@ -18,6 +18,14 @@ export interface DB {
   audit_events: AuditEventsTable;
   recovery_codes: RecoveryCodesTable;
   locks: LocksTable;
+  login_failures: LoginFailuresTable;
+}
+
+/** A failed-login counter (SECURITY.md §9): failures since the last success, and when the last one happened. */
+interface LoginFailuresTable {
+  key: string;
+  failures: number;
+  last_failure_at: number;
 }
 
 /** One row per named lock (Store.lock): a transaction holds the row to queue the others that take it. */

@@ -1,10 +1,22 @@
 import type { Kysely } from 'kysely';
-import type { AccountStore, AuditStore, CredentialStore, KeyStore, LockName, PgCredentialStore, RoleStore, Store, TokenStore } from '../domain/ports.ts';
+import type {
+  AccountStore,
+  AuditStore,
+  CredentialStore,
+  FailureCounterStore,
+  KeyStore,
+  LockName,
+  PgCredentialStore,
+  RoleStore,
+  Store,
+  TokenStore,
+} from '../domain/ports.ts';
 import { KyselyAccountStore } from './accounts.ts';
 import { KyselyAuditStore } from './audit.ts';
 import { KyselyCredentialStore } from './credentials.ts';
 import type { Executor } from './executor.ts';
 import { lockRow } from './locks.ts';
+import { KyselyFailureCounterStore } from './login-failures.ts';
 import { KyselyPgCredentialStore } from './pg-credentials.ts';
 import { KyselyRoleStore } from './roles.ts';
 import type { DB } from './schema.ts';
@@ -23,6 +35,7 @@ export class KyselyStore implements Store {
   readonly keys: KeyStore;
   readonly audit: AuditStore;
   readonly pgcreds: PgCredentialStore;
+  readonly failures: FailureCounterStore;
   readonly #db: Executor;
 
   constructor(db: Executor) {
@@ -34,6 +47,7 @@ export class KyselyStore implements Store {
     this.keys = new KyselyKeyStore(db);
     this.audit = new KyselyAuditStore(db);
     this.pgcreds = new KyselyPgCredentialStore(db);
+    this.failures = new KyselyFailureCounterStore(db);
   }
 
   transaction<T>(work: (tx: Store) => Promise<T>): Promise<T> {
