@@ -13,6 +13,7 @@ import { RoleService } from './domain/roles.ts';
 import { Sealer } from './domain/sealing.ts';
 import { TokenService } from './domain/tokens.ts';
 import { LoginThrottle } from './domain/throttle.ts';
+import { FailureSummaries } from './domain/summaries.ts';
 import { TotpService } from './domain/totp.ts';
 import { buildApp } from './http/app.ts';
 import type { AppServices } from './http/services.ts';
@@ -27,7 +28,10 @@ export interface Runtime {
 }
 
 /** The composition root: opens the database (migrating it), unseals the signing keys, and wires the services. */
-export async function createRuntime(config: Config, options: { clock?: Clock; masterKey?: Buffer } = {}): Promise<Runtime> {
+export async function createRuntime(
+  config: Config,
+  options: { clock?: Clock; masterKey?: Buffer; onError?: (error: unknown) => void } = {},
+): Promise<Runtime> {
   const clock = options.clock ?? systemClock;
   const sealer = new Sealer(options.masterKey ?? loadMasterKey(config));
   const database = await openMigratedDatabase(config.storage);
@@ -36,9 +40,17 @@ export async function createRuntime(config: Config, options: { clock?: Clock; ma
     maxQueued: config.passwords.maxQueuedHashes,
     maxPerClient: config.passwords.maxHashesPerClient,
   });
-  // Hashes first: a caller that is still hashing goes on to use the database afterwards.
+  const summaries = new FailureSummaries({
+    store: database.store,
+    clock,
+    settings: { intervalMs: config.rateLimit.summaryIntervalMs, maxAddresses: config.rateLimit.summaryMaxAddresses },
+    onError: options.onError ?? ((error) => process.emitWarning(`could not write the failure summaries: ${String(error)}`)),
+  });
+  // Hashes first: a caller that is still hashing goes on to use the database afterwards. The summaries of the last
+  // interval are written before the database closes.
   const close = async () => {
     await hasher.close();
+    await summaries.close();
     await database.close();
   };
   try {
@@ -82,9 +94,11 @@ export async function createRuntime(config: Config, options: { clock?: Clock; ma
         throttle,
         minPasswordLength: { withoutTotp: config.passwords.minLength, withTotp: config.passwords.minLengthWithTotp },
       }),
-      lifecycle: new TokenLifecycle({ store, tokens, accounts, clock }),
+      lifecycle: new TokenLifecycle({ store, tokens, accounts, clock, summaries }),
+      summaries,
       ready: () => database.ping(),
     };
+    summaries.start();
     return { services, database, close };
   } catch (error) {
     await close();
@@ -104,12 +118,13 @@ export interface RunningServer {
 /** Serves HTTPS only (SECURITY.md §27): there is no plain-HTTP listener, not even for redirects. */
 export async function startServer(config: Config, logger: Logger, options: { clock?: Clock } = {}): Promise<RunningServer> {
   const https = tlsServerOptions(config.tls);
-  const runtime = await createRuntime(config, options);
+  const runtime = await createRuntime(config, { ...options, onError: (error) => logger.error({ err: error }, 'could not write the failure summaries') });
   const app = await buildApp(runtime.services, {
     https,
     logger,
     bodyLimit: config.server.bodyLimit,
     trustedProxies: config.server.trustedProxies,
+    rateLimit: config.rateLimit,
     connections: config.server.connections,
   }).catch(async (error: unknown) => {
     await runtime.close();

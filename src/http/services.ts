@@ -3,6 +3,7 @@ import type { LoginService } from '../domain/auth.ts';
 import type { KeyRing } from '../domain/keys.ts';
 import type { TokenLifecycle } from '../domain/lifecycle.ts';
 import type { RoleService } from '../domain/roles.ts';
+import type { FailureSummaries } from '../domain/summaries.ts';
 import type { TokenService } from '../domain/tokens.ts';
 import type { TotpService } from '../domain/totp.ts';
 
@@ -18,6 +19,8 @@ export interface AppServices {
   readonly totp: TotpService;
   readonly tokens: TokenService;
   readonly keys: KeyRing;
+  /** Where 429 refusals are counted, bounded (SECURITY.md §41). */
+  readonly summaries: FailureSummaries;
   /** Throws when the database does not answer. */
   readonly ready: () => Promise<void>;
 }

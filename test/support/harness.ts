@@ -59,7 +59,12 @@ export async function createHarness(
   const clock = options.clock ?? new ManualClock(Date.now());
   const masterKey = randomBytes(32);
   const runtime = await createRuntime(config, { clock: clock as Clock, masterKey });
-  const app = await buildApp(runtime.services, { bodyLimit: config.server.bodyLimit, trustedProxies: config.server.trustedProxies, logger: false });
+  const app = await buildApp(runtime.services, {
+    bodyLimit: config.server.bodyLimit,
+    trustedProxies: config.server.trustedProxies,
+    rateLimit: config.rateLimit,
+    logger: false,
+  });
   await runtime.services.accounts.bootstrapAdmin('admin', ADMIN_PASSWORD, { temporary: false });
 
   const request: Harness['request'] = ({ method, url, token, body, headers = {} }) => {
