@@ -11,7 +11,7 @@ export interface SummarySettings {
 }
 
 /** The address key of the row that counts every address beyond `maxAddresses` in an interval. */
-export const OTHERS = 'others';
+const OTHERS = 'others';
 
 /**
  * Bounded records of what strangers cause (SECURITY.md §41): failed token validations and 429 refusals are counted

@@ -6,7 +6,7 @@ import type { AccountRecord, Principal, RequestContext } from './model.ts';
 import type { FailureCounter, Store } from './ports.ts';
 
 /** One kind of counter's lockout: after `lockoutFailures` failures, refused until `lockoutMs` after the last one. */
-export interface LockoutSettings {
+interface LockoutSettings {
   readonly lockoutFailures: number;
   readonly lockoutMs: number;
 }
@@ -26,7 +26,7 @@ export interface ThrottleSettings {
  * A counter whose last failure is older than this is forgotten: its failures start again from zero (and its row may
  * be pruned). Long enough that a patient attacker gains nothing from waiting out a lockout.
  */
-export const FORGET_AFTER_MS = 24 * 3_600_000;
+const FORGET_AFTER_MS = 24 * 3_600_000;
 /** How often an instance prunes forgotten counters (on a failure, at most this often). */
 const PRUNE_EVERY_MS = 60_000;
 
@@ -45,7 +45,7 @@ function addressCounterKey(ctx: RequestContext): string {
 }
 
 /** When a counter lets the next attempt through (0: at once), and whether that is a lockout rather than a delay. */
-export function nextAttemptAt(counter: FailureCounter | undefined, lockout: LockoutSettings, settings: ThrottleSettings): { at: number; locked: boolean } {
+function nextAttemptAt(counter: FailureCounter | undefined, lockout: LockoutSettings, settings: ThrottleSettings): { at: number; locked: boolean } {
   if (counter === undefined) return { at: 0, locked: false };
   if (counter.failures >= lockout.lockoutFailures) return { at: counter.lastFailureAt + lockout.lockoutMs, locked: true };
   const beyond = counter.failures - settings.freeFailures;
