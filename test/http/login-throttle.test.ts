@@ -96,6 +96,30 @@ for (const dialect of DIALECTS) {
     });
   });
 
+  describe(`a throttled attempt costs no hash [${dialect}]`, () => {
+    let h: Harness;
+    before(async () => {
+      // A hash that costs something (N=2^13, a few milliseconds), so that skipping it shows.
+      h = await createHarness(dialect, { config: { login_throttle: PRODUCTION_THROTTLE, passwords: { scrypt_ln: 13 } } });
+    });
+    after(() => h.close());
+
+    test('refused attempts take a small fraction of a hash each: the check comes before the password', async () => {
+      const attacker = '192.0.2.20';
+      const timings: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        const started = performance.now();
+        assert.equal((await loginFrom(h, attacker, { username: 'admin', password: `guess ${i}` })).statusCode, 401);
+        timings.push(performance.now() - started);
+      }
+      const hashMs = Math.min(...timings);
+      const started = performance.now();
+      for (let i = 0; i < 50; i++) assert.equal((await loginFrom(h, attacker, { username: 'admin', password: ADMIN_PASSWORD })).statusCode, 429);
+      const refusedMs = (performance.now() - started) / 50;
+      assert.ok(refusedMs < hashMs / 3, `a refusal took ${refusedMs.toFixed(2)} ms, a hashed failure ${hashMs.toFixed(2)} ms`);
+    });
+  });
+
   describe(`account lockout from many addresses [${dialect}]`, () => {
     let h: Harness;
     before(async () => {

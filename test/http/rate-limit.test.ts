@@ -71,7 +71,7 @@ for (const dialect of DIALECTS) {
     });
     after(() => h.close());
 
-    test(`${BAD_VALIDATIONS} bad validations from ${BAD_VALIDATIONS} addresses add at most ${MAX_ADDRESSES + 1} rows per interval, counting every one`, async () => {
+    test(`${BAD_VALIDATIONS} bad validations from ${BAD_VALIDATIONS} addresses add ${MAX_ADDRESSES + 1} rows to their interval, counting every one`, async () => {
       await h.runtime.services.summaries.flush();
       const since = await lastAuditSeq(h);
       for (let start = 0; start < BAD_VALIDATIONS; start += 200) {
