@@ -38,6 +38,8 @@ export interface AppOptions {
 }
 
 export { HSTS } from './headers.ts';
+/** Addresses whose request counts one instance keeps (SECURITY.md §41). */
+const RATE_LIMIT_ADDRESSES = 10_000;
 /** What Fastify does with `__proto__` and `constructor.prototype` keys in a JSON body (SECURITY.md §33). */
 const POISONING = 'error';
 
@@ -143,6 +145,8 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
     max: options.rateLimit.requests,
     timeWindow: options.rateLimit.windowMs,
     keyGenerator: (request) => addressKey(request.ip),
+    // The counts of this many addresses are kept, the least recently seen dropped first: memory stays bounded.
+    cache: RATE_LIMIT_ADDRESSES,
     // No X-RateLimit-* headers: a 429 carries Retry-After (sendProblem), and other answers stay as they were.
     addHeadersOnExceeding: { 'x-ratelimit-limit': false, 'x-ratelimit-remaining': false, 'x-ratelimit-reset': false },
     addHeaders: { 'x-ratelimit-limit': false, 'x-ratelimit-remaining': false, 'x-ratelimit-reset': false, 'retry-after': false },

@@ -53,8 +53,13 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(new Set(outcomes.slice(6)), new Set(['429 address_throttled 1']));
       // The right password is refused while the wait lasts: the throttle is checked before the password.
       assert.equal(outcome(await loginFrom(h, attacker, { username: 'alice', password: USER_PASSWORD })), '429 address_throttled 1');
-      // Refused attempts write nothing: six failures, six rows.
+      // Refused attempts write nothing: six failures, six rows...
       assert.equal((await auditRows(h, { after: since, type: 'login_failed' })).length, 6);
+      // ...and the 295 refusals are counted in the address's summary row (SECURITY.md §41).
+      await h.runtime.services.summaries.flush();
+      const [summary] = await auditRows(h, { after: since, type: 'failures_summarized' });
+      assert.equal(summary?.details['address'], attacker);
+      assert.equal(summary?.details['rate_limited./v1/auth/login'], 295);
     });
 
     test('waiting out each delay, the address locks at 30 failures: then 429 address_locked for an hour, for every username', async () => {
