@@ -5,35 +5,48 @@ import { loadMasterKey } from './config/files.ts';
 import type { Config } from './config/load.ts';
 import { AccountService } from './domain/accounts.ts';
 import { LoginService } from './domain/auth.ts';
+import { unlock } from './domain/master-key.ts';
 import { systemClock, type Clock } from './domain/clock.ts';
 import { KeyRing } from './domain/keys.ts';
 import { TokenLifecycle } from './domain/lifecycle.ts';
 import { PasswordHasher } from './domain/password.ts';
+import type { Observer } from './domain/ports.ts';
 import { RoleService } from './domain/roles.ts';
-import { Sealer } from './domain/sealing.ts';
 import { TokenService } from './domain/tokens.ts';
 import { LoginThrottle } from './domain/throttle.ts';
 import { FailureSummaries } from './domain/summaries.ts';
 import { TotpService } from './domain/totp.ts';
 import { buildApp } from './http/app.ts';
+import { Metrics, serveMetrics, type HashLoad, type MetricsListener } from './http/metrics.ts';
 import type { AppServices } from './http/services.ts';
 import { tlsServerOptions } from './config/tls.ts';
+import type { PgAdmin } from './domain/ports.ts';
+import { PostgresAdmin } from './pgadmin/admin.ts';
 import { openMigratedDatabase, type Database } from './store/database.ts';
 
 export interface Runtime {
   readonly services: AppServices;
   readonly database: Database;
+  /** Changes roles on services' PostgreSQL servers through the `[pg_admin.NAME]` connections (for rotation). */
+  readonly pgAdmin: PgAdmin;
+  /** Password hashes waiting and running now. */
+  hashLoad(): HashLoad;
   /** Waits for password hashes still running, then closes the database. */
   close(): Promise<void>;
 }
 
-/** The composition root: opens the database (migrating it), unseals the signing keys, and wires the services. */
+/**
+ * The composition root: opens the database (migrating it), checks the master key against it (refusing a wrong one
+ * before anything is served), unseals the signing keys, and wires the services.
+ */
 export async function createRuntime(
   config: Config,
-  options: { clock?: Clock; masterKey?: Buffer; onError?: (error: unknown) => void } = {},
+  options: { clock?: Clock; masterKey?: Buffer; observer?: Observer; onError?: (error: unknown) => void } = {},
 ): Promise<Runtime> {
   const clock = options.clock ?? systemClock;
-  const sealer = new Sealer(options.masterKey ?? loadMasterKey(config));
+  const masterKey = options.masterKey ?? loadMasterKey(config);
+  // Before the database opens: an admin URL or CA file it cannot honour stops the start, naming the entry.
+  const pgAdmin = new PostgresAdmin(config.pgAdmin);
   const database = await openMigratedDatabase(config.storage);
   const hasher = new PasswordHasher(config.passwords.scrypt, {
     maxConcurrent: config.passwords.maxConcurrentHashes,
@@ -55,12 +68,13 @@ export async function createRuntime(
   };
   try {
     const store = database.store;
+    const { sealer, digests } = await unlock(store, masterKey, clock);
     const keys = new KeyRing({ store, sealer, clock });
     // Both finish, even when one fails, before anything is closed.
     const started = await Promise.allSettled([keys.load(), hasher.warmUp()]);
     for (const result of started) if (result.status === 'rejected') throw result.reason;
     const tokens = new TokenService({ store, keys, clock, settings: config.tokens });
-    const throttle = new LoginThrottle({ store, clock, settings: config.loginThrottle });
+    const throttle = new LoginThrottle({ store, clock, settings: config.loginThrottle, observer: options.observer });
     const accounts = new AccountService({
       store,
       hasher,
@@ -72,6 +86,7 @@ export async function createRuntime(
     const totp = new TotpService({
       store,
       sealer,
+      digests,
       hasher,
       accounts,
       clock,
@@ -92,14 +107,15 @@ export async function createRuntime(
         totp,
         clock,
         throttle,
+        observer: options.observer,
         minPasswordLength: { withoutTotp: config.passwords.minLength, withTotp: config.passwords.minLengthWithTotp },
       }),
-      lifecycle: new TokenLifecycle({ store, tokens, accounts, clock, summaries }),
+      lifecycle: new TokenLifecycle({ store, tokens, accounts, clock, summaries, observer: options.observer }),
       summaries,
       ready: () => database.ping(),
     };
     summaries.start();
-    return { services, database, close };
+    return { services, database, pgAdmin, hashLoad: () => hasher.load, close };
   } catch (error) {
     await close();
     throw error;
@@ -109,16 +125,31 @@ export async function createRuntime(
 export interface RunningServer {
   readonly app: FastifyInstance;
   readonly url: string;
-  /** Stops accepting connections, lets in-flight requests finish (up to the shutdown timeout), closes the database. */
+  /** Where Prometheus scrapes (`[metrics] listen`); undefined when the metrics are off. */
+  readonly metricsUrl: string | undefined;
+  /**
+   * Stops accepting connections, lets in-flight requests finish (up to the shutdown timeout), closes the metrics
+   * listener and the database.
+   */
   close(): Promise<void>;
   /** Re-reads the certificate and key; the old ones stay in use if the new ones cannot be loaded. */
   reloadTls(): void;
 }
 
-/** Serves HTTPS only (SECURITY.md §27): there is no plain-HTTP listener, not even for redirects. */
+/**
+ * Serves the API over HTTPS only (SECURITY.md §27): there is no plain-HTTP listener for it, not even for redirects.
+ * The metrics, unless off, have a listener of their own on a loopback address (SECURITY.md §49).
+ */
 export async function startServer(config: Config, logger: Logger, options: { clock?: Clock } = {}): Promise<RunningServer> {
   const https = tlsServerOptions(config.tls);
-  const runtime = await createRuntime(config, { ...options, onError: (error) => logger.error({ err: error }, 'could not write the failure summaries') });
+  const metricsListen = config.metrics.listen;
+  const metrics = metricsListen === undefined ? undefined : new Metrics();
+  const runtime = await createRuntime(config, {
+    ...options,
+    observer: metrics,
+    onError: (error) => logger.error({ err: error }, 'could not write the failure summaries'),
+  });
+  metrics?.watchHashing(runtime.hashLoad);
   const app = await buildApp(runtime.services, {
     https,
     logger,
@@ -126,12 +157,15 @@ export async function startServer(config: Config, logger: Logger, options: { clo
     trustedProxies: config.server.trustedProxies,
     rateLimit: config.rateLimit,
     connections: config.server.connections,
+    metrics,
   }).catch(async (error: unknown) => {
     await runtime.close();
     throw error;
   });
+  let scrapes: MetricsListener | undefined;
   try {
     await app.listen({ host: config.server.host, port: config.server.port });
+    if (metrics !== undefined && metricsListen !== undefined) scrapes = await serveMetrics(metrics, metricsListen, logger);
   } catch (error) {
     await app.close();
     await runtime.close();
@@ -145,6 +179,7 @@ export async function startServer(config: Config, logger: Logger, options: { clo
   return {
     app,
     url: `https://${host}:${port}`,
+    metricsUrl: scrapes?.url,
     reloadTls() {
       try {
         (app.server as HttpsServer).setSecureContext(tlsServerOptions(config.tls));
@@ -161,7 +196,7 @@ export async function startServer(config: Config, logger: Logger, options: { clo
         }, config.server.shutdownTimeoutMs);
         timer.unref();
         try {
-          await app.close();
+          await Promise.all([app.close(), scrapes?.close()]);
         } finally {
           clearTimeout(timer);
           await runtime.close();

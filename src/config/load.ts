@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { isIP } from 'node:net';
+import ipaddr from 'ipaddr.js';
 import path from 'node:path';
 import { TomlError, parse as parseToml } from 'smol-toml';
 import Value from 'typebox/value';
@@ -67,6 +68,8 @@ export interface Config {
     readonly summaryMaxAddresses: number;
   };
   readonly pgAdmin: readonly PgAdminConnection[];
+  /** `listen` undefined: `[metrics] listen = "off"`, no metrics listener. */
+  readonly metrics: { readonly listen: { readonly host: string; readonly port: number } | undefined };
   readonly log: { readonly level: string };
 }
 
@@ -155,6 +158,7 @@ export function resolveConfig(
   for (const proxy of file.server.trusted_proxies) {
     if (!isAddressOrCidr(proxy)) problem('server.trusted_proxies', `"${proxy}" is not an IP address or CIDR`);
   }
+  const metricsListen = resolveMetricsListen(file.metrics.listen, typeof listen === 'string' ? undefined : listen, problem);
   const storage = resolveStorage(file.storage, at, duration, problem);
   if (!/^https:\/\/\S+$/.test(file.tokens.issuer)) problem('tokens.issuer', 'must be an https:// URL');
 
@@ -217,6 +221,7 @@ export function resolveConfig(
       if (!/^postgres(ql)?:\/\//.test(entry.url)) problem(`pg_admin.${name}.url`, 'must start with postgres://');
       return { name, url: entry.url, caFile: entry.ca_file ? at(entry.ca_file) : undefined };
     }),
+    metrics: { listen: metricsListen },
     log: { level: file.log.level },
   };
   if (problems.length > 0) return { config: undefined, problems, draft: deepFreeze(config) };
@@ -321,6 +326,35 @@ function resolveStorage(
   // Never echo the URL: it may carry a database password.
   problem('storage.url', 'must start with sqlite: or postgres://');
   return { kind: 'sqlite', path: '', busyTimeoutMs };
+}
+
+/**
+ * `[metrics] listen`: "off", or a loopback IP address and port (SECURITY.md §49). The listener speaks plain HTTP and
+ * asks for no credentials, so it is refused on any other address, a host name included (it could resolve anywhere).
+ */
+function resolveMetricsListen(
+  text: string,
+  server: { host: string; port: number } | undefined,
+  problem: (setting: string, message: string) => void,
+): { host: string; port: number } | undefined {
+  if (text === 'off') return undefined;
+  const listen = parseListen(text);
+  if (typeof listen === 'string') {
+    problem('metrics.listen', `${listen}, or off`);
+    return undefined;
+  }
+  if (!isIP(listen.host) || ipaddr.parse(listen.host).range() !== 'loopback') {
+    problem(
+      'metrics.listen',
+      `"${listen.host}" is not a loopback address: metrics are served over plain HTTP without credentials, so only on ` +
+        '127.0.0.0/8 or [::1] (scrape from the same host, or through a proxy that adds TLS and authentication; see SECURITY.md §49)',
+    );
+    return undefined;
+  }
+  if (server !== undefined && listen.port !== 0 && listen.port === server.port && listen.host === server.host) {
+    problem('metrics.listen', 'must not be the address server.listen serves the API on');
+  }
+  return listen;
 }
 
 export function parseListen(text: string): { host: string; port: number } | string {

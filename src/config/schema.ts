@@ -143,6 +143,12 @@ export const ConfigFileSchema = Type.Object(
       ),
       { default: {} },
     ),
+    metrics: section({
+      listen: Type.String({
+        default: '127.0.0.1:9464',
+        description: 'HOST:PORT of the plain-HTTP GET /metrics listener, a loopback address only (SECURITY.md §49); off disables it',
+      }),
+    }),
     log: section({
       level: Type.Union(
         ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),

@@ -31,6 +31,7 @@ const AUDIT_EVENT_TYPES = [
   'account_unlocked',
   // Bounded records of anonymous failures and 429 refusals: one row per address and interval (SECURITY.md §41).
   'failures_summarized',
+  'master_key_rotated',
 ] as const;
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];

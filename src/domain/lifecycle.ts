@@ -5,7 +5,7 @@ import type { Clock } from './clock.ts';
 import { MciasError, fail } from './errors.ts';
 import { type Account, type PermissionGrant, type Principal, type RequestContext, type TokenInfo } from './model.ts';
 import { normalizeName } from './names.ts';
-import type { Store } from './ports.ts';
+import { NO_OBSERVER, type Observer, type Store } from './ports.ts';
 import type { FailureSummaries } from './summaries.ts';
 import type { IssuedToken, TokenService } from './tokens.ts';
 
@@ -30,13 +30,22 @@ export class TokenLifecycle {
   readonly #accounts: AccountService;
   readonly #clock: Clock;
   readonly #summaries: FailureSummaries;
+  readonly #observer: Observer;
 
-  constructor(deps: { store: Store; tokens: TokenService; accounts: AccountService; clock: Clock; summaries: FailureSummaries }) {
+  constructor(deps: {
+    store: Store;
+    tokens: TokenService;
+    accounts: AccountService;
+    clock: Clock;
+    summaries: FailureSummaries;
+    observer?: Observer;
+  }) {
     this.#store = deps.store;
     this.#tokens = deps.tokens;
     this.#accounts = deps.accounts;
     this.#clock = deps.clock;
     this.#summaries = deps.summaries;
+    this.#observer = deps.observer ?? NO_OBSERVER;
   }
 
   /**
@@ -162,6 +171,7 @@ export class TokenLifecycle {
     // A session whose password is temporary may only change it (SECURITY.md §39): for an app, it is not active yet.
     if (result.principal.account.passwordChangeRequired) return this.#inactive('password_change_required', ctx);
     const { account, token: record, permissions } = result.principal;
+    this.#observer.tokenValidation('active');
     return { active: true, account, permissions, jti: record.jti, issuedAt: record.issuedAt, expiresAt: record.expiresAt };
   }
 
@@ -170,6 +180,7 @@ export class TokenLifecycle {
    * never written as a row of its own: a stranger's requests cannot grow the audit trail without bound.
    */
   #inactive(reason: string, ctx: RequestContext): Validation {
+    this.#observer.tokenValidation(reason);
     this.#summaries.record(ctx.ip, `token_validation_failed.${reason}`);
     return { active: false };
   }

@@ -3,7 +3,7 @@ import { addressKey } from './address.ts';
 import type { Clock } from './clock.ts';
 import { MciasError } from './errors.ts';
 import type { AccountRecord, Principal, RequestContext } from './model.ts';
-import type { FailureCounter, Store } from './ports.ts';
+import { NO_OBSERVER, type FailureCounter, type Observer, type Store } from './ports.ts';
 
 /** One kind of counter's lockout: after `lockoutFailures` failures, refused until `lockoutMs` after the last one. */
 interface LockoutSettings {
@@ -68,12 +68,14 @@ export class LoginThrottle {
   readonly #store: Store;
   readonly #clock: Clock;
   readonly settings: ThrottleSettings;
+  readonly #observer: Observer;
   #prunedAt = 0;
 
-  constructor(deps: { store: Store; clock: Clock; settings: ThrottleSettings }) {
+  constructor(deps: { store: Store; clock: Clock; settings: ThrottleSettings; observer?: Observer | undefined }) {
     this.#store = deps.store;
     this.#clock = deps.clock;
     this.settings = deps.settings;
+    this.#observer = deps.observer ?? NO_OBSERVER;
   }
 
   /**
@@ -113,7 +115,10 @@ export class LoginThrottle {
     for (const kind of ['account', 'address'] as const) {
       const failures = counters.get(keys[kind])?.failures ?? 0;
       // A refused attempt is never counted, so a failure at or past the threshold is the one that (re)locks.
-      if (failures >= this.settings[kind].lockoutFailures) await tx.audit.insert(this.#lockEvent(kind, failures, input, now));
+      if (failures >= this.settings[kind].lockoutFailures) {
+        await tx.audit.insert(this.#lockEvent(kind, failures, input, now));
+        this.#observer.lockout();
+      }
     }
     await this.#prune(tx, now);
   }

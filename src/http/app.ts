@@ -11,6 +11,7 @@ import { accessControl } from './access.ts';
 import { refuseBadHeaderFields } from './header-fields.ts';
 import { refuseDuplicateKeys } from './json-body.ts';
 import { logAccess, logSerializers } from './log.ts';
+import { observeRequests, type Metrics } from './metrics.ts';
 import { clientErrorHandler, fastifyConnectionOptions, httpsConnectionOptions, limitConnections } from './connections.ts';
 import { SECURITY_HEADERS } from './headers.ts';
 import { sendProblem } from './problem.ts';
@@ -35,6 +36,8 @@ export interface AppOptions {
   /** Bounds on the real listener's connections (SECURITY.md §36); only with `https`. */
   readonly connections?: ConnectionLimits;
   readonly version?: string;
+  /** Fed from every request when given (SECURITY.md §49); served by src/server.ts on its own listener. */
+  readonly metrics?: Metrics;
 }
 
 export { HSTS } from './headers.ts';
@@ -81,7 +84,9 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
     frameworkErrors: (error, request, reply) => {
       securityHeaders(request, reply);
       sendProblem(reply, error);
-      logAccess(request, reply); // no onResponse hook runs for these
+      // No onResponse hook runs for these.
+      logAccess(request, reply);
+      options.metrics?.observeResponse(request, reply);
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
@@ -111,6 +116,7 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
     // (SECURITY.md §41): by address and route, written as one row per address and interval.
     if (reply.statusCode === 429) services.summaries.record(request.ip, `rate_limited.${request.routeOptions.url ?? 'unmatched'}`);
   });
+  if (options.metrics) observeRequests(app, options.metrics);
   // A body sent to a route that takes none is refused rather than ignored (SECURITY.md §22).
   app.addHook('preValidation', async (request) => {
     if (request.routeOptions.schema?.body === undefined && hasBody(request)) {

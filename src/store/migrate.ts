@@ -5,6 +5,7 @@ import { initial } from './migrations/0001_initial.ts';
 import { passwordChangeRequired } from './migrations/0005_password_change_required.ts';
 import { pgCredentials } from './migrations/0007_pg_credentials.ts';
 import { loginFailures } from './migrations/0008_login_failures.ts';
+import { digestKeys } from './migrations/0010_digest_keys.ts';
 import type { DB } from './schema.ts';
 
 /** Migrations in order; names sort lexically, so each starts with its number. */
@@ -57,6 +58,7 @@ function migrations(caps: DialectCapabilities): Record<string, Migration> {
     },
     '0007_pg_credentials': pgCredentials(caps),
     '0008_login_failures': loginFailures,
+    '0010_digest_keys': digestKeys(caps),
   };
 }
 

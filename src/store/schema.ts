@@ -19,6 +19,7 @@ export interface DB {
   recovery_codes: RecoveryCodesTable;
   locks: LocksTable;
   login_failures: LoginFailuresTable;
+  digest_keys: DigestKeysTable;
 }
 
 /** A failed-login counter (SECURITY.md §9): failures since the last success, and when the last one happened. */
@@ -28,6 +29,13 @@ interface LoginFailuresTable {
   last_failure_at: number;
 }
 
+/** One key per purpose of keyed digests (DigestKeys), sealed under the master key: it outlives a master-key rotation. */
+interface DigestKeysTable {
+  purpose: string;
+  sealed_key: Uint8Array;
+  created_at: number;
+}
+
 /** One row per named lock (Store.lock): a transaction holds the row to queue the others that take it. */
 interface LocksTable {
   name: string;
@@ -35,7 +43,7 @@ interface LocksTable {
 
 interface RecoveryCodesTable {
   account_id: string;
-  /** Keyed digest (Sealer.digest) of a single-use recovery code; the code itself is shown once, never stored. */
+  /** Keyed digest (DigestKeys.digest) of a single-use recovery code; the code itself is shown once, never stored. */
   code_hash: string;
   created_at: number;
   used_at: number | null;

@@ -8,17 +8,20 @@ import type {
   LockName,
   PgCredentialStore,
   RoleStore,
+  SealedValueStore,
   Store,
   TokenStore,
 } from '../domain/ports.ts';
 import { KyselyAccountStore } from './accounts.ts';
 import { KyselyAuditStore } from './audit.ts';
 import { KyselyCredentialStore } from './credentials.ts';
+import type { DialectCapabilities } from './dialects.ts';
 import type { Executor } from './executor.ts';
 import { lockRow } from './locks.ts';
 import { KyselyFailureCounterStore } from './login-failures.ts';
 import { KyselyPgCredentialStore } from './pg-credentials.ts';
 import { KyselyRoleStore } from './roles.ts';
+import { KyselySealedValueStore } from './sealed-columns.ts';
 import type { DB } from './schema.ts';
 import { KyselyKeyStore } from './signing-keys.ts';
 import { KyselyTokenStore } from './tokens.ts';
@@ -36,10 +39,13 @@ export class KyselyStore implements Store {
   readonly audit: AuditStore;
   readonly pgcreds: PgCredentialStore;
   readonly failures: FailureCounterStore;
+  readonly sealed: SealedValueStore;
   readonly #db: Executor;
+  readonly #caps: DialectCapabilities;
 
-  constructor(db: Executor) {
+  constructor(db: Executor, caps: DialectCapabilities) {
     this.#db = db;
+    this.#caps = caps;
     this.accounts = new KyselyAccountStore(db);
     this.credentials = new KyselyCredentialStore(db);
     this.roles = new KyselyRoleStore(db);
@@ -48,11 +54,12 @@ export class KyselyStore implements Store {
     this.audit = new KyselyAuditStore(db);
     this.pgcreds = new KyselyPgCredentialStore(db);
     this.failures = new KyselyFailureCounterStore(db);
+    this.sealed = new KyselySealedValueStore(db, caps);
   }
 
   transaction<T>(work: (tx: Store) => Promise<T>): Promise<T> {
     if (this.#db.isTransaction) return work(this);
-    return (this.#db as Kysely<DB>).transaction().execute((tx) => work(new KyselyStore(tx)));
+    return (this.#db as Kysely<DB>).transaction().execute((tx) => work(new KyselyStore(tx, this.#caps)));
   }
 
   async lock(name: LockName): Promise<void> {

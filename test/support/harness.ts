@@ -4,6 +4,7 @@ import { resolveConfig, type Config } from '../../src/config/load.ts';
 import { ManualClock, type Clock } from '../../src/domain/clock.ts';
 import type { Principal } from '../../src/domain/model.ts';
 import { buildApp } from '../../src/http/app.ts';
+import { Metrics } from '../../src/http/metrics.ts';
 import { createRuntime, type Runtime } from '../../src/server.ts';
 import { createTestDatabase, type TestDatabase, type TestDialect } from './databases.ts';
 
@@ -33,6 +34,8 @@ export interface Harness {
   readonly runtime: Runtime;
   readonly app: FastifyInstance;
   readonly masterKey: Buffer;
+  /** The app's metrics, with `metrics: true` (the in-process app serves no metrics listener: scrape `metrics.scrape()`). */
+  readonly metrics: Metrics | undefined;
   /** The bootstrap administrator's token. */
   readonly adminToken: string;
   request(options: {
@@ -52,18 +55,21 @@ export interface Harness {
 /** A migrated database of one dialect, the services, an injectable app, and a logged-in bootstrap admin. */
 export async function createHarness(
   dialect: TestDialect,
-  options: { config?: Record<string, unknown>; clock?: ManualClock } = {},
+  options: { config?: Record<string, unknown>; clock?: ManualClock; metrics?: boolean } = {},
 ): Promise<Harness> {
   const db = await createTestDatabase(dialect);
   const config = testConfig(db, options.config);
   const clock = options.clock ?? new ManualClock(Date.now());
   const masterKey = randomBytes(32);
-  const runtime = await createRuntime(config, { clock: clock as Clock, masterKey });
+  const metrics = options.metrics === true ? new Metrics() : undefined;
+  const runtime = await createRuntime(config, { clock: clock as Clock, masterKey, observer: metrics });
+  metrics?.watchHashing(runtime.hashLoad);
   const app = await buildApp(runtime.services, {
     bodyLimit: config.server.bodyLimit,
     trustedProxies: config.server.trustedProxies,
     rateLimit: config.rateLimit,
     logger: false,
+    metrics,
   });
   await runtime.services.accounts.bootstrapAdmin('admin', ADMIN_PASSWORD, { temporary: false });
 
@@ -88,6 +94,7 @@ export async function createHarness(
     runtime,
     app,
     masterKey,
+    metrics,
     adminToken,
     request,
     login,
