@@ -10,7 +10,8 @@ import { systemClock, type Clock } from './domain/clock.ts';
 import { KeyRing } from './domain/keys.ts';
 import { TokenLifecycle } from './domain/lifecycle.ts';
 import { PasswordHasher } from './domain/password.ts';
-import type { Observer } from './domain/ports.ts';
+import { PgCredentialsService } from './domain/pgcreds.ts';
+import { PgRotationService } from './domain/pgcreds-rotation.ts';
 import { RoleService } from './domain/roles.ts';
 import { TokenService } from './domain/tokens.ts';
 import { LoginThrottle } from './domain/throttle.ts';
@@ -20,7 +21,7 @@ import { buildApp } from './http/app.ts';
 import { Metrics, serveMetrics, type HashLoad, type MetricsListener } from './http/metrics.ts';
 import type { AppServices } from './http/services.ts';
 import { tlsServerOptions } from './config/tls.ts';
-import type { PgAdmin } from './domain/ports.ts';
+import type { Observer, PgAdmin } from './domain/ports.ts';
 import { PostgresAdmin } from './pgadmin/admin.ts';
 import { openMigratedDatabase, type Database } from './store/database.ts';
 
@@ -41,12 +42,12 @@ export interface Runtime {
  */
 export async function createRuntime(
   config: Config,
-  options: { clock?: Clock; masterKey?: Buffer; observer?: Observer; onError?: (error: unknown) => void } = {},
+  options: { clock?: Clock; masterKey?: Buffer; observer?: Observer; pgAdmin?: PgAdmin; onError?: (error: unknown) => void } = {},
 ): Promise<Runtime> {
   const clock = options.clock ?? systemClock;
   const masterKey = options.masterKey ?? loadMasterKey(config);
   // Before the database opens: an admin URL or CA file it cannot honour stops the start, naming the entry.
-  const pgAdmin = new PostgresAdmin(config.pgAdmin);
+  const pgAdmin = options.pgAdmin ?? new PostgresAdmin(config.pgAdmin);
   const database = await openMigratedDatabase(config.storage);
   const hasher = new PasswordHasher(config.passwords.scrypt, {
     maxConcurrent: config.passwords.maxConcurrentHashes,
@@ -94,6 +95,7 @@ export async function createRuntime(
       settings: { issuer: config.auth.totpIssuer, requireForAdmins: config.auth.requireTotpForAdmins },
       minPasswordLength: config.passwords.minLength,
     });
+    const pgcreds = new PgCredentialsService({ store, sealer, accounts, clock, adminNames: config.pgAdmin.map((entry) => entry.name) });
     const services: AppServices = {
       keys,
       tokens,
@@ -112,6 +114,8 @@ export async function createRuntime(
       }),
       lifecycle: new TokenLifecycle({ store, tokens, accounts, clock, summaries, observer: options.observer }),
       summaries,
+      pgcreds,
+      pgRotation: new PgRotationService({ store, sealer, pgAdmin, clock, credentials: pgcreds, leaseMs: config.pgcreds.leaseMs }),
       ready: () => database.ping(),
     };
     summaries.start();
@@ -171,6 +175,7 @@ export async function startServer(config: Config, logger: Logger, options: { clo
     await runtime.close();
     throw error;
   }
+  const rotations = startRotationTimer(runtime.services.pgRotation, config.pgcreds.checkIntervalMs, logger);
   const address = app.server.address();
   const port = typeof address === 'object' && address !== null ? address.port : config.server.port;
   const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;
@@ -196,13 +201,45 @@ export async function startServer(config: Config, logger: Logger, options: { clo
         }, config.server.shutdownTimeoutMs);
         timer.unref();
         try {
-          await Promise.all([app.close(), scrapes?.close()]);
+          await Promise.all([app.close(), scrapes?.close(), rotations.stop()]);
         } finally {
           clearTimeout(timer);
           await runtime.close();
         }
       })();
       return closing;
+    },
+  };
+}
+
+/**
+ * The rotation scheduler (docs/pgcreds.md, Rotation): at start-up, then every `check_interval`, finishes rotations a
+ * crash or an unknown outcome left pending and rotates the services that are due. Runs never overlap; an error is
+ * logged (never a password: the adapter's messages hold none) and the next tick tries again; `stop` waits for a run
+ * in progress, so the database is not closed under it.
+ */
+function startRotationTimer(rotation: PgRotationService, intervalMs: number, logger: Logger): { stop(): Promise<void> } {
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> = Promise.resolve();
+  const tick = () => {
+    running = (async () => {
+      try {
+        const { rotated, failed } = await rotation.runDue();
+        if (rotated.length > 0) logger.info({ services: rotated }, 'PostgreSQL passwords rotated');
+        if (failed.length > 0) logger.warn({ services: failed }, 'PostgreSQL password rotation failed; see last_rotation_error and the audit trail');
+      } catch (error) {
+        logger.error({ err: error instanceof Error ? { type: error.name, message: error.message } : String(error) }, 'the rotation check failed');
+      }
+      if (!stopped) timer = setTimeout(tick, intervalMs);
+    })();
+  };
+  tick();
+  return {
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await running;
     },
   };
 }

@@ -70,6 +70,8 @@ export interface Config {
   readonly pgAdmin: readonly PgAdminConnection[];
   /** `listen` undefined: `[metrics] listen = "off"`, no metrics listener. */
   readonly metrics: { readonly listen: { readonly host: string; readonly port: number } | undefined };
+  /** The rotation scheduler (docs/pgcreds.md): how often it looks for due and unfinished rotations. */
+  readonly pgcreds: { readonly checkIntervalMs: number; readonly leaseMs: number };
   readonly log: { readonly level: string };
 }
 
@@ -222,6 +224,11 @@ export function resolveConfig(
       return { name, url: entry.url, caFile: entry.ca_file ? at(entry.ca_file) : undefined };
     }),
     metrics: { listen: metricsListen },
+    pgcreds: {
+      checkIntervalMs: bounded('pgcreds.check_interval', file.pgcreds.check_interval, [1_000, '1s'], [86_400_000, '1d'], duration, problem),
+      // Longer than the admin connection's worst case (connect, check, ALTER: about 25 s), so a live holder keeps it.
+      leaseMs: bounded('pgcreds.lease', file.pgcreds.lease, [30_000, '30s'], [3_600_000, '1h'], duration, problem),
+    },
     log: { level: file.log.level },
   };
   if (problems.length > 0) return { config: undefined, problems, draft: deepFreeze(config) };
@@ -379,4 +386,18 @@ function deepFreeze<T>(value: T): T {
     Object.freeze(value);
   }
   return value;
+}
+
+/** A duration that must lie between two bounds (inclusive); an unparsable one is reported by `duration` alone. */
+function bounded(
+  name: string,
+  text: string,
+  [min, minText]: readonly [number, string],
+  [max, maxText]: readonly [number, string],
+  duration: (name: string, text: string) => number,
+  problem: (setting: string, message: string) => void,
+): number {
+  const ms = duration(name, text);
+  if (parseDuration(text) !== undefined && (ms < min || ms > max)) problem(name, `must be between ${minText} and ${maxText}`);
+  return ms;
 }

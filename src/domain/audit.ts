@@ -32,6 +32,12 @@ const AUDIT_EVENT_TYPES = [
   // Bounded records of anonymous failures and 429 refusals: one row per address and interval (SECURITY.md §41).
   'failures_summarized',
   'master_key_rotated',
+  'pg_credentials_set',
+  'pg_credentials_read',
+  'pg_credentials_deleted',
+  'pg_credentials_rotated',
+  'pg_credentials_rotation_failed',
+  'pg_credentials_provisioned',
 ] as const;
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];

@@ -204,6 +204,11 @@ export interface PgCredentialStore {
   completeRotation(accountId: string, now: number, nextRotationAt: number | null): Promise<void>;
   /** The rotation failed and the server certainly kept the old password: the intent goes, the error stays. */
   failRotation(accountId: string, error: string, now: number, retryAt: number | null): Promise<void>;
+  /**
+   * The attempt failed but the server may have the intent's password (the outcome is unknown, or an earlier attempt's
+   * is): the intent stays for the next attempt to roll forward; the error is recorded and counted.
+   */
+  recordRotationError(accountId: string, error: string, now: number, retryAt: number | null): Promise<void>;
   /** Accounts with an unfinished intent, or whose scheduled rotation is due at `now`. */
   listDue(now: number): Promise<string[]>;
   /**

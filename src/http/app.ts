@@ -18,6 +18,8 @@ import { sendProblem } from './problem.ts';
 import { accountRoutes } from './routes/accounts.ts';
 import { authRoutes } from './routes/auth.ts';
 import { meRoutes } from './routes/me.ts';
+import { pgCredentialsRoutes } from './routes/pgcreds.ts';
+import { pgRotationRoutes } from './routes/pgcreds-rotation.ts';
 import { publicRoutes } from './routes/public.ts';
 import { roleRoutes } from './routes/roles.ts';
 import type { AppServices } from './services.ts';
@@ -174,5 +176,7 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
   await app.register(roleRoutes, services);
   await app.register(tokenRoutes, services);
   await app.register(totpRoutes, services);
+  await app.register(pgCredentialsRoutes, services);
+  await app.register(pgRotationRoutes, services);
   return app;
 }

@@ -1,7 +1,9 @@
 import type { AccountService } from '../domain/accounts.ts';
 import type { LoginService } from '../domain/auth.ts';
+import type { PgCredentialsService } from '../domain/pgcreds.ts';
 import type { KeyRing } from '../domain/keys.ts';
 import type { TokenLifecycle } from '../domain/lifecycle.ts';
+import type { PgRotationService } from '../domain/pgcreds-rotation.ts';
 import type { RoleService } from '../domain/roles.ts';
 import type { FailureSummaries } from '../domain/summaries.ts';
 import type { TokenService } from '../domain/tokens.ts';
@@ -21,6 +23,8 @@ export interface AppServices {
   readonly keys: KeyRing;
   /** Where 429 refusals are counted, bounded (SECURITY.md §41). */
   readonly summaries: FailureSummaries;
+  readonly pgcreds: PgCredentialsService;
+  readonly pgRotation: PgRotationService;
   /** Throws when the database does not answer. */
   readonly ready: () => Promise<void>;
 }

@@ -148,6 +148,19 @@ describe('configuration', () => {
     assert.ok(problems({ pg_admin: { 'Bad Name': { url: SECRET_URL } } }).length > 0);
   });
 
+  test('[pgcreds] check_interval (1m, 1s..1d) and lease (2m, 30s..1h), from the file or MCIAS_PGCREDS_*', () => {
+    assert.equal(ok({}).pgcreds.checkIntervalMs, 60_000);
+    assert.equal(ok({ pgcreds: { check_interval: '30s' } }).pgcreds.checkIntervalMs, 30_000);
+    assert.equal(ok({}, { MCIAS_PGCREDS_CHECK_INTERVAL: '5m' }).pgcreds.checkIntervalMs, 300_000);
+    for (const bad of ['0s', '500ms', '2d']) {
+      assert.deepEqual(problems({ pgcreds: { check_interval: bad } }), ['pgcreds.check_interval: must be between 1s and 1d'], bad);
+    }
+    assert.equal(problems({ pgcreds: { check_interval: 'soon' } }).length, 1, 'an unparsable one is one problem');
+    assert.equal(ok({}).pgcreds.leaseMs, 120_000, 'the rotation lease: 2m by default');
+    assert.equal(ok({}, { MCIAS_PGCREDS_LEASE: '30s' }).pgcreds.leaseMs, 30_000);
+    assert.deepEqual(problems({ pgcreds: { lease: '10s' } }), ['pgcreds.lease: must be between 30s and 1h'], 'shorter than the admin connection may take');
+  });
+
   test('the per-client share of the hash queue (SECURITY.md §37): derived from the queue, or set, from file or environment', () => {
     assert.equal(ok({ passwords: { max_queued_hashes: 100 } }).passwords.maxHashesPerClient, 13);
     assert.equal(ok({ passwords: { max_queued_hashes: 0 } }).passwords.maxHashesPerClient, 1);

@@ -3,6 +3,7 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { resolveConfig, type Config } from '../../src/config/load.ts';
 import { ManualClock, type Clock } from '../../src/domain/clock.ts';
 import type { Principal } from '../../src/domain/model.ts';
+import type { PgAdmin } from '../../src/domain/ports.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { Metrics } from '../../src/http/metrics.ts';
 import { createRuntime, type Runtime } from '../../src/server.ts';
@@ -55,14 +56,19 @@ export interface Harness {
 /** A migrated database of one dialect, the services, an injectable app, and a logged-in bootstrap admin. */
 export async function createHarness(
   dialect: TestDialect,
-  options: { config?: Record<string, unknown>; clock?: ManualClock; metrics?: boolean } = {},
+  options: { config?: Record<string, unknown>; clock?: ManualClock; metrics?: boolean; pgAdmin?: PgAdmin } = {},
 ): Promise<Harness> {
   const db = await createTestDatabase(dialect);
   const config = testConfig(db, options.config);
   const clock = options.clock ?? new ManualClock(Date.now());
   const masterKey = randomBytes(32);
   const metrics = options.metrics === true ? new Metrics() : undefined;
-  const runtime = await createRuntime(config, { clock: clock as Clock, masterKey, observer: metrics });
+  const runtime = await createRuntime(config, {
+    clock: clock as Clock,
+    masterKey,
+    observer: metrics,
+    ...(options.pgAdmin === undefined ? {} : { pgAdmin: options.pgAdmin }),
+  });
   metrics?.watchHashing(runtime.hashLoad);
   const app = await buildApp(runtime.services, {
     bodyLimit: config.server.bodyLimit,
