@@ -68,7 +68,7 @@ async function load(
 }
 
 // Every pool below connects from 127.0.0.1: lift the per-address cap (SECURITY.md §36) to what they open together,
-// and the per-address request limit (SECURITY.md §41), which one benchmarking address passes in a second.
+// and the per-address request limit (SECURITY.md §46), which one benchmarking address passes in a second.
 const server = await startServerProcess({
   env: {
     MCIAS_PASSWORDS_SCRYPT_LN: '17',

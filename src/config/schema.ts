@@ -110,7 +110,7 @@ export const ConfigFileSchema = Type.Object(
       }),
       address_lockout: Duration('1h', 'how long a locked address stays locked after its last failure'),
     }),
-    // The general per-address request limit and the bounded record of anonymous failures (SECURITY.md §41).
+    // The general per-address request limit (SECURITY.md §46) and the bounded record of anonymous failures (§41).
     rate_limit: section({
       requests: Type.Integer({
         default: 3_000,

@@ -30,7 +30,7 @@ import { ProblemSchema } from './schemas.ts';
 export interface AppOptions {
   readonly bodyLimit: number;
   readonly trustedProxies: readonly string[];
-  /** The general per-address request limit (SECURITY.md §41), in memory on this instance. */
+  /** The general per-address request limit (SECURITY.md §46), in memory on this instance. */
   readonly rateLimit: { readonly requests: number; readonly windowMs: number };
   readonly logger: FastifyServerOptions['loggerInstance'] | false;
   /** TLS for a real listener; tests that use `inject` leave it out. */
@@ -43,7 +43,7 @@ export interface AppOptions {
 }
 
 export { HSTS } from './headers.ts';
-/** Addresses whose request counts one instance keeps (SECURITY.md §41). */
+/** Addresses whose request counts one instance keeps (SECURITY.md §46). */
 const RATE_LIMIT_ADDRESSES = 10_000;
 /** What Fastify does with `__proto__` and `constructor.prototype` keys in a JSON body (SECURITY.md §33). */
 const POISONING = 'error';
@@ -144,7 +144,7 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
       return { schema: documented as typeof schema, url };
     },
   });
-  // The general request limit, as an app-wide onRequest hook registered before access control's, so it counts every
+  // The general request limit (SECURITY.md §46), as an app-wide onRequest hook registered before access control's, so it counts every
   // request (unauthenticated ones too) before any token check. Keyed by the one client address (request.ip: the
   // socket peer, or what a trusted proxy forwarded; SECURITY.md §10), IPv6 by /64. Probes declare
   // `config.rateLimit: false` and are exempt.

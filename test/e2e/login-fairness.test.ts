@@ -46,7 +46,7 @@ describe('a login flood from one address does not take the logins of another (SE
     server = await startServerProcess({
       // The flood's 100 connections from one address are over the per-address connection cap (SECURITY.md §36):
       // lift it, so this test measures the sharing of hash slots and nothing else.
-      // For the same reason, the failed-login throttle and the request limit (SECURITY.md §9, §41) would refuse the
+      // For the same reason, the failed-login throttle and the request limit (SECURITY.md §9, §46) would refuse the
       // flood before it reached the hash queue: lifted too, and each bogus login names a username of its own.
       env: {
         MCIAS_PASSWORDS_SCRYPT_LN: '12',

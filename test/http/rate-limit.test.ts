@@ -6,7 +6,7 @@ import { auditRows, lastAuditSeq } from '../support/audit.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { assertProblem } from '../support/inspect.ts';
 
-/** SECURITY.md §41: the general per-address request limit, and bounded records of what strangers cause. */
+/** SECURITY.md §46 and §41: the general per-address request limit, and bounded records of what strangers cause. */
 
 const BAD_VALIDATIONS = 20_000;
 const MAX_ADDRESSES = 100;

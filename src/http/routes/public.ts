@@ -10,7 +10,7 @@ const Status = Type.Object({ status: Type.String() }, { additionalProperties: fa
 export const publicRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, services) => {
   app.get(
     '/healthz',
-    // Probes are exempt from the request limit (SECURITY.md §41): a load balancer sharing an address with busy clients
+    // Probes are exempt from the request limit (SECURITY.md §46): a load balancer sharing an address with busy clients
     // must not see a healthy instance as down.
     { config: { access: 'public', rateLimit: false }, schema: { tags: ['public'], summary: 'Liveness (no database access)', response: { 200: Status } } },
     async () => ({ status: 'ok' }),
