@@ -32,6 +32,7 @@ export interface Store {
   readonly keys: KeyStore;
   readonly audit: AuditStore;
   readonly pgcreds: PgCredentialStore;
+  readonly failures: FailureCounterStore;
   readonly sealed: SealedValueStore;
 }
 
@@ -129,6 +130,30 @@ export interface AuditStore {
   insert(event: AuditEvent): Promise<void>;
   /** Whether an event of this type about this account exists. */
   exists(subjectId: string, type: AuditEvent['type']): Promise<boolean>;
+}
+
+/** A failed-login counter (SECURITY.md §9): failures since the last success (or since it was forgotten). */
+export interface FailureCounter {
+  readonly failures: number;
+  readonly lastFailureAt: number;
+}
+
+/**
+ * Failed-login counters shared by every instance (SECURITY.md §9), by key (`user:<username>`, `address:<key>`).
+ * The database does the counting, so two instances taking failures at once both count.
+ */
+export interface FailureCounterStore {
+  /** The counters of these keys, in one query; a key without failures is absent. */
+  read(keys: readonly string[]): Promise<Map<string, FailureCounter>>;
+  /**
+   * Counts one failure at `now` for each key and returns the counters after it. A counter whose last failure is
+   * before `forgetBefore` starts again from one.
+   */
+  recordFailure(keys: readonly string[], now: number, forgetBefore: number): Promise<Map<string, FailureCounter>>;
+  /** Drops a counter (a success, an administrator's unlock); returns the failures it held (0 if none). */
+  reset(key: string): Promise<number>;
+  /** Drops counters whose last failure is before `before`; returns how many. */
+  prune(before: number): Promise<number>;
 }
 
 /** One sealed value where it is stored: the column (`table.column`), its row, and the context it is sealed with. */

@@ -1,11 +1,24 @@
 import type { Kysely } from 'kysely';
-import type { AccountStore, AuditStore, CredentialStore, KeyStore, LockName, PgCredentialStore, RoleStore, SealedValueStore, Store, TokenStore } from '../domain/ports.ts';
+import type {
+  AccountStore,
+  AuditStore,
+  CredentialStore,
+  FailureCounterStore,
+  KeyStore,
+  LockName,
+  PgCredentialStore,
+  RoleStore,
+  SealedValueStore,
+  Store,
+  TokenStore,
+} from '../domain/ports.ts';
 import { KyselyAccountStore } from './accounts.ts';
 import { KyselyAuditStore } from './audit.ts';
 import { KyselyCredentialStore } from './credentials.ts';
 import type { DialectCapabilities } from './dialects.ts';
 import type { Executor } from './executor.ts';
 import { lockRow } from './locks.ts';
+import { KyselyFailureCounterStore } from './login-failures.ts';
 import { KyselyPgCredentialStore } from './pg-credentials.ts';
 import { KyselyRoleStore } from './roles.ts';
 import { KyselySealedValueStore } from './sealed-columns.ts';
@@ -25,6 +38,7 @@ export class KyselyStore implements Store {
   readonly keys: KeyStore;
   readonly audit: AuditStore;
   readonly pgcreds: PgCredentialStore;
+  readonly failures: FailureCounterStore;
   readonly sealed: SealedValueStore;
   readonly #db: Executor;
   readonly #caps: DialectCapabilities;
@@ -39,6 +53,7 @@ export class KyselyStore implements Store {
     this.keys = new KyselyKeyStore(db);
     this.audit = new KyselyAuditStore(db);
     this.pgcreds = new KyselyPgCredentialStore(db);
+    this.failures = new KyselyFailureCounterStore(db);
     this.sealed = new KyselySealedValueStore(db, caps);
   }
 
