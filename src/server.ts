@@ -142,7 +142,7 @@ export interface RunningServer {
 
 /**
  * Serves the API over HTTPS only (SECURITY.md §27): there is no plain-HTTP listener for it, not even for redirects.
- * The metrics, unless off, have a listener of their own on a loopback address (SECURITY.md §49).
+ * The metrics, unless off, have a listener of their own on a loopback address (SECURITY.md §48).
  */
 export async function startServer(config: Config, logger: Logger, options: { clock?: Clock } = {}): Promise<RunningServer> {
   const https = tlsServerOptions(config.tls);

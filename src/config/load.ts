@@ -336,7 +336,7 @@ function resolveStorage(
 }
 
 /**
- * `[metrics] listen`: "off", or a loopback IP address and port (SECURITY.md §49). The listener speaks plain HTTP and
+ * `[metrics] listen`: "off", or a loopback IP address and port (SECURITY.md §48). The listener speaks plain HTTP and
  * asks for no credentials, so it is refused on any other address, a host name included (it could resolve anywhere).
  */
 function resolveMetricsListen(
@@ -354,7 +354,7 @@ function resolveMetricsListen(
     problem(
       'metrics.listen',
       `"${listen.host}" is not a loopback address: metrics are served over plain HTTP without credentials, so only on ` +
-        '127.0.0.0/8 or [::1] (scrape from the same host, or through a proxy that adds TLS and authentication; see SECURITY.md §49)',
+        '127.0.0.0/8 or [::1] (scrape from the same host, or through a proxy that adds TLS and authentication; see SECURITY.md §48)',
     );
     return undefined;
   }

@@ -146,7 +146,7 @@ export const ConfigFileSchema = Type.Object(
     metrics: section({
       listen: Type.String({
         default: '127.0.0.1:9464',
-        description: 'HOST:PORT of the plain-HTTP GET /metrics listener, a loopback address only (SECURITY.md §49); off disables it',
+        description: 'HOST:PORT of the plain-HTTP GET /metrics listener, a loopback address only (SECURITY.md §48); off disables it',
       }),
     }),
     pgcreds: section({

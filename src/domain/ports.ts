@@ -266,7 +266,7 @@ export interface PgAdmin {
 }
 
 /**
- * What the domain reports to operators' metrics (SECURITY.md §49), one way: services call it and it never calls back,
+ * What the domain reports to operators' metrics (SECURITY.md §48), one way: services call it and it never calls back,
  * so the domain knows nothing of Prometheus. Every argument is one word from a fixed set, never a name, an address or
  * a token; the implementation (src/http/metrics.ts) also turns any word it does not know into `other`.
  */

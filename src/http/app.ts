@@ -38,7 +38,7 @@ export interface AppOptions {
   /** Bounds on the real listener's connections (SECURITY.md §36); only with `https`. */
   readonly connections?: ConnectionLimits;
   readonly version?: string;
-  /** Fed from every request when given (SECURITY.md §49); served by src/server.ts on its own listener. */
+  /** Fed from every request when given (SECURITY.md §48); served by src/server.ts on its own listener. */
   readonly metrics?: Metrics;
 }
 

@@ -12,7 +12,7 @@ import { labelValues, parseScrape, valueOf, type Sample } from '../support/metri
 import { enrollTotp } from '../support/totp-codes.ts';
 
 /**
- * SECURITY.md §49: what the metrics count, by which labels, and that no label carries a name, an address, a token or
+ * SECURITY.md §48: what the metrics count, by which labels, and that no label carries a name, an address, a token or
  * a raw URL. The in-process app is scraped through `Metrics.scrape()`; test/e2e/metrics.test.ts scrapes the listener
  * of a real server process.
  */
