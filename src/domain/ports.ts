@@ -217,6 +217,11 @@ export interface PgCredentialStore {
    */
   claimLease(accountId: string, holder: string, now: number, until: number): Promise<boolean>;
   releaseLease(accountId: string, holder: string): Promise<void>;
+  /**
+   * Extends the lease until `until` only if `holder` still has it, expired or not: false once another holder has
+   * taken it, even if that one has released it since.
+   */
+  renewLease(accountId: string, holder: string, until: number): Promise<boolean>;
 }
 
 /** Where a service's database lives, and which `[pg_admin.NAME]` connection may change its roles. */
