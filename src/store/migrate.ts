@@ -4,6 +4,7 @@ import type { DialectCapabilities } from './dialects.ts';
 import { initial } from './migrations/0001_initial.ts';
 import { passwordChangeRequired } from './migrations/0005_password_change_required.ts';
 import { pgCredentials } from './migrations/0007_pg_credentials.ts';
+import { auditChain } from './migrations/0009_audit_chain.ts';
 import type { DB } from './schema.ts';
 
 /** Migrations in order; names sort lexically, so each starts with its number. */
@@ -55,6 +56,7 @@ function migrations(caps: DialectCapabilities): Record<string, Migration> {
       },
     },
     '0007_pg_credentials': pgCredentials(caps),
+    '0009_audit_chain': auditChain(caps),
   };
 }
 

@@ -1,7 +1,8 @@
 import type { Kysely } from 'kysely';
 import type { AccountStore, AuditStore, CredentialStore, KeyStore, LockName, PgCredentialStore, RoleStore, Store, TokenStore } from '../domain/ports.ts';
 import { KyselyAccountStore } from './accounts.ts';
-import { KyselyAuditStore } from './audit.ts';
+import type { AuditEvent, AuditRecord } from '../domain/audit.ts';
+import { KyselyAuditStore, appendToChain } from './audit.ts';
 import { KyselyCredentialStore } from './credentials.ts';
 import type { Executor } from './executor.ts';
 import { lockRow } from './locks.ts';
@@ -10,6 +11,9 @@ import { KyselyRoleStore } from './roles.ts';
 import type { DB } from './schema.ts';
 import { KyselyKeyStore } from './signing-keys.ts';
 import { KyselyTokenStore } from './tokens.ts';
+
+/** Told of audit rows once their transaction has committed (the structured log line, SECURITY.md §30). */
+export type AuditListener = (records: readonly AuditRecord[]) => void;
 
 /**
  * The domain's Store over Kysely; the same code serves SQLite and PostgreSQL. One store per record kind, all over
@@ -24,21 +28,39 @@ export class KyselyStore implements Store {
   readonly audit: AuditStore;
   readonly pgcreds: PgCredentialStore;
   readonly #db: Executor;
+  readonly #listeners: AuditListener[];
 
-  constructor(db: Executor) {
+  /** `pending`: inside a transaction, the audit events it has written so far, appended to the chain at its end. */
+  constructor(db: Executor, listeners: AuditListener[] = [], pending?: AuditEvent[]) {
     this.#db = db;
+    this.#listeners = listeners;
     this.accounts = new KyselyAccountStore(db);
     this.credentials = new KyselyCredentialStore(db);
     this.roles = new KyselyRoleStore(db);
     this.tokens = new KyselyTokenStore(db);
     this.keys = new KyselyKeyStore(db);
-    this.audit = new KyselyAuditStore(db);
+    this.audit = new KyselyAuditStore(db, pending === undefined ? { outside: (e) => this.transaction((tx) => tx.audit.insert(e)) } : { pending });
     this.pgcreds = new KyselyPgCredentialStore(db);
   }
 
-  transaction<T>(work: (tx: Store) => Promise<T>): Promise<T> {
+  async transaction<T>(work: (tx: Store) => Promise<T>): Promise<T> {
     if (this.#db.isTransaction) return work(this);
-    return (this.#db as Kysely<DB>).transaction().execute((tx) => work(new KyselyStore(tx)));
+    const pending: AuditEvent[] = [];
+    let appended: AuditRecord[] = [];
+    const result = await (this.#db as Kysely<DB>).transaction().execute(async (tx) => {
+      const value = await work(new KyselyStore(tx, this.#listeners, pending));
+      // Last, so the audit lock is the last one a transaction takes (no lock-order deadlock) and is held only to commit.
+      appended = await appendToChain(tx, pending);
+      return value;
+    });
+    // Only now: an event whose transaction rolled back never happened.
+    if (appended.length > 0) for (const listener of this.#listeners) listener(appended);
+    return result;
+  }
+
+  /** Calls `listener` with every batch of audit rows after its transaction commits. */
+  onAuditCommitted(listener: AuditListener): void {
+    this.#listeners.push(listener);
   }
 
   async lock(name: LockName): Promise<void> {
