@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { loadMasterKey } from './config/files.ts';
 import type { Config } from './config/load.ts';
 import { AccountService } from './domain/accounts.ts';
+import { AuditTrail } from './domain/audit-trail.ts';
 import { LoginService } from './domain/auth.ts';
 import { systemClock, type Clock } from './domain/clock.ts';
 import { KeyRing } from './domain/keys.ts';
@@ -14,6 +15,7 @@ import { Sealer } from './domain/sealing.ts';
 import { TokenService } from './domain/tokens.ts';
 import { TotpService } from './domain/totp.ts';
 import { buildApp } from './http/app.ts';
+import { logAuditEvent } from './http/log.ts';
 import type { AppServices } from './http/services.ts';
 import { tlsServerOptions } from './config/tls.ts';
 import { openMigratedDatabase, type Database } from './store/database.ts';
@@ -25,11 +27,16 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
-/** The composition root: opens the database (migrating it), unseals the signing keys, and wires the services. */
-export async function createRuntime(config: Config, options: { clock?: Clock; masterKey?: Buffer } = {}): Promise<Runtime> {
+/**
+ * The composition root: opens the database (migrating it), unseals the signing keys, and wires the services. With a
+ * `logger`, every audit event is also logged as one structured line once its transaction has committed.
+ */
+export async function createRuntime(config: Config, options: { clock?: Clock; masterKey?: Buffer; logger?: Logger } = {}): Promise<Runtime> {
   const clock = options.clock ?? systemClock;
   const sealer = new Sealer(options.masterKey ?? loadMasterKey(config));
   const database = await openMigratedDatabase(config.storage);
+  const logger = options.logger;
+  if (logger !== undefined) database.store.onAuditCommitted((records) => records.forEach((record) => logAuditEvent(logger, record)));
   const hasher = new PasswordHasher(config.passwords.scrypt, {
     maxConcurrent: config.passwords.maxConcurrentHashes,
     maxQueued: config.passwords.maxQueuedHashes,
@@ -78,6 +85,7 @@ export async function createRuntime(config: Config, options: { clock?: Clock; ma
         minPasswordLength: { withoutTotp: config.passwords.minLength, withTotp: config.passwords.minLengthWithTotp },
       }),
       lifecycle: new TokenLifecycle({ store, tokens, accounts, clock }),
+      audit: new AuditTrail({ store, clock, retentionMs: config.audit.retentionMs }),
       ready: () => database.ping(),
     };
     return { services, database, close };
@@ -99,7 +107,7 @@ export interface RunningServer {
 /** Serves HTTPS only (SECURITY.md §27): there is no plain-HTTP listener, not even for redirects. */
 export async function startServer(config: Config, logger: Logger, options: { clock?: Clock } = {}): Promise<RunningServer> {
   const https = tlsServerOptions(config.tls);
-  const runtime = await createRuntime(config, options);
+  const runtime = await createRuntime(config, { ...options, logger });
   const app = await buildApp(runtime.services, {
     https,
     logger,
@@ -121,6 +129,7 @@ export async function startServer(config: Config, logger: Logger, options: { clo
   const port = typeof address === 'object' && address !== null ? address.port : config.server.port;
   const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;
 
+  const pruning = schedulePruning(runtime.services.audit, config.audit.retentionMs, logger);
   let closing: Promise<void> | undefined;
   return {
     app,
@@ -144,10 +153,37 @@ export async function startServer(config: Config, logger: Logger, options: { clo
           await app.close();
         } finally {
           clearTimeout(timer);
+          await pruning.stop();
           await runtime.close();
         }
       })();
       return closing;
+    },
+  };
+}
+
+/** How often a server with a retention prunes the audit trail (every instance may; the anchor only moves forward). */
+const PRUNE_EVERY_MS = 3_600_000;
+
+/** Prunes the audit trail at start and then hourly, when `[audit] retention` is set; `stop` waits for a running prune. */
+function schedulePruning(audit: AuditTrail, retentionMs: number | null, logger: Logger): { stop(): Promise<void> } {
+  if (retentionMs === null) return { stop: async () => {} };
+  let running: Promise<void> = Promise.resolve();
+  const run = () => {
+    running = audit.prune().then(
+      (pruned) => {
+        if (pruned !== undefined) logger.info({ through_seq: pruned.throughSeq, deleted: pruned.deleted }, 'audit trail pruned');
+      },
+      (error: unknown) => logger.error({ err: error }, 'audit pruning failed'),
+    );
+  };
+  run();
+  const timer = setInterval(run, PRUNE_EVERY_MS);
+  timer.unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running;
     },
   };
 }

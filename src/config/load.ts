@@ -59,6 +59,8 @@ export interface Config {
   };
   readonly auth: { readonly totpIssuer: string; readonly requireTotpForAdmins: boolean };
   readonly pgAdmin: readonly PgAdminConnection[];
+  /** `retentionMs` null: audit events are kept forever. */
+  readonly audit: { readonly retentionMs: number | null };
   readonly log: { readonly level: string };
 }
 
@@ -184,10 +186,21 @@ export function resolveConfig(
       if (!/^postgres(ql)?:\/\//.test(entry.url)) problem(`pg_admin.${name}.url`, 'must start with postgres://');
       return { name, url: entry.url, caFile: entry.ca_file ? at(entry.ca_file) : undefined };
     }),
+    audit: { retentionMs: resolveRetention(file.audit.retention, duration, problem) },
     log: { level: file.log.level },
   };
   if (problems.length > 0) return { config: undefined, problems, draft: deepFreeze(config) };
   return { config: deepFreeze(config), problems: [] };
+}
+
+/** The shortest retention: pruning is for keeping the table's size in check, not for erasing recent history. */
+const MIN_RETENTION_MS = 86_400_000;
+
+function resolveRetention(text: string, duration: (name: string, text: string) => number, problem: (setting: string, message: string) => void): number | null {
+  if (text === 'forever') return null;
+  const ms = duration('audit.retention', text);
+  if (parseDuration(text) !== undefined && ms < MIN_RETENTION_MS) problem('audit.retention', 'must be at least 1d (or forever)');
+  return ms;
 }
 
 /**

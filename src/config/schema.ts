@@ -101,6 +101,12 @@ export const ConfigFileSchema = Type.Object(
       ),
       { default: {} },
     ),
+    audit: section({
+      retention: Type.String({
+        default: 'forever',
+        description: 'how long audit events are kept (a duration of at least 1d), or forever; older ones are pruned behind the chain anchor',
+      }),
+    }),
     log: section({
       level: Type.Union(
         ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),

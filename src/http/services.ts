@@ -1,4 +1,5 @@
 import type { AccountService } from '../domain/accounts.ts';
+import type { AuditTrail } from '../domain/audit-trail.ts';
 import type { LoginService } from '../domain/auth.ts';
 import type { KeyRing } from '../domain/keys.ts';
 import type { TokenLifecycle } from '../domain/lifecycle.ts';
@@ -18,6 +19,7 @@ export interface AppServices {
   readonly totp: TotpService;
   readonly tokens: TokenService;
   readonly keys: KeyRing;
+  readonly audit: AuditTrail;
   /** Throws when the database does not answer. */
   readonly ready: () => Promise<void>;
 }
