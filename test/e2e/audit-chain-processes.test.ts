@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
+import { ADMIN_PASSWORD, USER_PASSWORD } from '../support/harness.ts';
+import { httpsRequest, login, mapLimit } from '../support/process-tools.ts';
+import { MCIASSRV, run, serveDataDir, startServerProcess, type ServerProcess } from '../support/server-process.ts';
+
+/**
+ * SECURITY.md §31: appends are serialised in the database, not in a process. Three mciassrv processes on one
+ * PostgreSQL database take logins at the same time; every login is answered, every one leaves its row, and the
+ * chain they wrote together verifies.
+ */
+
+const LOGINS_PER_SERVER = 40;
+
+describe('three server processes appending to one audit chain [postgres]', () => {
+  let database: TestDatabase;
+  const servers: ServerProcess[] = [];
+
+  before(async () => {
+    database = await createTestDatabase('postgres');
+    const first = await startServerProcess({ storageUrl: database.location });
+    servers.push(first);
+    // Two more processes on the same data directory (configuration, master key, database), each on its own port.
+    servers.push(await serveDataDir(first.dataDir), await serveDataDir(first.dataDir));
+    const admin = JSON.parse((await login(first, 'admin', ADMIN_PASSWORD)).body) as { token: string };
+    const created = await httpsRequest(`${first.url}/v1/accounts`, {
+      caFile: first.caCertFile,
+      token: admin.token,
+      body: { username: 'carol', kind: 'human', password: USER_PASSWORD, temporary: false },
+    });
+    assert.equal(created.status, 201, created.body);
+  });
+  after(async () => {
+    for (const server of servers.slice(1)) await server.stop();
+    await servers[0]?.dispose();
+    await database?.drop();
+  });
+
+  async function rowCount(): Promise<number> {
+    const client = new pg.Client({ connectionString: database.location });
+    await client.connect();
+    try {
+      return Number((await client.query<{ n: string }>('select count(*) as n from audit_events')).rows[0]?.n);
+    } finally {
+      await client.end();
+    }
+  }
+
+  test('concurrent logins at all three leave one unbroken chain with a row for each', async () => {
+    const before = await rowCount();
+    // Interleaved, so all three take logins at once, several in flight at each.
+    const attempts = Array.from({ length: 3 * LOGINS_PER_SERVER }, (_, i) => servers[i % 3]!);
+    const responses = await mapLimit(attempts, 24, (server) => login(server, 'carol', USER_PASSWORD));
+    for (const response of responses) assert.equal(response.status, 200, response.body);
+    assert.equal(await rowCount(), before + attempts.length, 'one audit row per login');
+
+    const verified = await run(MCIASSRV, ['audit', 'verify', '--data-dir', servers[0]!.dataDir]);
+    assert.equal(verified.code, 0, verified.stderr);
+    assert.match(verified.stdout, new RegExp(`${before + attempts.length} rows verified from the first row`));
+  });
+});
