@@ -13,6 +13,7 @@ import { clientErrorHandler, fastifyConnectionOptions, httpsConnectionOptions, l
 import { SECURITY_HEADERS } from './headers.ts';
 import { sendProblem } from './problem.ts';
 import { accountRoutes } from './routes/accounts.ts';
+import { auditRoutes } from './routes/audit.ts';
 import { authRoutes } from './routes/auth.ts';
 import { meRoutes } from './routes/me.ts';
 import { publicRoutes } from './routes/public.ts';
@@ -133,5 +134,6 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
   await app.register(roleRoutes, services);
   await app.register(tokenRoutes, services);
   await app.register(totpRoutes, services);
+  await app.register(auditRoutes, services);
   return app;
 }

@@ -220,6 +220,7 @@ const ROUTES: Readonly<Record<string, RouteRule>> = {
     status: 204,
   },
   'POST /v1/keys/rotate': { declared: 'admin', allowed: ADMINS, call: async () => ({}), status: 200 },
+  'GET /v1/audit': { declared: 'admin', allowed: ADMINS, call: async () => ({}), status: 200 },
 };
 
 for (const dialect of DIALECTS) {
