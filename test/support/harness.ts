@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import type { Logger } from 'pino';
 import { resolveConfig, type Config } from '../../src/config/load.ts';
 import { ManualClock, type Clock } from '../../src/domain/clock.ts';
 import type { Principal } from '../../src/domain/model.ts';
@@ -42,16 +43,19 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-/** A migrated database of one dialect, the services, an injectable app, and a logged-in bootstrap admin. */
+/**
+ * A migrated database of one dialect, the services, an injectable app, and a logged-in bootstrap admin. With a
+ * `logger`, the runtime logs each audit event to it (the app itself logs nothing).
+ */
 export async function createHarness(
   dialect: TestDialect,
-  options: { config?: Record<string, unknown>; clock?: ManualClock } = {},
+  options: { config?: Record<string, unknown>; clock?: ManualClock; logger?: Logger } = {},
 ): Promise<Harness> {
   const db = await createTestDatabase(dialect);
   const config = testConfig(db, options.config);
   const clock = options.clock ?? new ManualClock(Date.now());
   const masterKey = randomBytes(32);
-  const runtime = await createRuntime(config, { clock: clock as Clock, masterKey });
+  const runtime = await createRuntime(config, { clock: clock as Clock, masterKey, ...(options.logger ? { logger: options.logger } : {}) });
   const app = await buildApp(runtime.services, { bodyLimit: config.server.bodyLimit, trustedProxies: config.server.trustedProxies, logger: false });
   await runtime.services.accounts.bootstrapAdmin('admin', ADMIN_PASSWORD, { temporary: false });
 
