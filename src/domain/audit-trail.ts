@@ -3,9 +3,9 @@ import type { Clock } from './clock.ts';
 import { fail } from './errors.ts';
 import type { Store } from './ports.ts';
 
-/** The largest page a reader may ask for; the default when it asks for none. */
+/** The largest page a reader may ask for, and the default when it asks for none. */
 export const AUDIT_PAGE_MAX = 1000;
-export const AUDIT_PAGE_DEFAULT = 100;
+const AUDIT_PAGE_DEFAULT = 100;
 /** Rows deleted per statement while pruning, so no transaction grows with the table. */
 const PRUNE_BATCH = 5000;
 

@@ -2,6 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { VERSION } from '../../version.ts';
 import { printError, printUsageError } from '../output.ts';
 import { addAccountCommands } from './account.ts';
+import { addAuditCommands } from './audit.ts';
 import { caCertInUse, closeClients } from './connect.ts';
 import { addKeysCommands } from './keys.ts';
 import { addRoleCommands } from './role.ts';
@@ -34,6 +35,7 @@ function program(): Command {
   addRoleCommands(cli);
   addTokenCommands(cli);
   addKeysCommands(cli);
+  addAuditCommands(cli);
   return cli;
 }
 
