@@ -60,6 +60,11 @@ function migrations(caps: DialectCapabilities): Record<string, Migration> {
   };
 }
 
+/** Applies the migrations up to and including `name` only: for tests of a migration over data of the schema before it. */
+export function migrateUpTo(db: Kysely<DB>, caps: DialectCapabilities, name: string): Promise<MigrationResultSet> {
+  return new Migrator({ db: db as Kysely<any>, provider: { getMigrations: async () => migrations(caps) } }).migrateTo(name);
+}
+
 /** Brings the schema up to date; returns Kysely's result set (it does not throw) so a CLI can report it. */
 export function migrateToLatest(db: Kysely<DB>, caps: DialectCapabilities): Promise<MigrationResultSet> {
   const migrator = new Migrator({ db: db as Kysely<any>, provider: { getMigrations: async () => migrations(caps) } });
