@@ -195,6 +195,7 @@ const ROUTES: Readonly<Record<string, RouteSpec>> = {
     },
   },
   'POST /v1/keys/rotate': { access: 'admin', valid: async () => ({ status: 200 }) },
+  'GET /v1/audit': { access: 'admin', valid: async () => ({ status: 200 }) },
 };
 
 /** One malformed request: what to send instead of the valid one, and the answer expected. */
