@@ -123,6 +123,26 @@ for (const dialect of DIALECTS) {
       assert.equal((await verifyCli(config)).code, 0);
     });
 
+    test('a change to any row, or the deletion of any row but the head, is found at that row', async () => {
+      const trail = h.runtime.database.store.audit;
+      const rows = await db().selectFrom('audit_events').selectAll().orderBy('seq').execute();
+      for (const original of rows) {
+        const seq = Number(original.seq);
+        await db().updateTable('audit_events').set({ user_agent: 'edited' }).where('seq', '=', seq).execute();
+        const changed = await trail.verify(4);
+        assert.deepEqual(changed.ok ? 'ok' : [changed.seq, changed.problem], [seq, 'content_changed']);
+        await db().updateTable('audit_events').set({ user_agent: original.user_agent }).where('seq', '=', seq).execute();
+
+        await db().deleteFrom('audit_events').where('seq', '=', seq).execute();
+        const deleted = await trail.verify(4);
+        // The head has no successor to give it away: SECURITY.md §31 says what covers that (a head kept elsewhere).
+        if (seq === rows.length) assert.equal(deleted.ok, true);
+        else assert.deepEqual(deleted.ok ? 'ok' : [deleted.seq, deleted.problem], [seq + 1, 'missing_rows']);
+        await db().insertInto('audit_events').values(original).execute();
+      }
+      assert.equal((await trail.verify()).ok, true);
+    });
+
     test('verification reads the chain a page at a time and still finds a break past the first page', async () => {
       const trail = h.runtime.database.store.audit;
       const whole = await trail.verify(2);
