@@ -1,9 +1,14 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
+import { auditEvent } from '../../src/domain/audit.ts';
+import { openMigratedDatabase } from '../../src/store/database.ts';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
 import { ADMIN_PASSWORD, USER_PASSWORD } from '../support/harness.ts';
-import { httpsRequest, login, mapLimit } from '../support/process-tools.ts';
+import { httpsRequest, logEntries, login, mapLimit, waitFor } from '../support/process-tools.ts';
 import { MCIASSRV, run, serveDataDir, startServerProcess, type ServerProcess } from '../support/server-process.ts';
 
 /**
@@ -59,5 +64,35 @@ describe('three server processes appending to one audit chain [postgres]', () =>
     const verified = await run(MCIASSRV, ['audit', 'verify', '--data-dir', servers[0]!.dataDir]);
     assert.equal(verified.code, 0, verified.stderr);
     assert.match(verified.stdout, new RegExp(`${before + attempts.length} rows verified from the first row`));
+  });
+});
+
+describe('a server with [audit] retention prunes at start, and the chain still verifies', () => {
+  let server: ServerProcess | undefined;
+  let scratch: string | undefined;
+  after(async () => {
+    await server?.dispose();
+    if (scratch !== undefined) rmSync(scratch, { recursive: true, force: true });
+  });
+
+  test('events older than the retention go, the anchor and audit_pruned stay, verify passes', async () => {
+    // A database whose trail starts 30 days ago: old events, appended the one way events are appended.
+    scratch = mkdtempSync(path.join(tmpdir(), 'mcias-retention-'));
+    const file = path.join(scratch, 'mcias.db');
+    const database = await openMigratedDatabase({ kind: 'sqlite', path: file, busyTimeoutMs: 5_000 });
+    const old = Date.now() - 30 * 86_400_000;
+    for (let i = 0; i < 5; i++) await database.store.audit.insert(auditEvent({ at: old + i, type: 'role_created', details: { role: `old${i}` } }));
+    await database.close();
+
+    server = await startServerProcess({ storageUrl: `sqlite:${file}`, env: { MCIAS_AUDIT_RETENTION: '7d' } });
+    await waitFor(() => logEntries(server!).some((e) => e['msg'] === 'audit trail pruned'), 'the prune at start', 10_000);
+    const pruned = logEntries(server).find((e) => e['msg'] === 'audit trail pruned')!;
+    assert.deepEqual([pruned['deleted'], pruned['through_seq']], [5, 5]);
+    const logged = logEntries(server).find((e) => e['msg'] === 'audit event' && (e['audit'] as { type: string }).type === 'audit_pruned');
+    assert.ok(logged, 'the prune is itself an audit event, logged');
+
+    const verified = await run(MCIASSRV, ['audit', 'verify', '--data-dir', server.dataDir]);
+    assert.equal(verified.code, 0, verified.stderr);
+    assert.match(verified.stdout, /verified from the anchor after row 5 to row \d+/);
   });
 });
