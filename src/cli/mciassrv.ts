@@ -206,7 +206,9 @@ export function program(): Command {
         return;
       }
       const pruned = await withAuditTrail(config, (trail) => trail.prune());
-      process.stdout.write(pruned === undefined ? 'no audit event is older than the retention\n' : `pruned ${pruned.deleted} audit events; the chain now starts after row ${pruned.throughSeq}\n`);
+      if (pruned === undefined) process.stdout.write('no audit event is older than the retention\n');
+      else if (pruned.throughSeq === undefined) process.stdout.write(`deleted ${pruned.deleted} audit events left behind the anchor by an earlier prune\n`);
+      else process.stdout.write(`pruned ${pruned.deleted} audit events; the chain now starts after row ${pruned.throughSeq}\n`);
     });
 
   cli

@@ -44,7 +44,7 @@ export class AuditTrail {
    * Deletes the events older than the retention (none when it is forever), moving the anchor first and recording
    * `audit_pruned` in that same transaction, so the chain that remains verifies from the anchor.
    */
-  async prune(): Promise<{ throughSeq: number; deleted: number } | undefined> {
+  async prune(): Promise<{ throughSeq: number | undefined; deleted: number } | undefined> {
     if (this.#retentionMs === null) return undefined;
     const now = this.#clock.now();
     const anchor = await this.#store.transaction(async (tx) => {
@@ -57,6 +57,7 @@ export class AuditTrail {
     // Deleted after the anchor moved, in batches: rows behind the anchor are outside the chain whether or not they are gone yet.
     let deleted = 0;
     for (let n = -1; n !== 0; deleted += n) n = await this.#store.audit.deleteBehindAnchor(PRUNE_BATCH);
-    return anchor === undefined && deleted === 0 ? undefined : { throughSeq: anchor?.seq ?? 0, deleted };
+    // Rows can be left behind an earlier anchor by a prune that stopped midway: they go now, the anchor stays.
+    return anchor === undefined && deleted === 0 ? undefined : { throughSeq: anchor?.seq, deleted };
   }
 }

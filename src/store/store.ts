@@ -53,8 +53,17 @@ export class KyselyStore implements Store {
       appended = await appendToChain(tx, pending);
       return value;
     });
-    // Only now: an event whose transaction rolled back never happened.
-    if (appended.length > 0) for (const listener of this.#listeners) listener(appended);
+    // Only now: an event whose transaction rolled back never happened. A listener that fails (a log that cannot be
+    // written) must not turn a committed change into an error for its caller: the row is the record.
+    if (appended.length > 0) {
+      for (const listener of this.#listeners) {
+        try {
+          listener(appended);
+        } catch {
+          // the committed rows stand; `mciassrv audit verify` and GET /v1/audit still show them
+        }
+      }
+    }
     return result;
   }
 
