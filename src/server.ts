@@ -6,34 +6,49 @@ import type { Config } from './config/load.ts';
 import { AccountService } from './domain/accounts.ts';
 import { AuditTrail } from './domain/audit-trail.ts';
 import { LoginService } from './domain/auth.ts';
+import { unlock } from './domain/master-key.ts';
 import { systemClock, type Clock } from './domain/clock.ts';
 import { KeyRing } from './domain/keys.ts';
 import { TokenLifecycle } from './domain/lifecycle.ts';
 import { PasswordHasher } from './domain/password.ts';
+import { PgCredentialsService } from './domain/pgcreds.ts';
+import { PgRotationService } from './domain/pgcreds-rotation.ts';
 import { RoleService } from './domain/roles.ts';
-import { Sealer } from './domain/sealing.ts';
 import { TokenService } from './domain/tokens.ts';
 import { TotpService } from './domain/totp.ts';
 import { buildApp } from './http/app.ts';
 import { logAuditEvent } from './http/log.ts';
+import { Metrics, serveMetrics, type HashLoad, type MetricsListener } from './http/metrics.ts';
 import type { AppServices } from './http/services.ts';
 import { tlsServerOptions } from './config/tls.ts';
+import type { Observer, PgAdmin } from './domain/ports.ts';
+import { PostgresAdmin } from './pgadmin/admin.ts';
 import { openMigratedDatabase, type Database } from './store/database.ts';
 
 export interface Runtime {
   readonly services: AppServices;
   readonly database: Database;
+  /** Changes roles on services' PostgreSQL servers through the `[pg_admin.NAME]` connections (for rotation). */
+  readonly pgAdmin: PgAdmin;
+  /** Password hashes waiting and running now. */
+  hashLoad(): HashLoad;
   /** Waits for password hashes still running, then closes the database. */
   close(): Promise<void>;
 }
 
 /**
- * The composition root: opens the database (migrating it), unseals the signing keys, and wires the services. With a
- * `logger`, every audit event is also logged as one structured line once its transaction has committed.
+ * The composition root: opens the database (migrating it), checks the master key against it (refusing a wrong one
+ * before anything is served), unseals the signing keys, and wires the services. With a `logger`, every audit event
+ * is also logged as one structured line once its transaction has committed.
  */
-export async function createRuntime(config: Config, options: { clock?: Clock; masterKey?: Buffer; logger?: Logger } = {}): Promise<Runtime> {
+export async function createRuntime(
+  config: Config,
+  options: { clock?: Clock; masterKey?: Buffer; observer?: Observer; pgAdmin?: PgAdmin; logger?: Logger } = {},
+): Promise<Runtime> {
   const clock = options.clock ?? systemClock;
-  const sealer = new Sealer(options.masterKey ?? loadMasterKey(config));
+  const masterKey = options.masterKey ?? loadMasterKey(config);
+  // Before the database opens: an admin URL or CA file it cannot honour stops the start, naming the entry.
+  const pgAdmin = options.pgAdmin ?? new PostgresAdmin(config.pgAdmin);
   const database = await openMigratedDatabase(config.storage);
   const logger = options.logger;
   if (logger !== undefined) database.store.onAuditCommitted((records) => records.forEach((record) => logAuditEvent(logger, record)));
@@ -49,6 +64,7 @@ export async function createRuntime(config: Config, options: { clock?: Clock; ma
   };
   try {
     const store = database.store;
+    const { sealer, digests } = await unlock(store, masterKey, clock);
     const keys = new KeyRing({ store, sealer, clock });
     // Both finish, even when one fails, before anything is closed.
     const started = await Promise.allSettled([keys.load(), hasher.warmUp()]);
@@ -64,12 +80,14 @@ export async function createRuntime(config: Config, options: { clock?: Clock; ma
     const totp = new TotpService({
       store,
       sealer,
+      digests,
       hasher,
       accounts,
       clock,
       settings: { issuer: config.auth.totpIssuer, requireForAdmins: config.auth.requireTotpForAdmins },
       minPasswordLength: config.passwords.minLength,
     });
+    const pgcreds = new PgCredentialsService({ store, sealer, accounts, clock, adminNames: config.pgAdmin.map((entry) => entry.name) });
     const services: AppServices = {
       keys,
       tokens,
@@ -82,13 +100,16 @@ export async function createRuntime(config: Config, options: { clock?: Clock; ma
         tokens,
         totp,
         clock,
+        observer: options.observer,
         minPasswordLength: { withoutTotp: config.passwords.minLength, withTotp: config.passwords.minLengthWithTotp },
       }),
-      lifecycle: new TokenLifecycle({ store, tokens, accounts, clock }),
+      lifecycle: new TokenLifecycle({ store, tokens, accounts, clock, observer: options.observer }),
       audit: new AuditTrail({ store, clock, retentionMs: config.audit.retentionMs }),
+      pgcreds,
+      pgRotation: new PgRotationService({ store, sealer, pgAdmin, clock, credentials: pgcreds, leaseMs: config.pgcreds.leaseMs }),
       ready: () => database.ping(),
     };
-    return { services, database, close };
+    return { services, database, pgAdmin, hashLoad: () => hasher.load, close };
   } catch (error) {
     await close();
     throw error;
@@ -98,33 +119,48 @@ export async function createRuntime(config: Config, options: { clock?: Clock; ma
 export interface RunningServer {
   readonly app: FastifyInstance;
   readonly url: string;
-  /** Stops accepting connections, lets in-flight requests finish (up to the shutdown timeout), closes the database. */
+  /** Where Prometheus scrapes (`[metrics] listen`); undefined when the metrics are off. */
+  readonly metricsUrl: string | undefined;
+  /**
+   * Stops accepting connections, lets in-flight requests finish (up to the shutdown timeout), closes the metrics
+   * listener and the database.
+   */
   close(): Promise<void>;
   /** Re-reads the certificate and key; the old ones stay in use if the new ones cannot be loaded. */
   reloadTls(): void;
 }
 
-/** Serves HTTPS only (SECURITY.md §27): there is no plain-HTTP listener, not even for redirects. */
+/**
+ * Serves the API over HTTPS only (SECURITY.md §27): there is no plain-HTTP listener for it, not even for redirects.
+ * The metrics, unless off, have a listener of their own on a loopback address (SECURITY.md §49).
+ */
 export async function startServer(config: Config, logger: Logger, options: { clock?: Clock } = {}): Promise<RunningServer> {
   const https = tlsServerOptions(config.tls);
-  const runtime = await createRuntime(config, { ...options, logger });
+  const metricsListen = config.metrics.listen;
+  const metrics = metricsListen === undefined ? undefined : new Metrics();
+  const runtime = await createRuntime(config, { ...options, observer: metrics, logger });
+  metrics?.watchHashing(runtime.hashLoad);
   const app = await buildApp(runtime.services, {
     https,
     logger,
     bodyLimit: config.server.bodyLimit,
     trustedProxies: config.server.trustedProxies,
     connections: config.server.connections,
+    metrics,
   }).catch(async (error: unknown) => {
     await runtime.close();
     throw error;
   });
+  let scrapes: MetricsListener | undefined;
   try {
     await app.listen({ host: config.server.host, port: config.server.port });
+    if (metrics !== undefined && metricsListen !== undefined) scrapes = await serveMetrics(metrics, metricsListen, logger);
   } catch (error) {
     await app.close();
     await runtime.close();
     throw error;
   }
+  const rotations = startRotationTimer(runtime.services.pgRotation, config.pgcreds.checkIntervalMs, logger);
   const address = app.server.address();
   const port = typeof address === 'object' && address !== null ? address.port : config.server.port;
   const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;
@@ -134,6 +170,7 @@ export async function startServer(config: Config, logger: Logger, options: { clo
   return {
     app,
     url: `https://${host}:${port}`,
+    metricsUrl: scrapes?.url,
     reloadTls() {
       try {
         (app.server as HttpsServer).setSecureContext(tlsServerOptions(config.tls));
@@ -150,7 +187,7 @@ export async function startServer(config: Config, logger: Logger, options: { clo
         }, config.server.shutdownTimeoutMs);
         timer.unref();
         try {
-          await app.close();
+          await Promise.all([app.close(), scrapes?.close(), rotations.stop()]);
         } finally {
           clearTimeout(timer);
           await pruning.stop();
@@ -183,6 +220,38 @@ function schedulePruning(audit: AuditTrail, retentionMs: number | null, logger: 
   return {
     async stop() {
       clearInterval(timer);
+      await running;
+    },
+  };
+}
+
+/**
+ * The rotation scheduler (docs/pgcreds.md, Rotation): at start-up, then every `check_interval`, finishes rotations a
+ * crash or an unknown outcome left pending and rotates the services that are due. Runs never overlap; an error is
+ * logged (never a password: the adapter's messages hold none) and the next tick tries again; `stop` waits for a run
+ * in progress, so the database is not closed under it.
+ */
+function startRotationTimer(rotation: PgRotationService, intervalMs: number, logger: Logger): { stop(): Promise<void> } {
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> = Promise.resolve();
+  const tick = () => {
+    running = (async () => {
+      try {
+        const { rotated, failed } = await rotation.runDue();
+        if (rotated.length > 0) logger.info({ services: rotated }, 'PostgreSQL passwords rotated');
+        if (failed.length > 0) logger.warn({ services: failed }, 'PostgreSQL password rotation failed; see last_rotation_error and the audit trail');
+      } catch (error) {
+        logger.error({ err: error instanceof Error ? { type: error.name, message: error.message } : String(error) }, 'the rotation check failed');
+      }
+      if (!stopped) timer = setTimeout(tick, intervalMs);
+    })();
+  };
+  tick();
+  return {
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
       await running;
     },
   };

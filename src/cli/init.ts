@@ -128,5 +128,9 @@ issuer = ${q(v.issuer)}
 audience = "mcias"
 user_ttl = "30d"
 service_ttl = "30d"
+
+[metrics]
+# GET /metrics for Prometheus: plain HTTP, loopback addresses only; "off" for none.
+# listen = "127.0.0.1:9464"
 `;
 }

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { pino } from 'pino';
+import { generateMasterKeyFile } from '../config/files.ts';
 import { CONFIG_FILE_NAME, ConfigError, loadConfig, type Config } from '../config/load.ts';
 import { AuditTrail } from '../domain/audit-trail.ts';
 import { systemClock } from '../domain/clock.ts';
@@ -12,9 +13,10 @@ import { VERSION } from '../version.ts';
 import { backupSqlite } from './backup.ts';
 import { checkConfig } from './check.ts';
 import { initDataDir, type InitResult } from './init.ts';
+import { rotateMasterKeyCommand } from './master-key.ts';
 
 /**
- * The server daemon's own CLI: set up a data directory, serve, migrate, check the configuration, back up.
+ * The server daemon's own CLI: set up a data directory, serve, migrate, check the configuration, rotate keys, back up.
  * Administration of accounts goes through the API (mciasctl), not through here.
  */
 interface Location {
@@ -104,7 +106,7 @@ export function program(): Command {
       // The same serializers as Fastify's (src/http/log.ts): no query string or raw request bytes in any line.
       const logger = pino({ level: config.log.level, base: { service: 'mciassrv' }, serializers: logSerializers });
       const server = await startServer(config, logger);
-      logger.info({ url: server.url, version: VERSION }, 'mciassrv is serving');
+      logger.info({ url: server.url, metrics: server.metricsUrl ?? 'off', version: VERSION }, 'mciassrv is serving');
       const reload = () => server.reloadTls();
       process.on('SIGHUP', reload);
       // No process.exit(): close() lets requests finish, waits for running hashes and closes the database, and
@@ -151,12 +153,13 @@ export function program(): Command {
     .command('config')
     .description('configuration tools')
     .command('check')
-    .description('check the config, master key, TLS files and database; report every problem at once')
+    .description('check the config, master key, TLS files, database and pg_admin connections; report every problem at once')
     .addOption(dataDirOption())
     .addOption(configOption())
     .action(async (o) => {
       const file = configFileOf(o);
-      const problems = await checkConfig(file, process.env);
+      const { problems, notes } = await checkConfig(file, process.env);
+      for (const note of notes) process.stdout.write(`${note}\n`);
       if (problems.length === 0) {
         process.stdout.write(`${file}: OK\n`);
         return;
@@ -165,9 +168,8 @@ export function program(): Command {
       process.exitCode = 1;
     });
 
-  cli
-    .command('keys')
-    .description('token signing keys')
+  const keys = cli.command('keys').description('token signing keys and the master key');
+  keys
     .command('rotate')
     .description('start signing with a new key (running servers pick it up within 10 s); old keys verify until their tokens expire')
     .addOption(dataDirOption())
@@ -180,6 +182,27 @@ export function program(): Command {
       } finally {
         await runtime.close();
       }
+    });
+
+  keys
+    .command('generate-master')
+    .description('write a new random master key to a new 0600 file (for rotate-master); never overwrites')
+    .argument('<file>', 'where to write it (must not exist)')
+    .action((file: string) => {
+      const target = path.resolve(file);
+      if (existsSync(target)) throw new Error(`${target} exists; a key file is never overwritten`);
+      generateMasterKeyFile(target);
+      process.stdout.write(`new master key written to ${target} (mode 0600)\n`);
+    });
+
+  keys
+    .command('rotate-master')
+    .description('re-encrypt every sealed secret under a new master key, in one transaction (stop every server first: docs/operations.md)')
+    .requiredOption('--new-key-file <file>', 'the new master key: a 0600 file holding 32 bytes in base64 (see keys generate-master)')
+    .addOption(dataDirOption())
+    .addOption(configOption())
+    .action(async (o) => {
+      process.stdout.write(`${await rotateMasterKeyCommand(loadConfig({ file: configFileOf(o) }), o.newKeyFile)}\n`);
     });
 
   const audit = cli.command('audit').description('the tamper-evident audit trail (SECURITY.md §31)');

@@ -1,5 +1,13 @@
 import type { Command } from 'commander';
-import { MciasClientError, type Account, type AuditEvent, type Role, type TokenInfo } from '../../packages/client/src/index.ts';
+import {
+  MciasClientError,
+  type Account,
+  type AuditEvent,
+  type PgCredentials,
+  type PgCredentialsWithPassword,
+  type Role,
+  type TokenInfo,
+} from '../../packages/client/src/index.ts';
 import { escapeControls } from '../domain/audit.ts';
 import { CliError } from './errors.ts';
 
@@ -151,4 +159,58 @@ export function auditTable(events: readonly AuditEvent[], options: { header?: bo
     options.header === false ? undefined : ['SEQ', 'TIME', 'TYPE', 'OUTCOME', 'ACTOR', 'SUBJECT', 'ADDRESS', 'DETAILS'],
     events.map((e) => [String(e.seq), e.occurred_at, e.type, e.outcome, party(e.actor), party(e.subject), e.ip === null ? '-' : escapeControls(e.ip), details(e.details)]),
   );
+}
+
+/** A service's PostgreSQL credentials for people; the password line only when the read answered one. */
+export function pgCredentialsDetails(credentials: PgCredentials | PgCredentialsWithPassword): string[] {
+  const c = credentials;
+  return table(undefined, [
+    ['host:', c.host],
+    ['port:', String(c.port)],
+    ['database:', c.database],
+    ['user:', c.username],
+    ...('password' in c ? [['password:', c.password]] : []),
+    ['sslmode:', c.sslmode],
+    ['ca cert:', c.ca_cert === null ? '-' : 'stored (--json shows it; --ca-out writes it to a file)'],
+    ['mode:', c.group_role === null ? c.mode : `${c.mode} (group role ${c.group_role})`],
+    ['admin:', c.admin ?? '- (the [pg_admin] entry matching host and port)'],
+    ['rotation:', c.rotate_every === null ? 'on request only' : `every ${c.rotate_every}, next at ${c.next_rotation_at ?? '-'}`],
+    ['last rotated:', c.last_rotated_at ?? '-'],
+    ...(c.last_rotation_error === null ? [] : [['last error:', c.last_rotation_error]]),
+    ...(c.rotation_pending ? [['pending:', 'a rotation has begun and not finished: fetch again shortly']] : []),
+  ]);
+}
+
+/** One value for POSIX sh, in single quotes (a `'` inside becomes `'\''`): `eval` reads back exactly the value. */
+function shellQuote(value: string): string {
+  return `'${value.replaceAll("'", `'\\''`)}'`;
+}
+
+/**
+ * libpq's environment variables, one `NAME='value'` line each, for `set -a; eval "$(...)"; set +a` in a shell.
+ * PGSSLROOTCERT only when the CA certificate was written to a file (`caFile`).
+ */
+export function pgCredentialsEnv(c: PgCredentialsWithPassword, caFile: string | undefined): string[] {
+  const vars: [string, string][] = [
+    ['PGHOST', c.host],
+    ['PGPORT', String(c.port)],
+    ['PGDATABASE', c.database],
+    ['PGUSER', c.username],
+    ['PGPASSWORD', c.password],
+    ['PGSSLMODE', c.sslmode],
+    ...(caFile === undefined ? [] : ([['PGSSLROOTCERT', caFile]] as [string, string][])),
+  ];
+  return vars.map(([name, value]) => `${name}=${shellQuote(value)}`);
+}
+
+/** RFC 3986 percent-encoding of everything but the unreserved characters (encodeURIComponent leaves !'()* as they are). */
+function percentEncode(value: string): string {
+  return encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/** A `postgres://` connection URI (libpq, node-postgres): user, password and database percent-encoded. */
+export function pgCredentialsUrl(c: PgCredentialsWithPassword, caFile: string | undefined): string {
+  const host = c.host.includes(':') ? `[${c.host}]` : c.host;
+  const query = [`sslmode=${c.sslmode}`, ...(caFile === undefined ? [] : [`sslrootcert=${percentEncode(caFile)}`])].join('&');
+  return `postgres://${percentEncode(c.username)}:${percentEncode(c.password)}@${host}:${c.port}/${percentEncode(c.database)}?${query}`;
 }

@@ -18,15 +18,24 @@ export function readCodeFile(file: string): string {
   return code;
 }
 
-function readSecretFile(file: string, what: string): string {
+/**
+ * A password piped on standard input (`--password-stdin`), by the same rule as a file. Never from a terminal: there,
+ * the command asks without echo instead.
+ */
+export function readPasswordStdin(): string {
+  if (process.stdin.isTTY) throw new CliError('--password-stdin reads a pipe, not a terminal: leave it out to be asked', 'usage');
+  return readSecretFile(0, 'password', 'from standard input');
+}
+
+function readSecretFile(file: string | 0, what: string, where = `file ${String(file)}`): string {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
-    throw new CliError(`cannot read the ${what} file ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, 'usage');
+    throw new CliError(`cannot read the ${what} ${where}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, 'usage');
   }
   const value = text.replace(/\r?\n$/, '');
-  if (value === '') throw new CliError(`the ${what} file ${file} is empty`, 'usage');
-  if (/[\r\n]/.test(value)) throw new CliError(`the ${what} file ${file} has more than one line`, 'usage');
+  if (value === '') throw new CliError(`the ${what} ${where} is empty`, 'usage');
+  if (/[\r\n]/.test(value)) throw new CliError(`the ${what} ${where} has more than one line`, 'usage');
   return value;
 }

@@ -8,3 +8,11 @@ export function parseDuration(text: string): number | undefined {
   const [, amount, unit] = match as unknown as [string, string, keyof typeof UNIT_MS];
   return Number(amount) * UNIT_MS[unit];
 }
+
+/** The shortest spelling `parseDuration` reads back to the same milliseconds: 2592000000 is `30d`, 5400000 is `90m`. */
+export function formatDuration(ms: number): string {
+  for (const unit of ['d', 'h', 'm', 's'] as const) {
+    if (ms % UNIT_MS[unit] === 0 && ms > 0) return `${ms / UNIT_MS[unit]}${unit}`;
+  }
+  return `${ms}ms`;
+}

@@ -26,7 +26,20 @@ export function readPrivateFile(file: string, forbiddenMode: number, what: strin
 
 /** The master key from MCIAS_MASTER_KEY or the 0600 key file; the server refuses to start without it. */
 export function loadMasterKey(config: Config): Buffer {
-  const encoded = config.masterKey.inline ?? readPrivateFile(config.masterKey.file, MASTER_KEY_FORBIDDEN_MODE, 'master key file').toString('utf8');
+  return config.masterKey.inline === undefined ? readMasterKeyFile(config.masterKey.file) : decodeMasterKey(config.masterKey.inline);
+}
+
+/** A master key file: 0600 (no one else may read it), holding 32 bytes in base64. */
+export function readMasterKeyFile(file: string): Buffer {
+  const encoded = readPrivateFile(file, MASTER_KEY_FORBIDDEN_MODE, 'master key file').toString('utf8');
+  try {
+    return decodeMasterKey(encoded);
+  } catch (error) {
+    throw new Error(`master key file ${file}: ${(error as Error).message}`);
+  }
+}
+
+function decodeMasterKey(encoded: string): Buffer {
   const key = Buffer.from(encoded.trim(), 'base64');
   if (key.length !== MASTER_KEY_BYTES || key.toString('base64') !== encoded.trim()) {
     throw new Error(`the master key must be ${MASTER_KEY_BYTES} bytes, base64-encoded`);
@@ -34,6 +47,7 @@ export function loadMasterKey(config: Config): Buffer {
   return key;
 }
 
+/** Writes a new random master key to a new 0600 file (never over an existing one). */
 export function generateMasterKeyFile(file: string): void {
   writePrivateFile(file, `${randomBytes(MASTER_KEY_BYTES).toString('base64')}\n`);
 }

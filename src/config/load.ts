@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { isIP } from 'node:net';
+import ipaddr from 'ipaddr.js';
 import path from 'node:path';
 import { TomlError, parse as parseToml } from 'smol-toml';
 import Value from 'typebox/value';
@@ -61,6 +62,10 @@ export interface Config {
   readonly pgAdmin: readonly PgAdminConnection[];
   /** `retentionMs` null: audit events are kept forever. */
   readonly audit: { readonly retentionMs: number | null };
+  /** `listen` undefined: `[metrics] listen = "off"`, no metrics listener. */
+  readonly metrics: { readonly listen: { readonly host: string; readonly port: number } | undefined };
+  /** The rotation scheduler (docs/pgcreds.md): how often it looks for due and unfinished rotations. */
+  readonly pgcreds: { readonly checkIntervalMs: number; readonly leaseMs: number };
   readonly log: { readonly level: string };
 }
 
@@ -143,6 +148,7 @@ export function resolveConfig(
   for (const proxy of file.server.trusted_proxies) {
     if (!isAddressOrCidr(proxy)) problem('server.trusted_proxies', `"${proxy}" is not an IP address or CIDR`);
   }
+  const metricsListen = resolveMetricsListen(file.metrics.listen, typeof listen === 'string' ? undefined : listen, problem);
   const storage = resolveStorage(file.storage, at, duration, problem);
   if (!/^https:\/\/\S+$/.test(file.tokens.issuer)) problem('tokens.issuer', 'must be an https:// URL');
 
@@ -187,6 +193,12 @@ export function resolveConfig(
       return { name, url: entry.url, caFile: entry.ca_file ? at(entry.ca_file) : undefined };
     }),
     audit: { retentionMs: resolveRetention(file.audit.retention, duration, problem) },
+    metrics: { listen: metricsListen },
+    pgcreds: {
+      checkIntervalMs: bounded('pgcreds.check_interval', file.pgcreds.check_interval, [1_000, '1s'], [86_400_000, '1d'], duration, problem),
+      // Longer than the admin connection's worst case (connect, check, ALTER: about 25 s), so a live holder keeps it.
+      leaseMs: bounded('pgcreds.lease', file.pgcreds.lease, [30_000, '30s'], [3_600_000, '1h'], duration, problem),
+    },
     log: { level: file.log.level },
   };
   if (problems.length > 0) return { config: undefined, problems, draft: deepFreeze(config) };
@@ -303,6 +315,35 @@ function resolveStorage(
   return { kind: 'sqlite', path: '', busyTimeoutMs };
 }
 
+/**
+ * `[metrics] listen`: "off", or a loopback IP address and port (SECURITY.md §49). The listener speaks plain HTTP and
+ * asks for no credentials, so it is refused on any other address, a host name included (it could resolve anywhere).
+ */
+function resolveMetricsListen(
+  text: string,
+  server: { host: string; port: number } | undefined,
+  problem: (setting: string, message: string) => void,
+): { host: string; port: number } | undefined {
+  if (text === 'off') return undefined;
+  const listen = parseListen(text);
+  if (typeof listen === 'string') {
+    problem('metrics.listen', `${listen}, or off`);
+    return undefined;
+  }
+  if (!isIP(listen.host) || ipaddr.parse(listen.host).range() !== 'loopback') {
+    problem(
+      'metrics.listen',
+      `"${listen.host}" is not a loopback address: metrics are served over plain HTTP without credentials, so only on ` +
+        '127.0.0.0/8 or [::1] (scrape from the same host, or through a proxy that adds TLS and authentication; see SECURITY.md §49)',
+    );
+    return undefined;
+  }
+  if (server !== undefined && listen.port !== 0 && listen.port === server.port && listen.host === server.host) {
+    problem('metrics.listen', 'must not be the address server.listen serves the API on');
+  }
+  return listen;
+}
+
 export function parseListen(text: string): { host: string; port: number } | string {
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(text);
   if (!match) return `"${text}" is not HOST:PORT (IPv6 as [::1]:8443)`;
@@ -325,4 +366,18 @@ function deepFreeze<T>(value: T): T {
     Object.freeze(value);
   }
   return value;
+}
+
+/** A duration that must lie between two bounds (inclusive); an unparsable one is reported by `duration` alone. */
+function bounded(
+  name: string,
+  text: string,
+  [min, minText]: readonly [number, string],
+  [max, maxText]: readonly [number, string],
+  duration: (name: string, text: string) => number,
+  problem: (setting: string, message: string) => void,
+): number {
+  const ms = duration(name, text);
+  if (parseDuration(text) !== undefined && (ms < min || ms > max)) problem(name, `must be between ${minText} and ${maxText}`);
+  return ms;
 }

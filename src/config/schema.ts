@@ -107,6 +107,16 @@ export const ConfigFileSchema = Type.Object(
         description: 'how long audit events are kept (a duration of at least 1d), or forever; older ones are pruned behind the chain anchor',
       }),
     }),
+    metrics: section({
+      listen: Type.String({
+        default: '127.0.0.1:9464',
+        description: 'HOST:PORT of the plain-HTTP GET /metrics listener, a loopback address only (SECURITY.md §49); off disables it',
+      }),
+    }),
+    pgcreds: section({
+      check_interval: Duration('1m', 'how often due PostgreSQL password rotations, and unfinished ones, are looked for'),
+      lease: Duration('2m', "how long one instance may hold a service's rotation before another may take it over (after a crash)"),
+    }),
     log: section({
       level: Type.Union(
         ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),

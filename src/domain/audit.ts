@@ -26,6 +26,13 @@ export const AUDIT_EVENT_TYPES = [
   'signing_key_rotated',
   'signing_key_deleted',
   'audit_pruned',
+  'master_key_rotated',
+  'pg_credentials_set',
+  'pg_credentials_read',
+  'pg_credentials_deleted',
+  'pg_credentials_rotated',
+  'pg_credentials_rotation_failed',
+  'pg_credentials_provisioned',
 ] as const;
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];

@@ -6,7 +6,7 @@ import type { Account, AccountRecord, RequestContext } from './model.ts';
 import { canonicalName } from './names.ts';
 import { addressKey } from './address.ts';
 import { passwordLength, type PasswordHasher } from './password.ts';
-import type { Store } from './ports.ts';
+import { NO_OBSERVER, type Observer, type Store } from './ports.ts';
 import type { TokenService } from './tokens.ts';
 import type { TotpService } from './totp.ts';
 
@@ -29,6 +29,7 @@ export class LoginService {
   readonly #tokens: TokenService;
   readonly #totp: TotpService;
   readonly #clock: Clock;
+  readonly #observer: Observer;
 
   readonly #minPasswordLength: { readonly withoutTotp: number; readonly withTotp: number };
 
@@ -38,6 +39,7 @@ export class LoginService {
     tokens: TokenService;
     totp: TotpService;
     clock: Clock;
+    observer?: Observer;
     /** passwords.min_length and passwords.min_length_with_totp: a shorter password must be replaced at login. */
     minPasswordLength: { readonly withoutTotp: number; readonly withTotp: number };
   }) {
@@ -47,9 +49,22 @@ export class LoginService {
     this.#tokens = deps.tokens;
     this.#totp = deps.totp;
     this.#clock = deps.clock;
+    this.#observer = deps.observer ?? NO_OBSERVER;
   }
 
+  /** Logs in, and reports how every attempt ended, whatever refused it (a wrong password, a full hash queue...). */
   async login(input: { username: string; password: string; totpCode?: string | undefined }, ctx: RequestContext): Promise<LoginResult> {
+    try {
+      const result = await this.#attempt(input, ctx);
+      this.#observer.loginAttempt('success');
+      return result;
+    } catch (error) {
+      this.#observer.loginAttempt(error instanceof MciasError ? error.code : 'internal');
+      throw error;
+    }
+  }
+
+  async #attempt(input: { username: string; password: string; totpCode?: string | undefined }, ctx: RequestContext): Promise<LoginResult> {
     // A name that breaks the rule is an unknown user: the same work and answer as any other (SECURITY.md §8).
     const username = canonicalName(input.username);
     const record = username === undefined ? undefined : await this.#store.accounts.findByUsername(username);

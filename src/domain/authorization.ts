@@ -58,3 +58,29 @@ export function mayActForService(actor: Pick<Account, 'kind' | 'roles'>, service
   const missing = service.roles.filter((role) => !actor.roles.includes(role));
   return missing.length === 0 ? byName : { allowed: false, reason: 'delegation_exceeds_roles', missing };
 }
+
+/**
+ * Who may read a service account's stored PostgreSQL credentials (SECURITY.md §45): the service itself (its own
+ * token), or someone who may act for it (an administrator, or a delegate within §38). Never another service.
+ */
+export type CredentialsRead =
+  | { readonly allowed: true; readonly as: 'self' | 'admin' | 'delegate' }
+  | { readonly allowed: false; readonly reason: DelegationRefusal; readonly missing?: readonly string[] };
+
+/**
+ * The part of the credentials rule that needs only the service's (normalised) name, so that a caller refused here
+ * is refused before the name is looked up and learns nothing about which services exist or have credentials.
+ */
+export function mayReadServiceCredentialsName(actor: Pick<Account, 'kind' | 'username' | 'roles'>, serviceName: string): CredentialsRead {
+  if (actor.kind === 'system') return actor.username === serviceName ? { allowed: true, as: 'self' } : { allowed: false, reason: 'not_delegate' };
+  return mayActForServiceName(actor, serviceName);
+}
+
+/** The full credentials rule, once the service account is known: the same account by id, or §38 delegation. */
+export function mayReadServiceCredentials(
+  actor: Pick<Account, 'id' | 'kind' | 'username' | 'roles'>,
+  service: Pick<Account, 'id' | 'username' | 'roles'>,
+): CredentialsRead {
+  if (actor.kind === 'system') return actor.id === service.id ? { allowed: true, as: 'self' } : { allowed: false, reason: 'not_delegate' };
+  return mayActForService(actor, service);
+}

@@ -14,7 +14,8 @@ export interface FairSchedulerOptions {
  * most `maxPerKey` tasks (waiting plus running), so one key can never fill the queue; and when a slot frees, the
  * next task comes from the next key in turn (round robin over the keys that have tasks waiting), so a task of a
  * newly arrived key waits behind at most one task of each other key, however many each of them has queued.
- * A refusal is a `rate_limited` error with a Retry-After, raised before the task runs.
+ * A refusal is a `rate_limited` error with a Retry-After and a reason (`hash_address_limit`, `hash_queue_full`), raised
+ * before the task runs.
  */
 export class FairScheduler {
   readonly #options: FairSchedulerOptions;
@@ -39,11 +40,11 @@ export class FairScheduler {
   run<T>(key: string, task: () => Promise<T>): Promise<T> {
     const held = this.#held.get(key) ?? 0;
     if (held >= this.#options.maxPerKey) {
-      return Promise.reject(new MciasError('rate_limited', 'too many password checks from your address at once; try again shortly', { retryAfter: 1 }));
+      return Promise.reject(new MciasError('rate_limited', 'too many password checks from your address at once; try again shortly', { retryAfter: 1, reason: 'hash_address_limit' }));
     }
     const slotFree = this.#running < this.#options.concurrency;
     if (!slotFree && this.#queued >= this.#options.maxQueued) {
-      return Promise.reject(new MciasError('rate_limited', 'the server is busy checking passwords; try again shortly', { retryAfter: 1 }));
+      return Promise.reject(new MciasError('rate_limited', 'the server is busy checking passwords; try again shortly', { retryAfter: 1, reason: 'hash_queue_full' }));
     }
     this.#held.set(key, held + 1);
     return new Promise<T>((resolve, reject) => {

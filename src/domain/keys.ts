@@ -2,6 +2,7 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject 
 import { calculateJwkThumbprint, type JWK } from 'jose';
 import { auditEvent } from './audit.ts';
 import type { Clock } from './clock.ts';
+import { assertSealerCurrent } from './master-key.ts';
 import type { RequestContext, SigningKeyRecord } from './model.ts';
 import type { Store } from './ports.ts';
 import type { Sealer } from './sealing.ts';
@@ -77,6 +78,8 @@ export class KeyRing {
     const kid = await this.#store.transaction(async (tx) => {
       // Concurrent rotations queue here, so each retires the key the one before it created.
       await tx.lock('signing_keys');
+      // A master-key rotation holds this lock too: if one committed while this waited, this key is the old one.
+      await assertSealerCurrent(tx, this.#sealer);
       const retired = await tx.keys.retireAll(this.#clock.now());
       return this.#create(tx, { actor, ctx, retired });
     });

@@ -5,7 +5,7 @@ import type { Clock } from './clock.ts';
 import { MciasError, fail } from './errors.ts';
 import { type Account, type PermissionGrant, type Principal, type RequestContext, type TokenInfo } from './model.ts';
 import { normalizeName } from './names.ts';
-import type { Store } from './ports.ts';
+import { NO_OBSERVER, type Observer, type Store } from './ports.ts';
 import type { IssuedToken, TokenService } from './tokens.ts';
 
 export type Validation =
@@ -28,12 +28,14 @@ export class TokenLifecycle {
   readonly #tokens: TokenService;
   readonly #accounts: AccountService;
   readonly #clock: Clock;
+  readonly #observer: Observer;
 
-  constructor(deps: { store: Store; tokens: TokenService; accounts: AccountService; clock: Clock }) {
+  constructor(deps: { store: Store; tokens: TokenService; accounts: AccountService; clock: Clock; observer?: Observer }) {
     this.#store = deps.store;
     this.#tokens = deps.tokens;
     this.#accounts = deps.accounts;
     this.#clock = deps.clock;
+    this.#observer = deps.observer ?? NO_OBSERVER;
   }
 
   /**
@@ -159,10 +161,12 @@ export class TokenLifecycle {
     // A session whose password is temporary may only change it (SECURITY.md §39): for an app, it is not active yet.
     if (result.principal.account.passwordChangeRequired) return this.#inactive('password_change_required', ctx);
     const { account, token: record, permissions } = result.principal;
+    this.#observer.tokenValidation('active');
     return { active: true, account, permissions, jti: record.jti, issuedAt: record.issuedAt, expiresAt: record.expiresAt };
   }
 
   async #inactive(reason: string, ctx: RequestContext): Promise<Validation> {
+    this.#observer.tokenValidation(reason);
     await this.#store.audit.insert(
       requestEvent({ at: this.#clock.now(), ctx, type: 'token_validation_failed', outcome: 'failure', details: { reason } }),
     );

@@ -99,6 +99,12 @@ export class PasswordHasher {
     while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
   }
 
+  /** Hashes waiting for a slot and hashes running now: read by the metrics on each scrape. */
+  get load(): { readonly queued: number; readonly running: number } {
+    const { queued, running } = this.#slots.stats;
+    return { queued, running };
+  }
+
   /** Computes the dummy hash up front, so the first unknown-user login costs what every other one does. */
   async warmUp(): Promise<void> {
     await this.#dummyHash();
@@ -138,7 +144,7 @@ export class PasswordHasher {
   }
 
   #derive(password: string, salt: Buffer, params: ScryptParams, length: number, key: string): Promise<Buffer> {
-    if (this.#closed) throw new MciasError('rate_limited', 'the server is shutting down; try again shortly', { retryAfter: 1 });
+    if (this.#closed) throw new MciasError('rate_limited', 'the server is shutting down; try again shortly', { retryAfter: 1, reason: 'shutting_down' });
     const work = this.#compute(password, salt, params, length, key);
     this.#inFlight.add(work);
     const settled = () => this.#inFlight.delete(work);

@@ -1,4 +1,5 @@
 import type { AuditEvent, AuditQuery, AuditRecord, ChainVerification } from './audit.ts';
+import type { ErrorCode } from './errors.ts';
 import type {
   AccountRecord,
   AccountStatus,
@@ -10,6 +11,7 @@ import type {
   TokenInfo,
   TokenRecord,
 } from './model.ts';
+import type { DigestPurpose, SealContext } from './sealing.ts';
 
 /**
  * What the domain needs from storage. The Kysely implementation lives in src/store; the domain never imports it.
@@ -30,6 +32,7 @@ export interface Store {
   readonly keys: KeyStore;
   readonly audit: AuditStore;
   readonly pgcreds: PgCredentialStore;
+  readonly sealed: SealedValueStore;
 }
 
 export interface AccountStore {
@@ -48,7 +51,7 @@ export interface AccountStore {
 }
 
 /** The named locks; each is a row of its own, so unrelated changes do not queue on each other. */
-export type LockName = 'bootstrap' | 'signing_keys' | 'audit';
+export type LockName = 'bootstrap' | 'signing_keys' | 'master_key' | 'audit';
 
 /** An account's TOTP state: the sealed secret (pending until confirmed) and the last accepted time step. */
 export interface TotpState {
@@ -144,6 +147,33 @@ export interface AuditStore {
   exists(subjectId: string, type: AuditEvent['type']): Promise<boolean>;
 }
 
+/** One sealed value where it is stored: the column (`table.column`), its row, and the context it is sealed with. */
+export interface SealedValue {
+  readonly column: string;
+  readonly rowId: string;
+  readonly context: SealContext;
+  readonly sealed: Uint8Array;
+}
+
+/**
+ * Every value sealed under the master key, whatever record it belongs to, for what concerns them all: checking that
+ * a master key is the database's, and re-sealing them under a new one (SECURITY.md §24). The columns are declared
+ * in one list in the store (src/store/sealed-columns.ts), which a test holds against the migrated schema.
+ */
+export interface SealedValueStore {
+  /** Every declared sealed column in order, each with its non-null values. */
+  list(): Promise<{ readonly column: string; readonly values: readonly SealedValue[] }[]>;
+  /** Replaces one sealed value in place; throws unless exactly that row changed. */
+  replace(value: SealedValue, sealed: Uint8Array): Promise<void>;
+  /** Holds off every write to a table with a sealed column until the transaction ends (takes the master_key lock too). */
+  lockAll(): Promise<void>;
+  /** The sealed digest keys, by purpose. */
+  digestKeys(): Promise<Map<DigestPurpose, Uint8Array>>;
+  insertDigestKey(purpose: DigestPurpose, sealed: Uint8Array, now: number): Promise<void>;
+  /** Whether any digest made for this purpose is stored (one that a new digest key would no longer verify). */
+  hasDigests(purpose: DigestPurpose): Promise<boolean>;
+}
+
 /** The settings a PUT replaces; everything else in the record is rotation state. */
 export type PgCredentialsSettings = Pick<
   PgCredentialsRecord,
@@ -165,6 +195,11 @@ export interface PgCredentialStore {
   completeRotation(accountId: string, now: number, nextRotationAt: number | null): Promise<void>;
   /** The rotation failed and the server certainly kept the old password: the intent goes, the error stays. */
   failRotation(accountId: string, error: string, now: number, retryAt: number | null): Promise<void>;
+  /**
+   * The attempt failed but the server may have the intent's password (the outcome is unknown, or an earlier attempt's
+   * is): the intent stays for the next attempt to roll forward; the error is recorded and counted.
+   */
+  recordRotationError(accountId: string, error: string, now: number, retryAt: number | null): Promise<void>;
   /** Accounts with an unfinished intent, or whose scheduled rotation is due at `now`. */
   listDue(now: number): Promise<string[]>;
   /**
@@ -220,3 +255,20 @@ export interface PgAdmin {
   /** Whether this login and password connect to the target database now (false when refused; throws when unreachable). */
   canLogin(target: PgTarget, login: PgLogin): Promise<boolean>;
 }
+
+/**
+ * What the domain reports to operators' metrics (SECURITY.md §49), one way: services call it and it never calls back,
+ * so the domain knows nothing of Prometheus. Every argument is one word from a fixed set, never a name, an address or
+ * a token; the implementation (src/http/metrics.ts) also turns any word it does not know into `other`.
+ */
+export interface Observer {
+  /** A login attempt ended: `success`, or the error code it was refused with (`invalid_credentials`, `rate_limited`...). */
+  loginAttempt(outcome: 'success' | ErrorCode): void;
+  /** A validation for an app ended: `active`, or why the token is inactive (a TokenFailure, or `password_change_required`). */
+  tokenValidation(outcome: string): void;
+  /** An account or an address was locked out after repeated failures. */
+  lockout(): void;
+}
+
+/** Reports nothing: for commands and tests that serve no metrics. */
+export const NO_OBSERVER: Observer = { loginAttempt() {}, tokenValidation() {}, lockout() {} };

@@ -36,15 +36,6 @@ export class Sealer {
     return Buffer.concat([Buffer.of(VERSION), nonce, body, cipher.getAuthTag()]);
   }
 
-  /**
-   * A keyed digest for secrets that are checked but never read back (recovery codes): HMAC-SHA256 under a key
-   * derived from the master key for this purpose alone, so a database dump is not enough to test guesses offline.
-   */
-  digest(purpose: string, value: string): string {
-    const key = Buffer.from(hkdfSync('sha256', this.#key, Buffer.alloc(0), `mcias digest v${VERSION}: ${purpose}`, 32));
-    return createHmac('sha256', key).update(value, 'utf8').digest('base64url');
-  }
-
   open(sealed: Uint8Array, context: SealContext): Buffer {
     const data = Buffer.from(sealed);
     if (data.length < 1 + NONCE_BYTES + TAG_BYTES || data[0] !== VERSION) throw unreadable(context);
@@ -71,3 +62,46 @@ function unreadable(context: SealContext, cause?: unknown): MciasError {
   // The message names the row, never the data.
   return new MciasError('internal', `sealed ${context.table}.${context.column} of ${context.id} failed authentication`, { cause });
 }
+
+/**
+ * What keyed digests are for; each purpose has its own digest key. The names are part of the stored data (the
+ * `digest_keys` rows, and the derivation of keys made before they were stored): never rename one.
+ */
+export const DIGEST_PURPOSES = ['recovery codes'] as const;
+export type DigestPurpose = (typeof DIGEST_PURPOSES)[number];
+export const DIGEST_KEY_BYTES = 32;
+
+/** Where a purpose's digest key is sealed: its row in `digest_keys`. */
+export function digestKeyContext(purpose: DigestPurpose): SealContext {
+  return { table: 'digest_keys', column: 'sealed_key', id: purpose };
+}
+
+/**
+ * The digest key that versions before stored digest keys derived from the master key on every use. It is computed
+ * once, when a database that already holds digests of this purpose gets its stored key, so those digests keep
+ * verifying; from then on the stored key is used, and a new master key does not change it (SECURITY.md §24).
+ */
+export function derivedDigestKey(masterKey: Uint8Array, purpose: DigestPurpose): Buffer {
+  return Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), `mcias digest v${VERSION}: ${purpose}`, DIGEST_KEY_BYTES));
+}
+
+/**
+ * Keyed digests for secrets that are checked but never read back (recovery codes): HMAC-SHA256 under a random
+ * key per purpose, stored sealed under the master key, so a database dump alone is not enough to test guesses
+ * offline, and rotating the master key (which re-seals these keys) keeps every digest verifiable.
+ */
+export class DigestKeys {
+  readonly #keys: ReadonlyMap<DigestPurpose, Buffer>;
+
+  constructor(keys: ReadonlyMap<DigestPurpose, Uint8Array>) {
+    for (const purpose of DIGEST_PURPOSES) {
+      if (keys.get(purpose)?.length !== DIGEST_KEY_BYTES) throw new Error(`the digest key for ${purpose} must be ${DIGEST_KEY_BYTES} bytes`);
+    }
+    this.#keys = new Map([...keys].map(([purpose, key]) => [purpose, Buffer.from(key)]));
+  }
+
+  digest(purpose: DigestPurpose, value: string): string {
+    return createHmac('sha256', this.#keys.get(purpose) as Buffer).update(value, 'utf8').digest('base64url');
+  }
+}
+

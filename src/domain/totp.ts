@@ -8,7 +8,7 @@ import type { AccountRecord, Principal, RequestContext } from './model.ts';
 import { addressKey } from './address.ts';
 import { passwordLength, type PasswordHasher } from './password.ts';
 import type { Store } from './ports.ts';
-import type { Sealer } from './sealing.ts';
+import type { DigestKeys, DigestPurpose, Sealer } from './sealing.ts';
 
 /** RFC 6238 as SECURITY.md §12 fixes it: a 160-bit secret, SHA-1, 6 digits, 30 s steps, at most ±1 step. */
 const SECRET_BYTES = 20;
@@ -18,7 +18,7 @@ const WINDOW = 1;
 const RECOVERY_CODES = 10;
 /** 80 random bits each, shown as four groups of four base32 characters. */
 const RECOVERY_CODE_BYTES = 10;
-const RECOVERY_DIGEST_PURPOSE = 'recovery codes';
+const RECOVERY_DIGEST_PURPOSE: DigestPurpose = 'recovery codes';
 
 /** A TOTP code: exactly its digits. The API's schema for a code alone (confirming enrollment) is this pattern. */
 export const TOTP_CODE_PATTERN = `^[0-9]{${DIGITS}}$`;
@@ -73,6 +73,7 @@ function newRecoveryCode(): string {
 export class TotpService {
   readonly #store: Store;
   readonly #sealer: Sealer;
+  readonly #digests: DigestKeys;
   readonly #hasher: PasswordHasher;
   readonly #accounts: AccountService;
   readonly #clock: Clock;
@@ -82,6 +83,7 @@ export class TotpService {
   constructor(deps: {
     store: Store;
     sealer: Sealer;
+    digests: DigestKeys;
     hasher: PasswordHasher;
     accounts: AccountService;
     clock: Clock;
@@ -90,6 +92,7 @@ export class TotpService {
   }) {
     this.#store = deps.store;
     this.#sealer = deps.sealer;
+    this.#digests = deps.digests;
     this.#hasher = deps.hasher;
     this.#accounts = deps.accounts;
     this.#clock = deps.clock;
@@ -205,7 +208,7 @@ export class TotpService {
   }
 
   #digest(code: string): string {
-    return this.#sealer.digest(RECOVERY_DIGEST_PURPOSE, normalizeRecoveryCode(code));
+    return this.#digests.digest(RECOVERY_DIGEST_PURPOSE, normalizeRecoveryCode(code));
   }
 
   #human(principal: Principal): Principal['account'] {

@@ -9,6 +9,7 @@ import { accessControl } from './access.ts';
 import { refuseBadHeaderFields } from './header-fields.ts';
 import { refuseDuplicateKeys } from './json-body.ts';
 import { logAccess, logSerializers } from './log.ts';
+import { observeRequests, type Metrics } from './metrics.ts';
 import { clientErrorHandler, fastifyConnectionOptions, httpsConnectionOptions, limitConnections } from './connections.ts';
 import { SECURITY_HEADERS } from './headers.ts';
 import { sendProblem } from './problem.ts';
@@ -16,6 +17,8 @@ import { accountRoutes } from './routes/accounts.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { authRoutes } from './routes/auth.ts';
 import { meRoutes } from './routes/me.ts';
+import { pgCredentialsRoutes } from './routes/pgcreds.ts';
+import { pgRotationRoutes } from './routes/pgcreds-rotation.ts';
 import { publicRoutes } from './routes/public.ts';
 import { roleRoutes } from './routes/roles.ts';
 import type { AppServices } from './services.ts';
@@ -32,6 +35,8 @@ export interface AppOptions {
   /** Bounds on the real listener's connections (SECURITY.md §36); only with `https`. */
   readonly connections?: ConnectionLimits;
   readonly version?: string;
+  /** Fed from every request when given (SECURITY.md §49); served by src/server.ts on its own listener. */
+  readonly metrics?: Metrics;
 }
 
 export { HSTS } from './headers.ts';
@@ -76,7 +81,9 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
     frameworkErrors: (error, request, reply) => {
       securityHeaders(request, reply);
       sendProblem(reply, error);
-      logAccess(request, reply); // no onResponse hook runs for these
+      // No onResponse hook runs for these.
+      logAccess(request, reply);
+      options.metrics?.observeResponse(request, reply);
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
   }).withTypeProvider<TypeBoxTypeProvider>();
@@ -101,6 +108,7 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
     }
   });
   app.addHook('onResponse', async (request, reply) => logAccess(request, reply));
+  if (options.metrics) observeRequests(app, options.metrics);
   // A body sent to a route that takes none is refused rather than ignored (SECURITY.md §22).
   app.addHook('preValidation', async (request) => {
     if (request.routeOptions.schema?.body === undefined && hasBody(request)) {
@@ -135,5 +143,7 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
   await app.register(tokenRoutes, services);
   await app.register(totpRoutes, services);
   await app.register(auditRoutes, services);
+  await app.register(pgCredentialsRoutes, services);
+  await app.register(pgRotationRoutes, services);
   return app;
 }

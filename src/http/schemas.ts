@@ -1,6 +1,17 @@
 import { Type, type Static, type TLiteral, type TUnion } from 'typebox';
 import type { FastifyReply } from 'fastify';
-import { ACCOUNT_KINDS, ACCOUNT_STATUSES, TOKEN_KINDS, type Account, type Role, type TokenInfo } from '../domain/model.ts';
+import { formatDuration } from '../config/duration.ts';
+import {
+  ACCOUNT_KINDS,
+  ACCOUNT_STATUSES,
+  PG_ROTATION_MODES,
+  PG_SSLMODES,
+  TOKEN_KINDS,
+  type Account,
+  type PgCredentialsRecord,
+  type Role,
+  type TokenInfo,
+} from '../domain/model.ts';
 import { NAME_PATTERN_ANY_CASE } from '../domain/names.ts';
 
 /** Schemas shared by several routes, and the one mapping from domain records to API views. */
@@ -14,6 +25,8 @@ function literals<const T extends readonly string[]>(values: T): TUnion<{ -reado
 export const AccountKindSchema = literals(ACCOUNT_KINDS);
 export const AccountStatusSchema = literals(ACCOUNT_STATUSES);
 const TokenKindSchema = literals(TOKEN_KINDS);
+export const PgSslModeSchema = literals(PG_SSLMODES);
+export const PgRotationModeSchema = literals(PG_ROTATION_MODES);
 
 export const Username = Type.String({ pattern: NAME, maxLength: 64, description: 'lower-cased before matching' });
 export const RoleName = Type.String({ pattern: NAME, maxLength: 64 });
@@ -112,4 +125,47 @@ export function tokenInfoView(token: TokenInfo): Static<typeof TokenInfoView> {
 
 export function tokenResponse(token: string, expiresAt: number): Static<typeof TokenResponse> {
   return { token, token_type: 'Bearer', expires_at: rfc3339(expiresAt) };
+}
+
+const NullableTimestamp = Type.Union([Timestamp, Type.Null()]);
+
+/** A service's PostgreSQL connection settings and rotation state, without the password (PUT answers this). */
+const pgCredentialsFields = {
+  host: Type.String(),
+  port: Type.Integer(),
+  database: Type.String(),
+  username: Type.String({ description: 'the login role to connect as (alternating mode: the active one of <group_role>_a and _b)' }),
+  group_role: Type.Union([Type.String(), Type.Null()], { description: 'alternating mode: the group role both logins belong to; single mode: null' }),
+  sslmode: PgSslModeSchema,
+  ca_cert: Type.Union([Type.String(), Type.Null()], { description: 'PEM certificates to trust for the server' }),
+  mode: PgRotationModeSchema,
+  admin: Type.Union([Type.String(), Type.Null()], { description: 'the [pg_admin.NAME] entry rotation uses; null: the one matching host and port' }),
+  rotate_every: Type.Union([Type.String(), Type.Null()], { description: 'a duration such as 30d; null: no scheduled rotation' }),
+  last_rotated_at: NullableTimestamp,
+  next_rotation_at: NullableTimestamp,
+  last_rotation_error: Type.Union([Type.String(), Type.Null()]),
+  rotation_pending: Type.Boolean({ description: 'a rotation has begun and not finished: fetch again shortly' }),
+};
+
+export const PgCredentialsView = Type.Object(pgCredentialsFields, { additionalProperties: false });
+/** What a read hands out: the settings and the login's password. */
+export const PgCredentialsWithPassword = Type.Object({ ...pgCredentialsFields, password: Type.String() }, { additionalProperties: false });
+
+export function pgCredentialsView(record: PgCredentialsRecord): Static<typeof PgCredentialsView> {
+  return {
+    host: record.host,
+    port: record.port,
+    database: record.database,
+    username: record.activeLogin,
+    group_role: record.mode === 'alternating' ? record.username : null,
+    sslmode: record.sslmode,
+    ca_cert: record.caCert,
+    mode: record.mode,
+    admin: record.admin,
+    rotate_every: record.rotateEvery === null ? null : formatDuration(record.rotateEvery),
+    last_rotated_at: record.lastRotatedAt === null ? null : rfc3339(record.lastRotatedAt),
+    next_rotation_at: record.nextRotationAt === null ? null : rfc3339(record.nextRotationAt),
+    last_rotation_error: record.lastRotationError,
+    rotation_pending: record.pendingPassword !== null,
+  };
 }

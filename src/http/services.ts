@@ -1,8 +1,10 @@
 import type { AccountService } from '../domain/accounts.ts';
 import type { AuditTrail } from '../domain/audit-trail.ts';
 import type { LoginService } from '../domain/auth.ts';
+import type { PgCredentialsService } from '../domain/pgcreds.ts';
 import type { KeyRing } from '../domain/keys.ts';
 import type { TokenLifecycle } from '../domain/lifecycle.ts';
+import type { PgRotationService } from '../domain/pgcreds-rotation.ts';
 import type { RoleService } from '../domain/roles.ts';
 import type { TokenService } from '../domain/tokens.ts';
 import type { TotpService } from '../domain/totp.ts';
@@ -20,6 +22,8 @@ export interface AppServices {
   readonly tokens: TokenService;
   readonly keys: KeyRing;
   readonly audit: AuditTrail;
+  readonly pgcreds: PgCredentialsService;
+  readonly pgRotation: PgRotationService;
   /** Throws when the database does not answer. */
   readonly ready: () => Promise<void>;
 }

@@ -21,7 +21,7 @@ export function openDatabase(storage: StorageConfig): Database {
   return {
     db,
     capabilities,
-    store: new KyselyStore(db),
+    store: new KyselyStore(db, capabilities),
     migrate: () => migrateToLatest(db, capabilities),
     ping: () => ping(db),
     close: () => db.destroy(),

@@ -9,18 +9,28 @@ export interface DialectCapabilities {
   readonly name: 'sqlite' | 'postgres';
   readonly bytesType: 'blob' | 'bytea';
   serialPrimaryKey<T extends string>(table: CreateTableBuilder<T, never>, column: string): CreateTableBuilder<T, string>;
+  /**
+   * Inside a transaction that has already written: no other transaction writes to these tables until it ends;
+   * reads go on. SQLite has nothing to do (the first write took its only write lock, for the whole database).
+   */
+  lockTablesAgainstWrites(db: Kysely<any>, tables: readonly string[]): Promise<void>;
 }
 
 const sqliteCapabilities: DialectCapabilities = {
   name: 'sqlite',
   bytesType: 'blob',
   serialPrimaryKey: (table, column) => table.addColumn(column, 'integer', (c) => c.primaryKey().autoIncrement()),
+  lockTablesAgainstWrites: async () => {},
 };
 
 const postgresCapabilities: DialectCapabilities = {
   name: 'postgres',
   bytesType: 'bytea',
   serialPrimaryKey: (table, column) => table.addColumn(column, 'bigint', (c) => c.primaryKey().generatedAlwaysAsIdentity()),
+  // EXCLUSIVE conflicts with the ROW EXCLUSIVE lock every INSERT, UPDATE and DELETE takes, and not with reads.
+  lockTablesAgainstWrites: async (db, tables) => {
+    await sql`lock table ${sql.join(tables.map((t) => sql.table(t)))} in exclusive mode`.execute(db);
+  },
 };
 
 export interface OpenedDialect {

@@ -117,6 +117,19 @@ export class KyselyPgCredentialStore implements PgCredentialStore {
       .execute();
   }
 
+  async recordRotationError(accountId: string, error: string, now: number, retryAt: number | null): Promise<void> {
+    await this.#db
+      .updateTable('pg_credentials')
+      .set((eb) => ({
+        last_rotation_error: error,
+        rotation_failures: eb('rotation_failures', '+', 1),
+        next_rotation_at: retryAt,
+        updated_at: now,
+      }))
+      .where('account_id', '=', accountId)
+      .execute();
+  }
+
   async listDue(now: number): Promise<string[]> {
     const rows = await this.#db
       .selectFrom('pg_credentials')

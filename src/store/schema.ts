@@ -19,6 +19,14 @@ export interface DB {
   audit_anchor: AuditAnchorTable;
   recovery_codes: RecoveryCodesTable;
   locks: LocksTable;
+  digest_keys: DigestKeysTable;
+}
+
+/** One key per purpose of keyed digests (DigestKeys), sealed under the master key: it outlives a master-key rotation. */
+interface DigestKeysTable {
+  purpose: string;
+  sealed_key: Uint8Array;
+  created_at: number;
 }
 
 /** One row per named lock (Store.lock): a transaction holds the row to queue the others that take it. */
@@ -28,7 +36,7 @@ interface LocksTable {
 
 interface RecoveryCodesTable {
   account_id: string;
-  /** Keyed digest (Sealer.digest) of a single-use recovery code; the code itself is shown once, never stored. */
+  /** Keyed digest (DigestKeys.digest) of a single-use recovery code; the code itself is shown once, never stored. */
   code_hash: string;
   created_at: number;
   used_at: number | null;

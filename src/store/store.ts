@@ -1,13 +1,15 @@
 import type { Kysely } from 'kysely';
-import type { AccountStore, AuditStore, CredentialStore, KeyStore, LockName, PgCredentialStore, RoleStore, Store, TokenStore } from '../domain/ports.ts';
+import type { AccountStore, AuditStore, CredentialStore, KeyStore, LockName, PgCredentialStore, RoleStore, SealedValueStore, Store, TokenStore } from '../domain/ports.ts';
 import { KyselyAccountStore } from './accounts.ts';
 import type { AuditEvent, AuditRecord } from '../domain/audit.ts';
 import { KyselyAuditStore, appendToChain } from './audit.ts';
 import { KyselyCredentialStore } from './credentials.ts';
+import type { DialectCapabilities } from './dialects.ts';
 import type { Executor } from './executor.ts';
 import { lockRow } from './locks.ts';
 import { KyselyPgCredentialStore } from './pg-credentials.ts';
 import { KyselyRoleStore } from './roles.ts';
+import { KyselySealedValueStore } from './sealed-columns.ts';
 import type { DB } from './schema.ts';
 import { KyselyKeyStore } from './signing-keys.ts';
 import { KyselyTokenStore } from './tokens.ts';
@@ -27,12 +29,15 @@ export class KyselyStore implements Store {
   readonly keys: KeyStore;
   readonly audit: AuditStore;
   readonly pgcreds: PgCredentialStore;
+  readonly sealed: SealedValueStore;
   readonly #db: Executor;
+  readonly #caps: DialectCapabilities;
   readonly #listeners: AuditListener[];
 
   /** `pending`: inside a transaction, the audit events it has written so far, appended to the chain at its end. */
-  constructor(db: Executor, listeners: AuditListener[] = [], pending?: AuditEvent[]) {
+  constructor(db: Executor, caps: DialectCapabilities, listeners: AuditListener[] = [], pending?: AuditEvent[]) {
     this.#db = db;
+    this.#caps = caps;
     this.#listeners = listeners;
     this.accounts = new KyselyAccountStore(db);
     this.credentials = new KyselyCredentialStore(db);
@@ -41,6 +46,7 @@ export class KyselyStore implements Store {
     this.keys = new KyselyKeyStore(db);
     this.audit = new KyselyAuditStore(db, pending === undefined ? { outside: (e) => this.transaction((tx) => tx.audit.insert(e)) } : { pending });
     this.pgcreds = new KyselyPgCredentialStore(db);
+    this.sealed = new KyselySealedValueStore(db, caps);
   }
 
   async transaction<T>(work: (tx: Store) => Promise<T>): Promise<T> {
@@ -48,7 +54,7 @@ export class KyselyStore implements Store {
     const pending: AuditEvent[] = [];
     let appended: AuditRecord[] = [];
     const result = await (this.#db as Kysely<DB>).transaction().execute(async (tx) => {
-      const value = await work(new KyselyStore(tx, this.#listeners, pending));
+      const value = await work(new KyselyStore(tx, this.#caps, this.#listeners, pending));
       // Last, so the audit lock is the last one a transaction takes (no lock-order deadlock) and is held only to commit.
       appended = await appendToChain(tx, pending);
       return value;

@@ -148,6 +148,19 @@ describe('configuration', () => {
     assert.ok(problems({ pg_admin: { 'Bad Name': { url: SECRET_URL } } }).length > 0);
   });
 
+  test('[pgcreds] check_interval (1m, 1s..1d) and lease (2m, 30s..1h), from the file or MCIAS_PGCREDS_*', () => {
+    assert.equal(ok({}).pgcreds.checkIntervalMs, 60_000);
+    assert.equal(ok({ pgcreds: { check_interval: '30s' } }).pgcreds.checkIntervalMs, 30_000);
+    assert.equal(ok({}, { MCIAS_PGCREDS_CHECK_INTERVAL: '5m' }).pgcreds.checkIntervalMs, 300_000);
+    for (const bad of ['0s', '500ms', '2d']) {
+      assert.deepEqual(problems({ pgcreds: { check_interval: bad } }), ['pgcreds.check_interval: must be between 1s and 1d'], bad);
+    }
+    assert.equal(problems({ pgcreds: { check_interval: 'soon' } }).length, 1, 'an unparsable one is one problem');
+    assert.equal(ok({}).pgcreds.leaseMs, 120_000, 'the rotation lease: 2m by default');
+    assert.equal(ok({}, { MCIAS_PGCREDS_LEASE: '30s' }).pgcreds.leaseMs, 30_000);
+    assert.deepEqual(problems({ pgcreds: { lease: '10s' } }), ['pgcreds.lease: must be between 30s and 1h'], 'shorter than the admin connection may take');
+  });
+
   test('the per-client share of the hash queue (SECURITY.md §37): derived from the queue, or set, from file or environment', () => {
     assert.equal(ok({ passwords: { max_queued_hashes: 100 } }).passwords.maxHashesPerClient, 13);
     assert.equal(ok({ passwords: { max_queued_hashes: 0 } }).passwords.maxHashesPerClient, 1);
@@ -321,6 +334,24 @@ describe('configuration', () => {
     assert.match(result.problems[0] as string, /no such file/);
     const allowed = readConfig({ file: missing, env: {}, mustExist: false });
     assert.equal(allowed.config?.server.port, 8443);
+  });
+
+  test('[metrics] listen: 127.0.0.1:9464 by default, any loopback address, or off (SECURITY.md §49)', () => {
+    assert.deepEqual(ok({}).metrics, { listen: { host: '127.0.0.1', port: 9464 } });
+    assert.deepEqual(ok({ metrics: { listen: '[::1]:9100' } }).metrics, { listen: { host: '::1', port: 9100 } });
+    assert.deepEqual(ok({ metrics: { listen: '127.0.0.2:0' } }).metrics, { listen: { host: '127.0.0.2', port: 0 } });
+    assert.deepEqual(ok({}, { MCIAS_METRICS_LISTEN: 'off' }).metrics, { listen: undefined });
+  });
+
+  test('[metrics] listen on anything but a loopback address is refused at load: the listener is plain HTTP (SECURITY.md §49)', () => {
+    for (const listen of ['0.0.0.0:9464', '[::]:9464', '192.168.1.10:9464', '10.0.0.1:9464', '[::ffff:127.0.0.1]:9464', 'localhost:9464', 'metrics.internal:9464']) {
+      const found = problems({ metrics: { listen } });
+      hasProblem(found, 'metrics.listen');
+      assert.match(found.join('\n'), /not a loopback address/, listen);
+    }
+    hasProblem(problems({}, { MCIAS_METRICS_LISTEN: '0.0.0.0:9464' }), 'MCIAS_METRICS_LISTEN');
+    hasProblem(problems({ metrics: { listen: 'on' } }), 'metrics.listen');
+    hasProblem(problems({ server: { listen: '127.0.0.1:9464' } }), 'metrics.listen');
   });
 
   test('connection bounds come from the file and MCIAS_SERVER_* variables (SECURITY.md §36)', () => {

@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { isAdmin, mayActForService, mayActForServiceName } from '../../src/domain/authorization.ts';
+import {
+  isAdmin,
+  mayActForService,
+  mayActForServiceName,
+  mayReadServiceCredentials,
+  mayReadServiceCredentialsName,
+} from '../../src/domain/authorization.ts';
 
 /** SECURITY.md §38: the delegation rule as plain functions of (actor, service), shared by every route that needs it. */
 
@@ -45,5 +51,32 @@ describe('authorization', () => {
       assert.deepEqual(mayActForServiceName(actor, 'opsbot'), { allowed: false, reason: 'not_delegate' }, what);
       assert.deepEqual(mayActForService(actor, service('opsbot')), { allowed: false, reason: 'not_delegate' }, what);
     }
+  });
+
+  test("reading a service's credentials (SECURITY.md §45): the service itself, by name and then by id", () => {
+    const self = { id: 'id-wiki', kind: 'system' as const, username: 'wiki', roles: ['finance'] };
+    const wiki = { id: 'id-wiki', username: 'wiki', roles: ['finance'] };
+    assert.deepEqual(mayReadServiceCredentialsName(self, 'wiki'), { allowed: true, as: 'self' });
+    assert.deepEqual(mayReadServiceCredentials(self, wiki), { allowed: true, as: 'self' });
+    // A later account that took over the name is not the same service.
+    assert.deepEqual(mayReadServiceCredentials(self, { ...wiki, id: 'id-new-wiki' }), { allowed: false, reason: 'not_delegate' });
+  });
+
+  test("another service never reads a service's credentials, whatever roles it holds", () => {
+    for (const roles of [[], ['wiki'], ['admin'], ['admin', 'wiki']]) {
+      const other = { id: 'id-billing', kind: 'system' as const, username: 'billing', roles };
+      assert.deepEqual(mayReadServiceCredentialsName(other, 'wiki'), { allowed: false, reason: 'not_delegate' }, roles.join());
+      assert.deepEqual(mayReadServiceCredentials(other, { id: 'id-wiki', username: 'wiki', roles: [] }), { allowed: false, reason: 'not_delegate' }, roles.join());
+    }
+  });
+
+  test("people read a service's credentials exactly when they may act for it (§38)", () => {
+    const person = (...roles: string[]) => ({ id: 'id-p', kind: 'human' as const, username: 'wiki', roles });
+    const wiki = { id: 'id-wiki', username: 'wiki', roles: ['finance'] };
+    // A person named like the service is not the service.
+    assert.deepEqual(mayReadServiceCredentialsName(person(), 'wiki'), { allowed: false, reason: 'not_delegate' });
+    assert.deepEqual(mayReadServiceCredentials(person('admin'), wiki), { allowed: true, as: 'admin' });
+    assert.deepEqual(mayReadServiceCredentials(person('wiki', 'finance'), wiki), { allowed: true, as: 'delegate' });
+    assert.deepEqual(mayReadServiceCredentials(person('wiki'), wiki), { allowed: false, reason: 'delegation_exceeds_roles', missing: ['finance'] });
   });
 });

@@ -156,12 +156,12 @@ describe('serve refuses to start without usable secrets (SECURITY.md §24, §28)
     }
   });
 
-  test('a wrong master key (another 32 bytes): the signing key cannot be unsealed', async () => {
+  test('a wrong master key (another 32 bytes): refused on the check value, before serving', async () => {
     const right = readFileSync(masterKeyFile);
     writeFileSync(masterKeyFile, `${randomBytes(32).toString('base64')}\n`);
     try {
       const message = await refusedServe(dataDir);
-      assert.match(message, /cannot unseal the token signing key: is this the master key/);
+      assert.match(message, /wrong master key: it does not open this database's sealed digest keys/);
       assert.ok(!message.includes(right.toString('utf8').trim()), 'the key is never printed');
     } finally {
       writeFileSync(masterKeyFile, right);

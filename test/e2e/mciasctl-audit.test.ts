@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline';
 import { before, describe, test } from 'node:test';
 import { login, waitFor } from '../support/process-tools.ts';
 import { assertOk, assertOneLineError, ctl, useMciasctlFixture, type CtlEnv } from '../support/mciasctl.ts';
-import { CHEAP_SCRYPT_ENV, MCIASCTL, ROOT } from '../support/server-process.ts';
+import { TEST_PROCESS_ENV, MCIASCTL, ROOT } from '../support/server-process.ts';
 import { USER_PASSWORD } from '../support/harness.ts';
 
 /** mciasctl audit list and audit tail --follow, through the shipped binary against a real mciassrv over TLS. */
@@ -63,7 +63,7 @@ describe('mciasctl audit against a real mciassrv', () => {
   test('audit tail --follow prints new events as they happen and exits cleanly on Ctrl-C', async () => {
     const child = spawn(process.execPath, [MCIASCTL, '--json', 'audit', 'tail', '--follow', '--interval', '1', '--since', '1h'], {
       cwd: ROOT,
-      env: { ...process.env, ...CHEAP_SCRYPT_ENV, ...admin },
+      env: { ...process.env, ...TEST_PROCESS_ENV, ...admin },
     });
     const events: Event[] = [];
     let stderr = '';

@@ -3,6 +3,8 @@ import { after, before, describe, test } from 'node:test';
 import { decodeJwt } from 'jose';
 import { DIALECTS } from '../support/databases.ts';
 import { USER_PASSWORD, createHarness, type Harness } from '../support/harness.ts';
+import { FakePgAdmin } from '../support/pg-admin-fake.ts';
+import { storePgCredentials, PG_CREDENTIALS_BODY } from '../support/pgcreds.ts';
 import { beginTotp, enrollTotp, nextCode, resetTotp, totpCode } from '../support/totp-codes.ts';
 import {
   appRoutes,
@@ -31,6 +33,8 @@ const HUMANS: Readonly<Record<Caller, boolean>> = { ...ANY_TOKEN, system: false 
 const ADMINS: Readonly<Record<Caller, boolean>> = { anonymous: false, human: false, member: false, delegate: false, system: false, admin: true };
 /** Issuing a service's token: the admin, or the delegate (a human holding the role named after the service). */
 const ADMIN_OR_DELEGATE: Readonly<Record<Caller, boolean>> = { ...ADMINS, delegate: true };
+/** Reading a service's PostgreSQL credentials: the service itself, the admin, or the delegate (SECURITY.md §45). */
+const SERVICE_ADMIN_OR_DELEGATE: Readonly<Record<Caller, boolean>> = { ...ADMIN_OR_DELEGATE, system: true };
 
 /** The system account the delegate caller holds the role of. */
 const SERVICE = 'svc';
@@ -65,6 +69,8 @@ interface RouteRule {
   /** A request that succeeds with `status` when the caller is allowed. */
   readonly call: (f: Fixtures) => Promise<Call>;
   readonly status: number;
+  /** Audit rows a denied request writes by design (a refused credentials read is recorded: SECURITY.md §30). */
+  readonly deniedAudit?: readonly string[];
 }
 
 const ROUTES: Readonly<Record<string, RouteRule>> = {
@@ -221,6 +227,52 @@ const ROUTES: Readonly<Record<string, RouteRule>> = {
   },
   'POST /v1/keys/rotate': { declared: 'admin', allowed: ADMINS, call: async () => ({}), status: 200 },
   'GET /v1/audit': { declared: 'admin', allowed: ADMINS, call: async () => ({}), status: 200 },
+  'GET /v1/accounts/{username}/pgcreds': {
+    // The route admits any token; the domain then requires the service's own token, the admin role or its role.
+    declared: 'token',
+    allowed: SERVICE_ADMIN_OR_DELEGATE,
+    call: async (f) => {
+      await storePgCredentials(f.h, SERVICE);
+      return { params: { username: SERVICE } };
+    },
+    status: 200,
+    deniedAudit: ['pg_credentials_read'],
+  },
+  'PUT /v1/accounts/{username}/pgcreds': {
+    declared: 'admin',
+    allowed: ADMINS,
+    call: async (f) => ({ params: { username: await f.system() }, body: { ...PG_CREDENTIALS_BODY } }),
+    status: 200,
+  },
+  'DELETE /v1/accounts/{username}/pgcreds': {
+    declared: 'admin',
+    allowed: ADMINS,
+    call: async (f) => {
+      const username = await f.system();
+      await storePgCredentials(f.h, username);
+      return { params: { username } };
+    },
+    status: 204,
+  },
+  'POST /v1/accounts/{username}/pgcreds/rotate': {
+    declared: 'admin',
+    allowed: ADMINS,
+    call: async (f) => {
+      const username = await f.system();
+      await storePgCredentials(f.h, username);
+      return { params: { username } };
+    },
+    status: 200,
+  },
+  'POST /v1/accounts/{username}/pgcreds/provision': {
+    declared: 'admin',
+    allowed: ADMINS,
+    call: async (f) => {
+      const { password: _, ...body } = PG_CREDENTIALS_BODY;
+      return { params: { username: await f.system() }, body: { ...body, create_database: true } };
+    },
+    status: 201,
+  },
 };
 
 for (const dialect of DIALECTS) {
@@ -241,7 +293,8 @@ for (const dialect of DIALECTS) {
     };
 
     before(async () => {
-      h = await createHarness(dialect);
+      // Rotation and provisioning reach a PostgreSQL server; here a stand-in where every role exists.
+      h = await createHarness(dialect, { pgAdmin: new FakePgAdmin({ anyRole: true }) });
       callerAccount.human = await h.createAccount('hank');
       callerAccount.member = await h.createAccount('mona');
       await grant('mona', await createRole('staff'));
@@ -297,7 +350,10 @@ for (const dialect of DIALECTS) {
             assertProblem(response, denial);
           }
           // A denied request leaves no trace but (at most) its own audit row.
-          assertDatabaseUnchanged(snapshot, await snapshotDatabase(h.runtime.database.db), { what: `${key} as ${caller}` });
+          assertDatabaseUnchanged(snapshot, await snapshotDatabase(h.runtime.database.db), {
+            what: `${key} as ${caller}`,
+            ...(rule.deniedAudit === undefined || caller === 'anonymous' ? {} : { allowNewAudit: rule.deniedAudit }),
+          });
         });
       }
     };

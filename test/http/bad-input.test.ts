@@ -4,6 +4,8 @@ import type { LightMyRequestResponse } from 'fastify';
 import { decodeJwt } from 'jose';
 import { DIALECTS } from '../support/databases.ts';
 import { ADMIN_PASSWORD, USER_PASSWORD, createHarness, type Harness } from '../support/harness.ts';
+import { FakePgAdmin } from '../support/pg-admin-fake.ts';
+import { PG_CREDENTIALS_BODY, storePgCredentials } from '../support/pgcreds.ts';
 import { beginTotp, enrollTotp, nextCode, totpCode } from '../support/totp-codes.ts';
 import {
   assertCoversEveryRoute,
@@ -196,6 +198,62 @@ const ROUTES: Readonly<Record<string, RouteSpec>> = {
   },
   'POST /v1/keys/rotate': { access: 'admin', valid: async () => ({ status: 200 }) },
   'GET /v1/audit': { access: 'admin', valid: async () => ({ status: 200 }) },
+  'GET /v1/accounts/{username}/pgcreds': {
+    access: 'token',
+    valid: async (f) => {
+      const username = await f.system();
+      await storePgCredentials(f.h, username);
+      return { params: { username }, status: 200 };
+    },
+  },
+  'PUT /v1/accounts/{username}/pgcreds': {
+    access: 'admin',
+    // Required fields only: each attack changes one of them (the optional ones have their own tests).
+    valid: async (f) => ({ params: { username: await f.system() }, body: { ...PG_CREDENTIALS_BODY }, status: 200 }),
+    badValues: [
+      ['host', 'a URL', 'postgres://db.example/app'],
+      ['host', 'a host with a port', 'db.example:5432'],
+      ['host', 'a host with a space', 'db example'],
+      ['host', 'user@host', 'me@db.example'],
+      ['database', 'a NUL byte', 'app\u0000'],
+      ['database', '64 bytes', 'é'.repeat(32)],
+      ['username', 'a NUL byte', 'app\u0000'],
+      ['password', 'a NUL byte', 'secret\u0000'],
+      ['password', 'an empty password', ''],
+    ],
+  },
+  'DELETE /v1/accounts/{username}/pgcreds': {
+    access: 'admin',
+    valid: async (f) => {
+      const username = await f.system();
+      await storePgCredentials(f.h, username);
+      return { params: { username }, status: 204 };
+    },
+  },
+  'POST /v1/accounts/{username}/pgcreds/rotate': {
+    access: 'admin',
+    valid: async (f) => {
+      const username = await f.system();
+      await storePgCredentials(f.h, username);
+      return { params: { username }, status: 200 };
+    },
+  },
+  'POST /v1/accounts/{username}/pgcreds/provision': {
+    access: 'admin',
+    valid: async (f) => {
+      const { password: _, ...body } = PG_CREDENTIALS_BODY;
+      // Required fields only: each attack changes one of them; the optional create_database is attacked below.
+      return { params: { username: await f.system() }, body: { ...body }, status: 201 };
+    },
+    badValues: [
+      ['host', 'a URL', 'postgres://db.example/app'],
+      ['database', 'a NUL byte', 'app\u0000'],
+      ['username', 'a NUL byte', 'app\u0000'],
+      ['create_database', 'a string', 'yes'],
+      ['rotate_every', 'not a duration', 'soon'],
+      ['password', 'a password (it is generated)', 'chosen-by-me'],
+    ],
+  },
 };
 
 /** One malformed request: what to send instead of the valid one, and the answer expected. */
@@ -320,7 +378,8 @@ for (const dialect of DIALECTS) {
     let counter = 0;
 
     before(async () => {
-      h = await createHarness(dialect);
+      // Rotation and provisioning reach a PostgreSQL server; here a stand-in where every role exists.
+      h = await createHarness(dialect, { pgAdmin: new FakePgAdmin({ anyRole: true }) });
       fixtures = {
         h,
         human: () => h.createAccount(`person${++counter}`),

@@ -1,11 +1,9 @@
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
-import { pino } from 'pino';
-import { buildApp } from '../../src/http/app.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { ADMIN_PASSWORD, USER_PASSWORD, createHarness, type Harness } from '../support/harness.ts';
+import { loggingApp } from '../support/log-capture.ts';
 
 /**
  * SECURITY.md §19 and §30: tokens and passwords never reach the log or the audit trail, though every request is
@@ -13,17 +11,6 @@ import { ADMIN_PASSWORD, USER_PASSWORD, createHarness, type Harness } from '../s
  */
 
 const NEW_PASSWORD = 'a replacement passphrase for logs';
-
-/** The harness's services in an app that logs everything, at trace level, into `lines`. */
-function loggingApp(h: Harness, lines: string[]): Promise<FastifyInstance> {
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      lines.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
-      done();
-    },
-  });
-  return buildApp(h.runtime.services, { bodyLimit: 65_536, trustedProxies: [], logger: pino({ level: 'trace' }, sink) });
-}
 
 for (const dialect of DIALECTS) {
   describe(`no secrets in logs or the audit trail [${dialect}]`, () => {

@@ -4,7 +4,9 @@ import type { Logger } from 'pino';
 import { resolveConfig, type Config } from '../../src/config/load.ts';
 import { ManualClock, type Clock } from '../../src/domain/clock.ts';
 import type { Principal } from '../../src/domain/model.ts';
+import type { PgAdmin } from '../../src/domain/ports.ts';
 import { buildApp } from '../../src/http/app.ts';
+import { Metrics } from '../../src/http/metrics.ts';
 import { createRuntime, type Runtime } from '../../src/server.ts';
 import { createTestDatabase, type TestDatabase, type TestDialect } from './databases.ts';
 
@@ -27,6 +29,8 @@ export interface Harness {
   readonly runtime: Runtime;
   readonly app: FastifyInstance;
   readonly masterKey: Buffer;
+  /** The app's metrics, with `metrics: true` (the in-process app serves no metrics listener: scrape `metrics.scrape()`). */
+  readonly metrics: Metrics | undefined;
   /** The bootstrap administrator's token. */
   readonly adminToken: string;
   request(options: {
@@ -49,14 +53,27 @@ export interface Harness {
  */
 export async function createHarness(
   dialect: TestDialect,
-  options: { config?: Record<string, unknown>; clock?: ManualClock; logger?: Logger } = {},
+  options: { config?: Record<string, unknown>; clock?: ManualClock; logger?: Logger; metrics?: boolean; pgAdmin?: PgAdmin } = {},
 ): Promise<Harness> {
   const db = await createTestDatabase(dialect);
   const config = testConfig(db, options.config);
   const clock = options.clock ?? new ManualClock(Date.now());
   const masterKey = randomBytes(32);
-  const runtime = await createRuntime(config, { clock: clock as Clock, masterKey, ...(options.logger ? { logger: options.logger } : {}) });
-  const app = await buildApp(runtime.services, { bodyLimit: config.server.bodyLimit, trustedProxies: config.server.trustedProxies, logger: false });
+  const metrics = options.metrics === true ? new Metrics() : undefined;
+  const runtime = await createRuntime(config, {
+    clock: clock as Clock,
+    masterKey,
+    observer: metrics,
+    ...(options.pgAdmin === undefined ? {} : { pgAdmin: options.pgAdmin }),
+    ...(options.logger === undefined ? {} : { logger: options.logger }),
+  });
+  metrics?.watchHashing(runtime.hashLoad);
+  const app = await buildApp(runtime.services, {
+    bodyLimit: config.server.bodyLimit,
+    trustedProxies: config.server.trustedProxies,
+    logger: false,
+    metrics,
+  });
   await runtime.services.accounts.bootstrapAdmin('admin', ADMIN_PASSWORD, { temporary: false });
 
   const request: Harness['request'] = ({ method, url, token, body, headers = {} }) => {
@@ -80,6 +97,7 @@ export async function createHarness(
     runtime,
     app,
     masterKey,
+    metrics,
     adminToken,
     request,
     login,

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, afterEach, before, beforeEach } from 'node:test';
 import { USER_PASSWORD } from './harness.ts';
-import { CHEAP_SCRYPT_ENV, MCIASCTL, ROOT, run, startServerProcess, type CommandResult, type ServerProcess } from './server-process.ts';
+import { TEST_PROCESS_ENV, MCIASCTL, ROOT, run, startServerProcess, type CommandResult, type ServerProcess } from './server-process.ts';
 import { required } from './fixture.ts';
 
 /**
@@ -54,7 +54,7 @@ export async function inTerminal(
 ): Promise<{ code: number | null; output: string }> {
   const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
   const command = [process.execPath, MCIASCTL, ...args].map(quote).join(' ');
-  const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: ROOT, env: { ...process.env, ...CHEAP_SCRYPT_ENV, ...env } });
+  const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: ROOT, env: { ...process.env, ...TEST_PROCESS_ENV, ...env } });
   let output = '';
   let next = 0;
   let searchFrom = 0;

@@ -5,7 +5,7 @@ import { request } from 'node:https';
 import path from 'node:path';
 import { connect } from 'node:tls';
 import { promisify } from 'node:util';
-import { CHEAP_SCRYPT_ENV, ROOT, type CommandResult, type ServerProcess } from './server-process.ts';
+import { TEST_PROCESS_ENV, ROOT, type CommandResult, type ServerProcess } from './server-process.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -18,7 +18,7 @@ export async function runBounded(
   args: readonly string[],
   options: { env?: Record<string, string | undefined>; cwd?: string; timeoutMs?: number } = {},
 ): Promise<CommandResult & { timedOut: boolean }> {
-  const env: Record<string, string | undefined> = { ...process.env, ...CHEAP_SCRYPT_ENV, ...options.env };
+  const env: Record<string, string | undefined> = { ...process.env, ...TEST_PROCESS_ENV, ...options.env };
   for (const [name, value] of Object.entries(env)) if (value === undefined) delete env[name];
   const child = spawn(process.execPath, [script, ...args], { cwd: options.cwd ?? ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';

@@ -12,8 +12,11 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const MCIASSRV = path.join(ROOT, 'bin', 'mciassrv.js');
 export const MCIASCTL = path.join(ROOT, 'bin', 'mciasctl.js');
 
-/** Cheap scrypt for spawned servers (the production default stays ln=17). */
-export const CHEAP_SCRYPT_ENV = { MCIAS_PASSWORDS_SCRYPT_LN: '4' } as const;
+/**
+ * The environment of every spawned program: cheap scrypt (the production default stays ln=17), and the metrics
+ * listener on a free loopback port, so that servers running side by side do not all reach for 9464.
+ */
+export const TEST_PROCESS_ENV = { MCIAS_PASSWORDS_SCRYPT_LN: '4', MCIAS_METRICS_LISTEN: '127.0.0.1:0' } as const;
 
 export interface CommandResult {
   readonly code: number | null;
@@ -29,7 +32,7 @@ export async function run(
 ): Promise<CommandResult> {
   const child = spawn(process.execPath, [script, ...args], {
     cwd: options.cwd ?? ROOT,
-    env: { ...process.env, ...CHEAP_SCRYPT_ENV, ...options.env },
+    env: { ...process.env, ...TEST_PROCESS_ENV, ...options.env },
   });
   let stdout = '';
   let stderr = '';
@@ -42,6 +45,8 @@ export async function run(
 
 export interface ServerProcess {
   readonly url: string;
+  /** The metrics listener's `http://…/metrics`, as the server logged it; undefined when off. */
+  readonly metricsUrl: string | undefined;
   readonly dataDir: string;
   readonly caCertFile: string;
   readonly adminPassword: string;
@@ -84,19 +89,19 @@ export async function startServerProcess(
 export async function serveDataDir(dataDir: string, env: Record<string, string> = {}, args: readonly string[] = []): Promise<ServerProcess> {
   const child = spawn(process.execPath, [MCIASSRV, 'serve', '--data-dir', dataDir, ...args], {
     cwd: ROOT,
-    env: { ...process.env, ...CHEAP_SCRYPT_ENV, ...env },
+    env: { ...process.env, ...TEST_PROCESS_ENV, ...env },
   });
   const logs: string[] = [];
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = once(child, 'exit') as Promise<[number | null]>;
-  const url = await new Promise<string>((resolve, reject) => {
+  const serving = await new Promise<{ url: string; metrics?: string }>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout });
     lines.on('line', (line) => {
       logs.push(line);
       try {
-        const entry = JSON.parse(line) as { msg?: string; url?: string };
-        if (entry.msg === 'mciassrv is serving' && entry.url) resolve(entry.url);
+        const entry = JSON.parse(line) as { msg?: string; url?: string; metrics?: string };
+        if (entry.msg === 'mciassrv is serving' && entry.url) resolve({ url: entry.url, ...(entry.metrics ? { metrics: entry.metrics } : {}) });
       } catch {
         // not a log line
       }
@@ -110,7 +115,8 @@ export async function serveDataDir(dataDir: string, env: Record<string, string> 
     return code;
   };
   return {
-    url,
+    url: serving.url,
+    metricsUrl: serving.metrics === 'off' ? undefined : serving.metrics,
     dataDir,
     caCertFile: path.join(dataDir, 'tls', 'cert.pem'),
     adminPassword: ADMIN_PASSWORD,

@@ -1,4 +1,5 @@
 import { MciasClientError, MciasConnectionError } from './errors.ts';
+import { pgClientConfig } from './pg.ts';
 import { Transport, type Method } from './transport.ts';
 import type {
   Account,
@@ -11,7 +12,12 @@ import type {
   KeyRotation,
   LoginResult,
   NewAccount,
+  NewPgCredentials,
+  PgProvisionRequest,
   PasswordResetOptions,
+  PgClientConfig,
+  PgCredentials,
+  PgCredentialsWithPassword,
   Role,
   TokenInfo,
   TokenValidation,
@@ -176,6 +182,47 @@ export class MciasClient {
   /** Revokes a system account's live token (admin). */
   async revokeServiceToken(service: string): Promise<void> {
     await this.#call('DELETE', `/v1/accounts/${segment(service)}/token`);
+  }
+
+  // PostgreSQL credentials (docs/pgcreds.md)
+
+  /**
+   * A service's PostgreSQL credentials as a ready node-postgres configuration: `new pg.Client(await
+   * client.pgcreds('wiki'))`. For the service's own token, an admin, or a delegate who holds every role the service
+   * holds; anyone else gets MciasApiError 403 `forbidden`. Fetch again when the database refuses the password: it
+   * has been rotated.
+   */
+  async pgcreds(service: string): Promise<PgClientConfig> {
+    return pgClientConfig(await this.getPgCredentials(service));
+  }
+
+  /** The same credentials as the server answers them (settings, rotation state and password). */
+  async getPgCredentials(service: string): Promise<PgCredentialsWithPassword> {
+    return this.#call('GET', `/v1/accounts/${segment(service)}/pgcreds`);
+  }
+
+  /** Stores or replaces a service's PostgreSQL credentials (admin); answers them without the password. */
+  async setPgCredentials(service: string, credentials: NewPgCredentials): Promise<PgCredentials> {
+    return this.#call('PUT', `/v1/accounts/${segment(service)}/pgcreds`, { body: credentials });
+  }
+
+  /**
+   * Sets a new random password on the service's PostgreSQL login now, and stores it (admin). Answers the credentials
+   * without the password (the service fetches it); a failure on the PostgreSQL side is MciasApiError 502
+   * `upstream_failed` with its `reason`, and leaves the stored password working.
+   */
+  async rotatePgCredentials(service: string): Promise<PgCredentials> {
+    return this.#call('POST', `/v1/accounts/${segment(service)}/pgcreds/rotate`);
+  }
+
+  /** Creates the service's login role(s) (and optionally its database) with generated passwords, and stores them (admin). */
+  async provisionPgCredentials(service: string, settings: PgProvisionRequest): Promise<PgCredentials> {
+    return this.#call('POST', `/v1/accounts/${segment(service)}/pgcreds/provision`, { body: settings });
+  }
+
+  /** Forgets a service's PostgreSQL credentials (admin); the roles on the PostgreSQL server stay. */
+  async deletePgCredentials(service: string): Promise<void> {
+    await this.#call('DELETE', `/v1/accounts/${segment(service)}/pgcreds`);
   }
 
   // Administration (role admin)

@@ -14,10 +14,12 @@ export {
   isMciasApiError,
   type ConnectionErrorCode,
 } from './errors.ts';
+export { pgClientConfig } from './pg.ts';
 export { checkCaCertificate, normalizeServerUrl } from './transport.ts';
 export {
   ACCOUNT_KINDS,
   ACCOUNT_STATUSES,
+  PG_SSLMODES,
   TOKEN_KINDS,
   type Account,
   type AccountKind,
@@ -35,7 +37,15 @@ export {
   type KeyRotation,
   type LoginResult,
   type NewAccount,
+  type NewPgCredentials,
+  type PgProvisionRequest,
   type PasswordResetOptions,
+  type PgClientConfig,
+  type PgCredentials,
+  type PgCredentialsWithPassword,
+  type PgRotationMode,
+  type PgSslMode,
+  type PgTlsOptions,
   type Permission,
   type Role,
   type RolePermission,

@@ -197,3 +197,82 @@ export interface AuditPage {
   /** Whether events past this page exist already. */
   readonly more: boolean;
 }
+
+/** libpq's sslmodes as MCIAS stores them (`prefer` and `allow` are not offered: they fall back to clear text). */
+export const PG_SSLMODES = ['disable', 'require', 'verify-ca', 'verify-full'] as const;
+export type PgSslMode = (typeof PG_SSLMODES)[number];
+
+/** `single`: one login role; `alternating`: two (`<group>_a`, `<group>_b`), switched at each rotation. */
+export type PgRotationMode = 'single' | 'alternating';
+
+/** A service's PostgreSQL connection settings and rotation state, as stored (never the password). */
+export interface PgCredentials {
+  readonly host: string;
+  readonly port: number;
+  readonly database: string;
+  /** The login role to connect as (alternating mode: the active one of `<group_role>_a` and `_b`). */
+  readonly username: string;
+  /** Alternating mode: the group role both logins belong to; single mode: null. */
+  readonly group_role: string | null;
+  readonly sslmode: PgSslMode;
+  /** PEM certificates to trust for the server, or null (verify against the system's roots). */
+  readonly ca_cert: string | null;
+  readonly mode: PgRotationMode;
+  /** The `[pg_admin.NAME]` entry rotation uses; null: the one whose host and port match. */
+  readonly admin: string | null;
+  /** A duration such as `30d`, or null: no scheduled rotation. */
+  readonly rotate_every: string | null;
+  readonly last_rotated_at: string | null;
+  readonly next_rotation_at: string | null;
+  readonly last_rotation_error: string | null;
+  /** A rotation has begun and not finished: if the password is refused, fetch again shortly. */
+  readonly rotation_pending: boolean;
+}
+
+/** What a read hands out: the settings and the login's password. */
+export interface PgCredentialsWithPassword extends PgCredentials {
+  readonly password: string;
+}
+
+/** What an administrator stores (PUT); see docs/api.md for every field's rules and defaults. */
+export interface NewPgCredentials {
+  readonly host: string;
+  readonly port?: number;
+  readonly database: string;
+  /** single: the login role; alternating: the group role (the password is then `<username>_a`'s). */
+  readonly username: string;
+  readonly password: string;
+  readonly sslmode?: PgSslMode;
+  readonly ca_cert?: string;
+  readonly mode?: PgRotationMode;
+  readonly admin?: string;
+  readonly rotate_every?: string;
+}
+
+/** What provisioning takes (admin): PUT's settings without the password, which the server generates. */
+export type PgProvisionRequest = Omit<NewPgCredentials, 'password'> & {
+  /** Also create the database, owned by the group role (single mode: the login). Default false. */
+  readonly create_database?: boolean;
+};
+
+/**
+ * TLS options for node-postgres (`pg`), a subset of Node's `tls.connect` options; declared here so that the SDK
+ * needs no `pg` at run time.
+ */
+export interface PgTlsOptions {
+  readonly rejectUnauthorized: boolean;
+  readonly ca?: string;
+  /** Replaces Node's host-name check: `verify-ca` checks the chain, not the name. */
+  readonly checkServerIdentity?: (host: string, cert: object) => Error | undefined;
+}
+
+/** A ready `new pg.Client(config)` / `new pg.Pool(config)` configuration. */
+export interface PgClientConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly database: string;
+  readonly user: string;
+  readonly password: string;
+  /** `false` for `disable`; otherwise TLS, verified as the sslmode says (see pgClientConfig). */
+  readonly ssl: false | PgTlsOptions;
+}

@@ -5,6 +5,8 @@ import { addAccountCommands } from './account.ts';
 import { addAuditCommands } from './audit.ts';
 import { caCertInUse, closeClients } from './connect.ts';
 import { addKeysCommands } from './keys.ts';
+import { addPgCredentialsCommands } from './pgcreds.ts';
+import { addPgRotationCommands } from './pgcreds-rotation.ts';
 import { addRoleCommands } from './role.ts';
 import { addSessionCommands } from './session.ts';
 import { addTokenCommands } from './token.ts';
@@ -14,7 +16,8 @@ import { addTotpCommands } from './totp.ts';
  * The administrator's CLI, organised as `noun verb`, one module per noun (each adds its commands to the program). It
  * talks to the server only through the client SDK, so every test of it is also a test of the SDK. Nothing it prints
  * contains a password, nor a token or TOTP secret except where printing one is the point (`token issue` without
- * --out; `totp enroll` and `totp confirm`, which show the secret and the recovery codes once). Codes and passwords
+ * --out; `totp enroll` and `totp confirm`, which show the secret and the recovery codes once; `pgcreds get`, which
+ * hands a service its database password). Codes and passwords
  * typed at its prompts are not echoed. Everything it prints goes through src/cli/output.ts.
  */
 function program(): Command {
@@ -35,6 +38,7 @@ function program(): Command {
   addRoleCommands(cli);
   addTokenCommands(cli);
   addKeysCommands(cli);
+  addPgRotationCommands(addPgCredentialsCommands(cli));
   addAuditCommands(cli);
   return cli;
 }
