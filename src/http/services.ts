@@ -6,6 +6,7 @@ import type { KeyRing } from '../domain/keys.ts';
 import type { TokenLifecycle } from '../domain/lifecycle.ts';
 import type { PgRotationService } from '../domain/pgcreds-rotation.ts';
 import type { RoleService } from '../domain/roles.ts';
+import type { FailureSummaries } from '../domain/summaries.ts';
 import type { TokenService } from '../domain/tokens.ts';
 import type { TotpService } from '../domain/totp.ts';
 
@@ -22,6 +23,8 @@ export interface AppServices {
   readonly tokens: TokenService;
   readonly keys: KeyRing;
   readonly audit: AuditTrail;
+  /** Where 429 refusals are counted, bounded (SECURITY.md §41). */
+  readonly summaries: FailureSummaries;
   readonly pgcreds: PgCredentialsService;
   readonly pgRotation: PgRotationService;
   /** Throws when the database does not answer. */

@@ -1,5 +1,17 @@
 import type { Kysely } from 'kysely';
-import type { AccountStore, AuditStore, CredentialStore, KeyStore, LockName, PgCredentialStore, RoleStore, SealedValueStore, Store, TokenStore } from '../domain/ports.ts';
+import type {
+  AccountStore,
+  AuditStore,
+  CredentialStore,
+  FailureCounterStore,
+  KeyStore,
+  LockName,
+  PgCredentialStore,
+  RoleStore,
+  SealedValueStore,
+  Store,
+  TokenStore,
+} from '../domain/ports.ts';
 import { KyselyAccountStore } from './accounts.ts';
 import type { AuditEvent, AuditRecord } from '../domain/audit.ts';
 import { KyselyAuditStore, appendToChain } from './audit.ts';
@@ -7,6 +19,7 @@ import { KyselyCredentialStore } from './credentials.ts';
 import type { DialectCapabilities } from './dialects.ts';
 import type { Executor } from './executor.ts';
 import { lockRow } from './locks.ts';
+import { KyselyFailureCounterStore } from './login-failures.ts';
 import { KyselyPgCredentialStore } from './pg-credentials.ts';
 import { KyselyRoleStore } from './roles.ts';
 import { KyselySealedValueStore } from './sealed-columns.ts';
@@ -29,6 +42,7 @@ export class KyselyStore implements Store {
   readonly keys: KeyStore;
   readonly audit: AuditStore;
   readonly pgcreds: PgCredentialStore;
+  readonly failures: FailureCounterStore;
   readonly sealed: SealedValueStore;
   readonly #db: Executor;
   readonly #caps: DialectCapabilities;
@@ -46,6 +60,7 @@ export class KyselyStore implements Store {
     this.keys = new KyselyKeyStore(db);
     this.audit = new KyselyAuditStore(db, pending === undefined ? { outside: (e) => this.transaction((tx) => tx.audit.insert(e)) } : { pending });
     this.pgcreds = new KyselyPgCredentialStore(db);
+    this.failures = new KyselyFailureCounterStore(db);
     this.sealed = new KyselySealedValueStore(db, caps);
   }
 

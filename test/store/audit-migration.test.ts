@@ -5,6 +5,8 @@ import { Migrator, type Migration } from 'kysely/migration';
 import { auditEvent } from '../../src/domain/audit.ts';
 import { openDatabase, type Database } from '../../src/store/database.ts';
 import { migrateUpTo } from '../../src/store/migrate.ts';
+import { loginFailures } from '../../src/store/migrations/0008_login_failures.ts';
+import { auditChain } from '../../src/store/migrations/0009_audit_chain.ts';
 import { digestKeys } from '../../src/store/migrations/0010_digest_keys.ts';
 import { DIALECTS, createTestDatabase, type TestDatabase } from '../support/databases.ts';
 
@@ -46,7 +48,13 @@ for (const dialect of DIALECTS) {
     });
   });
 
-  describe(`migration 0009 over a database that ran 0010 first [${dialect}]`, () => {
+  /** The migrations run so far, as Kysely's migrator knows them (only named: they do not run again). */
+  async function alreadyRun(database: Database): Promise<Record<string, Migration>> {
+    const ran = await database.db.selectFrom('kysely_migration' as never).select('name' as never).execute();
+    return Object.fromEntries(ran.map((r) => [(r as { name: string }).name, { up: async () => {} }]));
+  }
+
+  describe(`migration 0009 over a database that ran 0008 and 0010 first [${dialect}]`, () => {
     let testDb: TestDatabase;
     let database: Database;
     after(async () => {
@@ -54,18 +62,21 @@ for (const dialect of DIALECTS) {
       await testDb?.drop();
     });
 
-    // Migration numbers are reserved per change, and 0010 (digest keys) landed before 0009: a database migrated then
-    // has 0010 and audit rows written since (a master-key rotation, credential reads) that no chain covers yet.
-    test('runs after it and chains every row, those written after 0010 too', async () => {
+    // Migration numbers are reserved per change, and 0008 (login failures) and 0010 (digest keys) landed before 0009:
+    // a database migrated then has both, and audit rows written since (lockouts, summaries, a master-key rotation,
+    // credential reads) that no chain covers yet.
+    test('runs after them and chains every row, those written after 0008 and 0010 too', async () => {
       testDb = await createTestDatabase(dialect);
       database = openDatabase(testDb.storage);
       assert.equal((await migrateUpTo(database.db, database.capabilities, '0007_pg_credentials')).error, undefined);
-      // 0010 as Kysely's migrator ran it before 0009 existed (the migrations run so far are only named: they do not run again).
-      const ran = await database.db.selectFrom('kysely_migration' as never).select('name' as never).execute();
-      const before0009: Record<string, Migration> = Object.fromEntries(ran.map((r) => [(r as { name: string }).name, { up: async () => {} }]));
-      const main = new Migrator({ db: database.db, provider: { getMigrations: async () => ({ ...before0009, '0010_digest_keys': digestKeys(database.capabilities) }) } });
+      const earlier = await alreadyRun(database);
+      const main = new Migrator({
+        db: database.db,
+        provider: { getMigrations: async () => ({ ...earlier, '0008_login_failures': loginFailures, '0010_digest_keys': digestKeys(database.capabilities) }) },
+      });
       assert.equal((await main.migrateToLatest()).error, undefined);
-      for (const type of ['master_key_rotated', 'pg_credentials_read', 'pg_credentials_set']) {
+      const types = ['account_locked', 'failures_summarized', 'account_unlocked', 'master_key_rotated', 'pg_credentials_read', 'pg_credentials_set'];
+      for (const type of types) {
         await sql`insert into audit_events (occurred_at, type, outcome, details) values (${Date.now()}, ${type}, 'success', '{}')`.execute(database.db);
       }
 
@@ -74,9 +85,49 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(latest.results?.map((r) => [r.migrationName, r.status]), [['0009_audit_chain', 'Success']]);
       const verified = await database.store.audit.verify();
       assert.ok(verified.ok, JSON.stringify(verified));
-      assert.deepEqual([verified.rows, verified.head.seq], [3, 3]);
+      assert.deepEqual([verified.rows, verified.head.seq], [types.length, types.length]);
       const locks = await database.db.selectFrom('locks').select('name').orderBy('name').execute();
       assert.deepEqual(locks.map((r) => r.name), ['audit', 'bootstrap', 'master_key', 'signing_keys']);
+    });
+  });
+
+  describe(`migration 0008 over a database that ran 0009 and 0010 first [${dialect}]`, () => {
+    let testDb: TestDatabase;
+    let database: Database;
+    after(async () => {
+      await database?.close();
+      await testDb?.drop();
+    });
+
+    // The other order: a database migrated by a build with the audit chain but not yet the throttle gets 0008 last;
+    // it adds its table and touches no audit row, so the chain written meanwhile still verifies and goes on.
+    test('runs after them, leaves the chain whole, and failed logins are counted', async () => {
+      testDb = await createTestDatabase(dialect);
+      database = openDatabase(testDb.storage);
+      assert.equal((await migrateUpTo(database.db, database.capabilities, '0007_pg_credentials')).error, undefined);
+      const earlier = await alreadyRun(database);
+      const chained = new Migrator({
+        db: database.db,
+        provider: {
+          getMigrations: async () => ({ ...earlier, '0009_audit_chain': auditChain(database.capabilities), '0010_digest_keys': digestKeys(database.capabilities) }),
+        },
+      });
+      assert.equal((await chained.migrateToLatest()).error, undefined);
+      for (const role of ['one', 'two']) await database.store.audit.insert(auditEvent({ at: Date.now(), type: 'role_created', details: { role } }));
+
+      const latest = await database.migrate();
+      assert.equal(latest.error, undefined);
+      assert.deepEqual(latest.results?.map((r) => [r.migrationName, r.status]), [['0008_login_failures', 'Success']]);
+      const now = Date.now();
+      await database.store.transaction(async (tx) => {
+        await tx.failures.recordFailure(['user:alice'], now, now - 60_000);
+        await tx.audit.insert(auditEvent({ at: now, type: 'login_failed', outcome: 'failure', details: { reason: 'wrong_password' } }));
+      });
+      const verified = await database.store.audit.verify();
+      assert.ok(verified.ok, JSON.stringify(verified));
+      assert.deepEqual([verified.rows, verified.head.seq], [3, 3]);
+      const counters = await database.store.failures.read(['user:alice']);
+      assert.equal(counters.get('user:alice')?.failures, 1);
     });
   });
 }
