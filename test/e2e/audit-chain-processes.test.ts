@@ -96,3 +96,32 @@ describe('a server with [audit] retention prunes at start, and the chain still v
     assert.match(verified.stdout, /verified from the anchor after row 5 to row \d+/);
   });
 });
+
+describe('the failure summaries of the last interval are chained and logged at shutdown', () => {
+  let server: ServerProcess | undefined;
+  after(async () => {
+    await server?.dispose();
+  });
+
+  // SECURITY.md §30, §41: bad validations are counted in memory; SIGTERM writes them (on the chain, through the one
+  // append) before the database closes, and their audit line is logged before the server says it has shut down.
+  test('bad validations, then SIGTERM: a failures_summarized row that verifies, its line before "shut down"', async () => {
+    server = await startServerProcess({ env: { MCIAS_RATE_LIMIT_SUMMARY_INTERVAL: '1h' } });
+    for (let i = 0; i < 3; i++) {
+      const response = await httpsRequest(`${server.url}/v1/token/validate`, { caFile: server.caCertFile, body: { token: 'eyJhbGciOiJub25lIn0.e30.' } });
+      assert.equal(response.status, 200, response.body);
+    }
+    assert.equal(await server.stop(), 0);
+    const entries = logEntries(server);
+    const summary = entries.findIndex((e) => e['msg'] === 'audit event' && (e['audit'] as { type: string }).type === 'failures_summarized');
+    assert.ok(summary >= 0, 'the summary is logged as an audit event');
+    const audit = entries[summary]!['audit'] as { seq: number; hash: string; details: Record<string, unknown> };
+    assert.equal(audit.details['total'], 3);
+    assert.ok(summary < entries.findIndex((e) => e['msg'] === 'shut down'), 'logged before the shutdown completes');
+
+    const verified = await run(MCIASSRV, ['audit', 'verify', '--data-dir', server.dataDir]);
+    assert.equal(verified.code, 0, verified.stderr);
+    assert.match(verified.stdout, new RegExp(`to row ${audit.seq}\\b`));
+    assert.ok(verified.stdout.includes(audit.hash), 'the summary is the head of the chain');
+  });
+});
