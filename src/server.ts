@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { loadMasterKey } from './config/files.ts';
 import type { Config } from './config/load.ts';
 import { AccountService } from './domain/accounts.ts';
+import { AuditTrail } from './domain/audit-trail.ts';
 import { LoginService } from './domain/auth.ts';
 import { unlock } from './domain/master-key.ts';
 import { systemClock, type Clock } from './domain/clock.ts';
@@ -18,6 +19,7 @@ import { LoginThrottle } from './domain/throttle.ts';
 import { FailureSummaries } from './domain/summaries.ts';
 import { TotpService } from './domain/totp.ts';
 import { buildApp } from './http/app.ts';
+import { logAuditEvent } from './http/log.ts';
 import { Metrics, serveMetrics, type HashLoad, type MetricsListener } from './http/metrics.ts';
 import type { AppServices } from './http/services.ts';
 import { tlsServerOptions } from './config/tls.ts';
@@ -38,17 +40,27 @@ export interface Runtime {
 
 /**
  * The composition root: opens the database (migrating it), checks the master key against it (refusing a wrong one
- * before anything is served), unseals the signing keys, and wires the services.
+ * before anything is served), unseals the signing keys, and wires the services. With a `logger`, every audit event
+ * is also logged as one structured line once its transaction has committed.
  */
 export async function createRuntime(
   config: Config,
-  options: { clock?: Clock; masterKey?: Buffer; observer?: Observer; pgAdmin?: PgAdmin; onError?: (error: unknown) => void } = {},
+  options: {
+    clock?: Clock;
+    masterKey?: Buffer;
+    observer?: Observer;
+    pgAdmin?: PgAdmin;
+    logger?: Logger;
+    onError?: (error: unknown) => void;
+  } = {},
 ): Promise<Runtime> {
   const clock = options.clock ?? systemClock;
   const masterKey = options.masterKey ?? loadMasterKey(config);
   // Before the database opens: an admin URL or CA file it cannot honour stops the start, naming the entry.
   const pgAdmin = options.pgAdmin ?? new PostgresAdmin(config.pgAdmin);
   const database = await openMigratedDatabase(config.storage);
+  const logger = options.logger;
+  if (logger !== undefined) database.store.onAuditCommitted((records) => records.forEach((record) => logAuditEvent(logger, record)));
   const hasher = new PasswordHasher(config.passwords.scrypt, {
     maxConcurrent: config.passwords.maxConcurrentHashes,
     maxQueued: config.passwords.maxQueuedHashes,
@@ -113,6 +125,7 @@ export async function createRuntime(
         minPasswordLength: { withoutTotp: config.passwords.minLength, withTotp: config.passwords.minLengthWithTotp },
       }),
       lifecycle: new TokenLifecycle({ store, tokens, accounts, clock, summaries, observer: options.observer }),
+      audit: new AuditTrail({ store, clock, retentionMs: config.audit.retentionMs }),
       summaries,
       pgcreds,
       pgRotation: new PgRotationService({ store, sealer, pgAdmin, clock, credentials: pgcreds, leaseMs: config.pgcreds.leaseMs }),
@@ -151,6 +164,7 @@ export async function startServer(config: Config, logger: Logger, options: { clo
   const runtime = await createRuntime(config, {
     ...options,
     observer: metrics,
+    logger,
     onError: (error) => logger.error({ err: error }, 'could not write the failure summaries'),
   });
   metrics?.watchHashing(runtime.hashLoad);
@@ -180,6 +194,7 @@ export async function startServer(config: Config, logger: Logger, options: { clo
   const port = typeof address === 'object' && address !== null ? address.port : config.server.port;
   const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;
 
+  const pruning = schedulePruning(runtime.services.audit, config.audit.retentionMs, logger);
   let closing: Promise<void> | undefined;
   return {
     app,
@@ -204,10 +219,37 @@ export async function startServer(config: Config, logger: Logger, options: { clo
           await Promise.all([app.close(), scrapes?.close(), rotations.stop()]);
         } finally {
           clearTimeout(timer);
+          await pruning.stop();
           await runtime.close();
         }
       })();
       return closing;
+    },
+  };
+}
+
+/** How often a server with a retention prunes the audit trail (every instance may; the anchor only moves forward). */
+const PRUNE_EVERY_MS = 3_600_000;
+
+/** Prunes the audit trail at start and then hourly, when `[audit] retention` is set; `stop` waits for a running prune. */
+function schedulePruning(audit: AuditTrail, retentionMs: number | null, logger: Logger): { stop(): Promise<void> } {
+  if (retentionMs === null) return { stop: async () => {} };
+  let running: Promise<void> = Promise.resolve();
+  const run = () => {
+    running = audit.prune().then(
+      (pruned) => {
+        if (pruned !== undefined) logger.info({ through_seq: pruned.throughSeq, deleted: pruned.deleted }, 'audit trail pruned');
+      },
+      (error: unknown) => logger.error({ err: error }, 'audit pruning failed'),
+    );
+  };
+  run();
+  const timer = setInterval(run, PRUNE_EVERY_MS);
+  timer.unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running;
     },
   };
 }

@@ -3,10 +3,12 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { generateMasterKeyFile } from '../config/files.ts';
-import { CONFIG_FILE_NAME, ConfigError, loadConfig } from '../config/load.ts';
+import { CONFIG_FILE_NAME, ConfigError, loadConfig, type Config } from '../config/load.ts';
+import { AuditTrail } from '../domain/audit-trail.ts';
+import { systemClock } from '../domain/clock.ts';
 import { logSerializers } from '../http/log.ts';
 import { createRuntime, startServer } from '../server.ts';
-import { openDatabase } from '../store/database.ts';
+import { openDatabase, openMigratedDatabase } from '../store/database.ts';
 import { VERSION } from '../version.ts';
 import { backupSqlite } from './backup.ts';
 import { checkConfig } from './check.ts';
@@ -203,6 +205,35 @@ export function program(): Command {
       process.stdout.write(`${await rotateMasterKeyCommand(loadConfig({ file: configFileOf(o) }), o.newKeyFile)}\n`);
     });
 
+  const audit = cli.command('audit').description('the tamper-evident audit trail (SECURITY.md §31)');
+  audit
+    .command('verify')
+    .description('walk the audit chain from its anchor (or the first row) to its head; name the first bad row and exit 1')
+    .addOption(dataDirOption())
+    .addOption(configOption())
+    .action(async (o) => {
+      const result = await withAuditTrail(loadConfig({ file: configFileOf(o) }), (trail) => trail.verify());
+      if (!result.ok) throw new Error(`audit chain broken at row ${result.seq} (${result.problem}): ${result.message}; ${result.rows} rows before it verified`);
+      const from = result.start.seq === 0 ? 'the first row' : `the anchor after row ${result.start.seq}`;
+      process.stdout.write(`audit chain OK: ${result.rows} rows verified from ${from} to row ${result.head.seq}\nhead hash: ${result.head.hash}\n`);
+    });
+  audit
+    .command('prune')
+    .description('delete audit events older than [audit] retention; the chain keeps verifying from the anchor this leaves')
+    .addOption(dataDirOption())
+    .addOption(configOption())
+    .action(async (o) => {
+      const config = loadConfig({ file: configFileOf(o) });
+      if (config.audit.retentionMs === null) {
+        process.stdout.write('[audit] retention is forever: nothing is pruned\n');
+        return;
+      }
+      const pruned = await withAuditTrail(config, (trail) => trail.prune());
+      if (pruned === undefined) process.stdout.write('no audit event is older than the retention\n');
+      else if (pruned.throughSeq === undefined) process.stdout.write(`deleted ${pruned.deleted} audit events left behind the anchor by an earlier prune\n`);
+      else process.stdout.write(`pruned ${pruned.deleted} audit events; the chain now starts after row ${pruned.throughSeq}\n`);
+    });
+
   cli
     .command('backup')
     .description('write a consistent copy of the SQLite database, safe while the server runs')
@@ -216,6 +247,16 @@ export function program(): Command {
     });
 
   return cli;
+}
+
+/** The audit trail over the configured database, migrated first (a verify needs the chain's columns). */
+async function withAuditTrail<T>(config: Config, work: (trail: AuditTrail) => Promise<T>): Promise<T> {
+  const database = await openMigratedDatabase(config.storage);
+  try {
+    return await work(new AuditTrail({ store: database.store, clock: systemClock, retentionMs: config.audit.retentionMs }));
+  } finally {
+    await database.close();
+  }
 }
 
 export async function main(argv: string[]): Promise<void> {

@@ -2,11 +2,13 @@ import type { Command } from 'commander';
 import {
   MciasClientError,
   type Account,
+  type AuditEvent,
   type PgCredentials,
   type PgCredentialsWithPassword,
   type Role,
   type TokenInfo,
 } from '../../packages/client/src/index.ts';
+import { escapeControls } from '../domain/audit.ts';
 import { CliError } from './errors.ts';
 
 /**
@@ -90,6 +92,11 @@ function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
+/** One JSON value on one line (a stream of events, as `audit tail --json` prints). */
+export function printJsonLine(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value)}\n`);
+}
+
 export function printLines(...lines: string[]): void {
   process.stdout.write(lines.map((line) => `${line}\n`).join(''));
 }
@@ -135,6 +142,22 @@ export function tokenTable(tokens: readonly TokenInfo[]): string[] {
   return table(
     ['JTI', 'KIND', 'ISSUED', 'EXPIRES', 'ISSUED BY'],
     tokens.map((t) => [t.jti, t.kind, t.issued_at, t.expires_at, t.issued_by ?? '-']),
+  );
+}
+
+/**
+ * Audit events, one per row. Every value that a client could have chosen (usernames, user agent, details) has its
+ * control characters escaped, so an event cannot break its row or repaint the terminal (SECURITY.md §30).
+ */
+export function auditTable(events: readonly AuditEvent[], options: { header?: boolean } = {}): string[] {
+  const party = (p: AuditEvent['actor']) => (p === null ? '-' : escapeControls(p.username));
+  const details = (d: AuditEvent['details']) => {
+    const pairs = Object.entries(d).map(([key, value]) => `${escapeControls(key)}=${typeof value === 'string' ? escapeControls(value) : String(value)}`);
+    return pairs.length === 0 ? '-' : pairs.join(' ');
+  };
+  return table(
+    options.header === false ? undefined : ['SEQ', 'TIME', 'TYPE', 'OUTCOME', 'ACTOR', 'SUBJECT', 'ADDRESS', 'DETAILS'],
+    events.map((e) => [String(e.seq), e.occurred_at, e.type, e.outcome, party(e.actor), party(e.subject), e.ip === null ? '-' : escapeControls(e.ip), details(e.details)]),
   );
 }
 

@@ -68,6 +68,8 @@ export interface Config {
     readonly summaryMaxAddresses: number;
   };
   readonly pgAdmin: readonly PgAdminConnection[];
+  /** `retentionMs` null: audit events are kept forever. */
+  readonly audit: { readonly retentionMs: number | null };
   /** `listen` undefined: `[metrics] listen = "off"`, no metrics listener. */
   readonly metrics: { readonly listen: { readonly host: string; readonly port: number } | undefined };
   /** The rotation scheduler (docs/pgcreds.md): how often it looks for due and unfinished rotations. */
@@ -223,6 +225,7 @@ export function resolveConfig(
       if (!/^postgres(ql)?:\/\//.test(entry.url)) problem(`pg_admin.${name}.url`, 'must start with postgres://');
       return { name, url: entry.url, caFile: entry.ca_file ? at(entry.ca_file) : undefined };
     }),
+    audit: { retentionMs: resolveRetention(file.audit.retention, duration, problem) },
     metrics: { listen: metricsListen },
     pgcreds: {
       checkIntervalMs: bounded('pgcreds.check_interval', file.pgcreds.check_interval, [1_000, '1s'], [86_400_000, '1d'], duration, problem),
@@ -233,6 +236,16 @@ export function resolveConfig(
   };
   if (problems.length > 0) return { config: undefined, problems, draft: deepFreeze(config) };
   return { config: deepFreeze(config), problems: [] };
+}
+
+/** The shortest retention: pruning is for keeping the table's size in check, not for erasing recent history. */
+const MIN_RETENTION_MS = 86_400_000;
+
+function resolveRetention(text: string, duration: (name: string, text: string) => number, problem: (setting: string, message: string) => void): number | null {
+  if (text === 'forever') return null;
+  const ms = duration('audit.retention', text);
+  if (parseDuration(text) !== undefined && ms < MIN_RETENTION_MS) problem('audit.retention', 'must be at least 1d (or forever)');
+  return ms;
 }
 
 /**

@@ -143,6 +143,12 @@ export const ConfigFileSchema = Type.Object(
       ),
       { default: {} },
     ),
+    audit: section({
+      retention: Type.String({
+        default: 'forever',
+        description: 'how long audit events are kept (a duration of at least 1d), or forever; older ones are pruned behind the chain anchor',
+      }),
+    }),
     metrics: section({
       listen: Type.String({
         default: '127.0.0.1:9464',

@@ -1,7 +1,7 @@
 import type { Principal, RequestContext } from './model.ts';
 
 /** Typed audit events (SECURITY.md §30). Every row is written in the transaction of the change it records. */
-const AUDIT_EVENT_TYPES = [
+export const AUDIT_EVENT_TYPES = [
   'login_succeeded',
   'login_failed',
   'token_issued',
@@ -31,6 +31,7 @@ const AUDIT_EVENT_TYPES = [
   'account_unlocked',
   // Bounded records of anonymous failures and 429 refusals: one row per address and interval (SECURITY.md §41).
   'failures_summarized',
+  'audit_pruned',
   'master_key_rotated',
   'pg_credentials_set',
   'pg_credentials_read',
@@ -95,4 +96,53 @@ export function requestEvent(input: {
   readonly details?: AuditEvent['details'];
 }): AuditEvent {
   return auditEvent({ ...input, actor: input.actor?.account });
+}
+
+/** An event as the chain holds it (SECURITY.md §31): its place (`seq`), its hash and the hash of the row before it. */
+export interface AuditRecord extends AuditEvent {
+  readonly seq: number;
+  readonly hash: string | null;
+  readonly prevHash: string | null;
+}
+
+/** Which rows to read: every filter is optional; rows come in chain order, after `afterSeq`. */
+export interface AuditQuery {
+  readonly afterSeq: number;
+  readonly limit: number;
+  readonly since?: number | undefined;
+  readonly until?: number | undefined;
+  readonly type?: AuditEventType | undefined;
+  /** An account id or username, as actor or as subject. */
+  readonly account?: string | undefined;
+  readonly outcome?: AuditEvent['outcome'] | undefined;
+}
+
+/** What `verify` found: the chain holds from its start to its head, or the first row where it breaks and why. */
+export type ChainVerification =
+  | {
+      readonly ok: true;
+      readonly rows: number;
+      /** Where the walk started: the anchor left by the last prune, or genesis (seq 0). */
+      readonly start: { readonly seq: number; readonly hash: string };
+      readonly head: { readonly seq: number; readonly hash: string };
+    }
+  | {
+      readonly ok: false;
+      readonly rows: number;
+      /** The first bad row (for rows missing at the end of the chain: the seq after the last one found). */
+      readonly seq: number;
+      readonly problem: 'content_changed' | 'missing_rows' | 'out_of_order' | 'unchained';
+      readonly message: string;
+    };
+
+/**
+ * Control characters in a user-supplied value (CR, LF, ESC, DEL, C1, the Unicode line and paragraph separators, the
+ * bidirectional overrides) written as visible `\u{XX}` escapes, so a value cannot break a log line or a terminal row
+ * into two, forge another, or repaint what is printed around it (SECURITY.md §30). A backslash is doubled, so the
+ * escaped form of a value is never the escaped form of another.
+ */
+export function escapeControls(value: string): string {
+  return value.replace(/[\\\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, (c) =>
+    c === '\\' ? '\\\\' : `\\u{${c.codePointAt(0)!.toString(16).padStart(2, '0')}}`,
+  );
 }

@@ -1,4 +1,4 @@
-import type { AuditEvent } from './audit.ts';
+import type { AuditEvent, AuditQuery, AuditRecord, ChainVerification } from './audit.ts';
 import type { ErrorCode } from './errors.ts';
 import type {
   AccountRecord,
@@ -52,7 +52,7 @@ export interface AccountStore {
 }
 
 /** The named locks; each is a row of its own, so unrelated changes do not queue on each other. */
-export type LockName = 'bootstrap' | 'signing_keys' | 'master_key';
+export type LockName = 'bootstrap' | 'signing_keys' | 'master_key' | 'audit';
 
 /** An account's TOTP state: the sealed secret (pending until confirmed) and the last accepted time step. */
 export interface TotpState {
@@ -126,8 +126,24 @@ export interface KeyStore {
   delete(kid: string): Promise<void>;
 }
 
+/**
+ * The audit trail, a hash chain (SECURITY.md §31). `insert` is the one way in: inside a transaction the event is
+ * appended when the transaction commits (the `audit` lock taken last, so held briefly and never before another);
+ * outside one, in a transaction of its own. Rows are never updated; `prune` deletes the oldest behind an anchor.
+ */
 export interface AuditStore {
   insert(event: AuditEvent): Promise<void>;
+  /** Rows in chain order after `query.afterSeq`, filtered, at most `query.limit`. */
+  list(query: AuditQuery): Promise<AuditRecord[]>;
+  /** Walks the chain from the anchor (or genesis) to its head, a page at a time, and reports the first bad row. */
+  verify(pageSize?: number): Promise<ChainVerification>;
+  /**
+   * Moves the anchor to the last row before the first one that occurred at or after `before` (only forward), under
+   * the `audit` lock; returns it, or undefined when nothing is old enough. Only inside `transaction`.
+   */
+  advanceAnchor(before: number, now: number): Promise<{ readonly seq: number; readonly hash: string } | undefined>;
+  /** Deletes up to `batch` rows behind the anchor; returns how many (0: none left). */
+  deleteBehindAnchor(batch: number): Promise<number>;
   /** Whether an event of this type about this account exists. */
   exists(subjectId: string, type: AuditEvent['type']): Promise<boolean>;
 }

@@ -16,6 +16,7 @@ import { clientErrorHandler, fastifyConnectionOptions, httpsConnectionOptions, l
 import { SECURITY_HEADERS } from './headers.ts';
 import { sendProblem } from './problem.ts';
 import { accountRoutes } from './routes/accounts.ts';
+import { auditRoutes } from './routes/audit.ts';
 import { authRoutes } from './routes/auth.ts';
 import { meRoutes } from './routes/me.ts';
 import { pgCredentialsRoutes } from './routes/pgcreds.ts';
@@ -176,6 +177,7 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
   await app.register(roleRoutes, services);
   await app.register(tokenRoutes, services);
   await app.register(totpRoutes, services);
+  await app.register(auditRoutes, services);
   await app.register(pgCredentialsRoutes, services);
   await app.register(pgRotationRoutes, services);
   return app;

@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { stdSerializers } from 'pino';
+import { stdSerializers, type Logger } from 'pino';
+import { escapeControls, type AuditRecord } from '../domain/audit.ts';
 
 /**
  * What the server logs about a request, and how errors are serialized, so that no token or other value a client put
@@ -62,3 +63,39 @@ export const logSerializers = {
     return serialized;
   },
 };
+
+/** An audit field as logged: user-supplied text with its control characters escaped (SECURITY.md §30). */
+function loggable(value: string | null | undefined): string | null {
+  return value === null || value === undefined ? null : escapeControls(value);
+}
+
+/**
+ * The structured line for one committed audit event (SECURITY.md §30): one JSON object per line, for journald or a
+ * log shipper, with its chain position and hash (a copy of the chain's head outside the database). Every string that
+ * a client could have chosen (usernames, user agent, request id, details) has its control characters escaped, so a
+ * CR or LF in a username neither splits the line nor forges another once a reader decodes the JSON.
+ */
+export function logAuditEvent(logger: Logger, record: AuditRecord): void {
+  const party = (p: AuditRecord['actor']) => (p === undefined ? null : { id: loggable(p.id), username: loggable(p.username) });
+  const details = Object.fromEntries(
+    Object.entries(record.details ?? {}).map(([key, value]) => [escapeControls(key), typeof value === 'string' ? escapeControls(value) : value]),
+  );
+  logger.info(
+    {
+      audit: {
+        seq: record.seq,
+        hash: record.hash,
+        type: record.type,
+        outcome: record.outcome,
+        occurred_at: new Date(record.occurredAt).toISOString(),
+        actor: party(record.actor),
+        subject: party(record.subject),
+        ip: loggable(record.ip),
+        user_agent: loggable(record.userAgent),
+        request_id: loggable(record.requestId),
+        details,
+      },
+    },
+    'audit event',
+  );
+}

@@ -1,4 +1,5 @@
 import type { AccountService } from '../domain/accounts.ts';
+import type { AuditTrail } from '../domain/audit-trail.ts';
 import type { LoginService } from '../domain/auth.ts';
 import type { PgCredentialsService } from '../domain/pgcreds.ts';
 import type { KeyRing } from '../domain/keys.ts';
@@ -21,6 +22,7 @@ export interface AppServices {
   readonly totp: TotpService;
   readonly tokens: TokenService;
   readonly keys: KeyRing;
+  readonly audit: AuditTrail;
   /** Where 429 refusals are counted, bounded (SECURITY.md §41). */
   readonly summaries: FailureSummaries;
   readonly pgcreds: PgCredentialsService;

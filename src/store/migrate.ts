@@ -5,6 +5,7 @@ import { initial } from './migrations/0001_initial.ts';
 import { passwordChangeRequired } from './migrations/0005_password_change_required.ts';
 import { pgCredentials } from './migrations/0007_pg_credentials.ts';
 import { loginFailures } from './migrations/0008_login_failures.ts';
+import { auditChain } from './migrations/0009_audit_chain.ts';
 import { digestKeys } from './migrations/0010_digest_keys.ts';
 import type { DB } from './schema.ts';
 
@@ -58,12 +59,26 @@ function migrations(caps: DialectCapabilities): Record<string, Migration> {
     },
     '0007_pg_credentials': pgCredentials(caps),
     '0008_login_failures': loginFailures,
+    '0009_audit_chain': auditChain(caps),
     '0010_digest_keys': digestKeys(caps),
   };
 }
 
+/**
+ * Numbers are reserved per change and changes land in any order, so a database may have run a later number before an
+ * earlier one lands (0010 before 0009): the earlier one then runs next, after it. Each migration is written to be
+ * independent of the ones numbered after it (0009 chains every audit row there is, whoever wrote it).
+ */
+function migrator(db: Kysely<DB>, caps: DialectCapabilities): Migrator {
+  return new Migrator({ db: db as Kysely<any>, provider: { getMigrations: async () => migrations(caps) }, allowUnorderedMigrations: true });
+}
+
+/** Applies the migrations up to and including `name` only: for tests of a migration over data of the schema before it. */
+export function migrateUpTo(db: Kysely<DB>, caps: DialectCapabilities, name: string): Promise<MigrationResultSet> {
+  return migrator(db, caps).migrateTo(name);
+}
+
 /** Brings the schema up to date; returns Kysely's result set (it does not throw) so a CLI can report it. */
 export function migrateToLatest(db: Kysely<DB>, caps: DialectCapabilities): Promise<MigrationResultSet> {
-  const migrator = new Migrator({ db: db as Kysely<any>, provider: { getMigrations: async () => migrations(caps) } });
-  return migrator.migrateToLatest();
+  return migrator(db, caps).migrateToLatest();
 }

@@ -16,6 +16,7 @@ export interface DB {
   pg_credentials: PgCredentialsTable;
   registrations: RegistrationsTable;
   audit_events: AuditEventsTable;
+  audit_anchor: AuditAnchorTable;
   recovery_codes: RecoveryCodesTable;
   locks: LocksTable;
   login_failures: LoginFailuresTable;
@@ -149,8 +150,19 @@ interface RegistrationsTable {
   created_at: number;
 }
 
-interface AuditEventsTable {
-  seq: Generated<number>;
+/** The chain's starting point after a prune (SECURITY.md §31): at most one row, id 1. */
+interface AuditAnchorTable {
+  id: number;
+  /** The last pruned row's seq and hash: the next row's prev_hash. */
+  seq: number;
+  hash: string;
+  pruned_at: number;
+}
+
+/** One audit event on the hash chain (src/store/audit-chain.ts); appended once, never updated. */
+export interface AuditEventsTable {
+  /** Assigned by the appender under the `audit` lock: chain order is seq order is commit order. */
+  seq: number;
   occurred_at: number;
   type: string;
   outcome: 'success' | 'failure';
@@ -162,4 +174,8 @@ interface AuditEventsTable {
   user_agent: string | null;
   request_id: string | null;
   details: string;
+  chain_version: Generated<number>;
+  /** Null only on a row the chain does not cover (which verification reports). */
+  prev_hash: string | null;
+  hash: string | null;
 }

@@ -13,7 +13,8 @@ import type {
   TokenStore,
 } from '../domain/ports.ts';
 import { KyselyAccountStore } from './accounts.ts';
-import { KyselyAuditStore } from './audit.ts';
+import type { AuditEvent, AuditRecord } from '../domain/audit.ts';
+import { KyselyAuditStore, appendToChain } from './audit.ts';
 import { KyselyCredentialStore } from './credentials.ts';
 import type { DialectCapabilities } from './dialects.ts';
 import type { Executor } from './executor.ts';
@@ -25,6 +26,9 @@ import { KyselySealedValueStore } from './sealed-columns.ts';
 import type { DB } from './schema.ts';
 import { KyselyKeyStore } from './signing-keys.ts';
 import { KyselyTokenStore } from './tokens.ts';
+
+/** Told of audit rows once their transaction has committed (the structured log line, SECURITY.md §30). */
+export type AuditListener = (records: readonly AuditRecord[]) => void;
 
 /**
  * The domain's Store over Kysely; the same code serves SQLite and PostgreSQL. One store per record kind, all over
@@ -42,24 +46,51 @@ export class KyselyStore implements Store {
   readonly sealed: SealedValueStore;
   readonly #db: Executor;
   readonly #caps: DialectCapabilities;
+  readonly #listeners: AuditListener[];
 
-  constructor(db: Executor, caps: DialectCapabilities) {
+  /** `pending`: inside a transaction, the audit events it has written so far, appended to the chain at its end. */
+  constructor(db: Executor, caps: DialectCapabilities, listeners: AuditListener[] = [], pending?: AuditEvent[]) {
     this.#db = db;
     this.#caps = caps;
+    this.#listeners = listeners;
     this.accounts = new KyselyAccountStore(db);
     this.credentials = new KyselyCredentialStore(db);
     this.roles = new KyselyRoleStore(db);
     this.tokens = new KyselyTokenStore(db);
     this.keys = new KyselyKeyStore(db);
-    this.audit = new KyselyAuditStore(db);
+    this.audit = new KyselyAuditStore(db, pending === undefined ? { outside: (e) => this.transaction((tx) => tx.audit.insert(e)) } : { pending });
     this.pgcreds = new KyselyPgCredentialStore(db);
     this.failures = new KyselyFailureCounterStore(db);
     this.sealed = new KyselySealedValueStore(db, caps);
   }
 
-  transaction<T>(work: (tx: Store) => Promise<T>): Promise<T> {
+  async transaction<T>(work: (tx: Store) => Promise<T>): Promise<T> {
     if (this.#db.isTransaction) return work(this);
-    return (this.#db as Kysely<DB>).transaction().execute((tx) => work(new KyselyStore(tx, this.#caps)));
+    const pending: AuditEvent[] = [];
+    let appended: AuditRecord[] = [];
+    const result = await (this.#db as Kysely<DB>).transaction().execute(async (tx) => {
+      const value = await work(new KyselyStore(tx, this.#caps, this.#listeners, pending));
+      // Last, so the audit lock is the last one a transaction takes (no lock-order deadlock) and is held only to commit.
+      appended = await appendToChain(tx, pending);
+      return value;
+    });
+    // Only now: an event whose transaction rolled back never happened. A listener that fails (a log that cannot be
+    // written) must not turn a committed change into an error for its caller: the row is the record.
+    if (appended.length > 0) {
+      for (const listener of this.#listeners) {
+        try {
+          listener(appended);
+        } catch {
+          // the committed rows stand; `mciassrv audit verify` and GET /v1/audit still show them
+        }
+      }
+    }
+    return result;
+  }
+
+  /** Calls `listener` with every batch of audit rows after its transaction commits. */
+  onAuditCommitted(listener: AuditListener): void {
+    this.#listeners.push(listener);
   }
 
   async lock(name: LockName): Promise<void> {

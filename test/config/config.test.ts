@@ -168,6 +168,15 @@ describe('configuration', () => {
     assert.equal(ok({}, { MCIAS_PASSWORDS_MAX_HASHES_PER_CLIENT: '20' }).passwords.maxHashesPerClient, 20);
   });
 
+  test('[audit] retention (SECURITY.md §31): forever by default, a duration of at least a day, from file or environment', () => {
+    assert.equal(ok({}).audit.retentionMs, null);
+    assert.equal(ok({ audit: { retention: '365d' } }).audit.retentionMs, 365 * DAY_MS);
+    assert.equal(ok({}, { MCIAS_AUDIT_RETENTION: '1d' }).audit.retentionMs, DAY_MS);
+    hasProblem(problems({ audit: { retention: '23h' } }), 'audit.retention');
+    hasProblem(problems({ audit: { retention: 'a while' } }), 'audit.retention');
+    hasProblem(problems({}, { MCIAS_AUDIT_RETENTION: '5m' }), 'MCIAS_AUDIT_RETENTION');
+  });
+
   test('MCIAS_STORAGE_URL_FILE reads the storage URL from a file; MCIAS_STORAGE_URL itself wins over it', () => {
     const urlFile = file('storage-url', `${SECRET_URL}\n`);
     const config = ok({}, { MCIAS_STORAGE_URL_FILE: urlFile });

@@ -3,6 +3,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
+import { auditEvent } from '../../src/domain/audit.ts';
 import type { Clock } from '../../src/domain/clock.ts';
 import { rotateMasterKey } from '../../src/domain/master-key.ts';
 import { Sealer, derivedDigestKey, digestKeyContext } from '../../src/domain/sealing.ts';
@@ -104,6 +105,11 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(await db().selectFrom('signing_keys').select('kid').execute(), keysBefore);
       const event = await db().selectFrom('audit_events').selectAll().where('type', '=', 'master_key_rotated').executeTakeFirstOrThrow();
       assert.equal(JSON.parse(event.details)['accounts.totp_secret'], 1);
+      // Appended to the audit chain like every other event (SECURITY.md §31), not written beside it.
+      assert.notEqual(event.hash, null);
+      const verified = await h.runtime.database.store.audit.verify();
+      assert.ok(verified.ok, JSON.stringify(verified));
+      assert.equal(verified.head.seq, Number(event.seq));
     });
   });
 }
@@ -111,9 +117,12 @@ for (const dialect of DIALECTS) {
 if (DIALECTS.includes('postgres')) {
   describe('a master-key rotation and a concurrent write [postgres]', () => {
     let h: Harness;
+    /** The master key the database is sealed under now (each test's rotation changes it). */
+    let current: Buffer;
     before(async () => {
       h = await createHarness('postgres');
       await h.createAccount('tess');
+      current = h.masterKey;
     });
     after(() => h.close());
 
@@ -129,15 +138,44 @@ if (DIALECTS.includes('postgres')) {
         await other.query('begin');
         await other.query('update accounts set totp_secret = $1 where id = $2', [old.seal(Buffer.from('during'), context), account.id]);
         const next = randomBytes(32);
-        const rotation = rotateMasterKey(h.runtime.database.store, h.masterKey, next, h.clock);
+        const rotation = rotateMasterKey(h.runtime.database.store, current, next, h.clock);
         await sleep(300);
         await other.query('commit');
         await rotation;
+        current = next;
         const row = await h.runtime.database.db.selectFrom('accounts').select('totp_secret').where('id', '=', account.id).executeTakeFirstOrThrow();
         assert.equal(new Sealer(next).open(row.totp_secret!, context).toString(), 'during');
       } finally {
         await other.end();
       }
+    });
+
+    test('an audited write in flight when the rotation starts commits first, and both events are chained (no deadlock with the audit lock)', async () => {
+      const store = h.runtime.database.store;
+      const account = (await store.accounts.findByUsername('tess'))!;
+      const headBefore = await store.audit.verify();
+      assert.ok(headBefore.ok);
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      let wrote!: () => void;
+      const written = new Promise<void>((resolve) => (wrote = resolve));
+      // Writes a sealed table (accounts), queues its event, and waits: the rotation then queues behind its row lock.
+      const write = store.transaction(async (tx) => {
+        await tx.accounts.updateStatus(account.id, 'active', h.clock.now());
+        await tx.audit.insert(auditEvent({ at: h.clock.now(), type: 'account_status_changed', subject: account, details: { status: 'active' } }));
+        wrote();
+        await gate;
+      });
+      await written;
+      const next = randomBytes(32);
+      const rotation = rotateMasterKey(store, current, next, h.clock);
+      await sleep(300);
+      release();
+      await Promise.race([Promise.all([write, rotation]), sleep(10_000).then(() => assert.fail('the write and the rotation did not both finish'))]);
+      const rows = await h.runtime.database.db.selectFrom('audit_events').select(['seq', 'type']).where('seq', '>', headBefore.head.seq).orderBy('seq').execute();
+      assert.deepEqual(rows.map((r) => r.type), ['account_status_changed', 'master_key_rotated']);
+      const verified = await store.audit.verify();
+      assert.ok(verified.ok, JSON.stringify(verified));
     });
   });
 }

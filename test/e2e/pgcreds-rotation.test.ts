@@ -9,7 +9,7 @@ import { ADMIN_PASSWORD } from '../support/harness.ts';
 import { assertOk, ctl } from '../support/mciasctl.ts';
 import { PG_CLUSTER_SKIP, usePgCluster } from '../support/pg-cluster.ts';
 import { httpsRequest, login, type HttpsResponse } from '../support/process-tools.ts';
-import { serveDataDir, startServerProcess, type ServerProcess } from '../support/server-process.ts';
+import { MCIASSRV, run, serveDataDir, startServerProcess, type ServerProcess } from '../support/server-process.ts';
 
 /**
  * Rotation on a real PostgreSQL server (SECURITY.md §43), black-box: a real mciassrv process over TLS, a throwaway
@@ -306,6 +306,11 @@ describe('rotation of services\' PostgreSQL passwords on a real server', { skip:
       assert.equal(await canLogin(kase.role, recovered.password), true, 'the stored password logs in');
       assert.equal(await canLogin(kase.role, initial), false, 'the old one does not');
       assert.equal(recovered.last_rotation_error, null);
+      // The recovery's event is on the audit chain (SECURITY.md §31), which the killed server left intact.
+      const events = json(await api('GET', `/v1/audit?type=pg_credentials_rotated&account=${name}`))['events'] as { hash: string | null }[];
+      assert.ok(events.length >= 1 && events.every((e) => e.hash !== null), JSON.stringify(events));
+      const verified = await run(MCIASSRV, ['audit', 'verify', '--data-dir', server.dataDir]);
+      assert.equal(verified.code, 0, verified.stderr);
     });
   }
 

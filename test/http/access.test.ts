@@ -232,6 +232,7 @@ const ROUTES: Readonly<Record<string, RouteRule>> = {
     status: 204,
   },
   'POST /v1/keys/rotate': { declared: 'admin', allowed: ADMINS, call: async () => ({}), status: 200 },
+  'GET /v1/audit': { declared: 'admin', allowed: ADMINS, call: async () => ({}), status: 200 },
   'GET /v1/accounts/{username}/pgcreds': {
     // The route admits any token; the domain then requires the service's own token, the admin role or its role.
     declared: 'token',

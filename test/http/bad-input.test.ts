@@ -198,6 +198,7 @@ const ROUTES: Readonly<Record<string, RouteSpec>> = {
     },
   },
   'POST /v1/keys/rotate': { access: 'admin', valid: async () => ({ status: 200 }) },
+  'GET /v1/audit': { access: 'admin', valid: async () => ({ status: 200 }) },
   'GET /v1/accounts/{username}/pgcreds': {
     access: 'token',
     valid: async (f) => {

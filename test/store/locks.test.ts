@@ -13,7 +13,7 @@ for (const dialect of DIALECTS) {
 
     test('the migration creates a row for each lock', async () => {
       const rows = await fx.database.db.selectFrom('locks').select('name').orderBy('name').execute();
-      assert.deepEqual(rows.map((r) => r.name), ['bootstrap', 'master_key', 'signing_keys']);
+      assert.deepEqual(rows.map((r) => r.name), ['audit', 'bootstrap', 'master_key', 'signing_keys']);
     });
 
     test('a transaction taking a lock waits until the one holding it has committed', async () => {

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import type { Logger } from 'pino';
 import { resolveConfig, type Config } from '../../src/config/load.ts';
 import { ManualClock, type Clock } from '../../src/domain/clock.ts';
 import type { Principal } from '../../src/domain/model.ts';
@@ -53,10 +54,13 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-/** A migrated database of one dialect, the services, an injectable app, and a logged-in bootstrap admin. */
+/**
+ * A migrated database of one dialect, the services, an injectable app, and a logged-in bootstrap admin. With a
+ * `logger`, the runtime logs each audit event to it (the app itself logs nothing).
+ */
 export async function createHarness(
   dialect: TestDialect,
-  options: { config?: Record<string, unknown>; clock?: ManualClock; metrics?: boolean; pgAdmin?: PgAdmin } = {},
+  options: { config?: Record<string, unknown>; clock?: ManualClock; logger?: Logger; metrics?: boolean; pgAdmin?: PgAdmin } = {},
 ): Promise<Harness> {
   const db = await createTestDatabase(dialect);
   const config = testConfig(db, options.config);
@@ -68,6 +72,7 @@ export async function createHarness(
     masterKey,
     observer: metrics,
     ...(options.pgAdmin === undefined ? {} : { pgAdmin: options.pgAdmin }),
+    ...(options.logger === undefined ? {} : { logger: options.logger }),
   });
   metrics?.watchHashing(runtime.hashLoad);
   const app = await buildApp(runtime.services, {

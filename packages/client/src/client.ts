@@ -4,6 +4,8 @@ import { Transport, type Method } from './transport.ts';
 import type {
   Account,
   AccountStatus,
+  AuditFilter,
+  AuditPage,
   HealthStatus,
   IssuedToken,
   Jwks,
@@ -305,6 +307,14 @@ export class MciasClient {
 
   async deleteRole(name: string): Promise<void> {
     await this.#call('DELETE', `/v1/roles/${segment(name)}`);
+  }
+
+  /** One page of the audit trail, oldest first, filtered (admin). */
+  async listAudit(filter: AuditFilter = {}): Promise<AuditPage> {
+    const query = new URLSearchParams();
+    for (const [name, value] of Object.entries(filter)) if (value !== undefined) query.set(name, String(value));
+    const text = query.toString();
+    return this.#call('GET', `/v1/audit${text === '' ? '' : `?${text}`}`);
   }
 
   async #call<T>(method: Method, path: string, options: { auth?: boolean; body?: unknown } = {}): Promise<T> {

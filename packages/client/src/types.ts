@@ -149,6 +149,55 @@ export interface KeyRotation {
   readonly kid: string;
 }
 
+/** An account as an audit event names it (the id and username recorded at the time). */
+export interface AuditParty {
+  readonly id: string;
+  readonly username: string;
+}
+
+/** One event of the audit trail (docs/api.md, Audit trail). */
+export interface AuditEvent {
+  /** Its place in the hash chain. */
+  readonly seq: number;
+  readonly occurred_at: string;
+  readonly type: string;
+  readonly outcome: 'success' | 'failure';
+  /** Who acted (from their token); null for a login or work without a request. */
+  readonly actor: AuditParty | null;
+  /** The account acted on. */
+  readonly subject: AuditParty | null;
+  readonly ip: string | null;
+  readonly user_agent: string | null;
+  readonly request_id: string | null;
+  /** Non-secret facts: reasons, factors, role names, token ids. */
+  readonly details: Readonly<Record<string, string | number | boolean | null>>;
+  readonly hash: string | null;
+}
+
+/** Filters and paging for `listAudit`; every field is optional. */
+export interface AuditFilter {
+  /** RFC 3339: events at or after it. */
+  readonly since?: string | undefined;
+  /** RFC 3339: events before it. */
+  readonly until?: string | undefined;
+  readonly type?: string | undefined;
+  /** A username or account id, as actor or subject. */
+  readonly account?: string | undefined;
+  readonly outcome?: 'success' | 'failure' | undefined;
+  /** 1 to 1000 (the server's default is 100). */
+  readonly limit?: number | undefined;
+  /** `next_cursor` of the previous page. */
+  readonly cursor?: string | undefined;
+}
+
+/** One page of the audit trail; pass `next_cursor` back (with the same filters) for the next one. */
+export interface AuditPage {
+  readonly events: readonly AuditEvent[];
+  readonly next_cursor: string;
+  /** Whether events past this page exist already. */
+  readonly more: boolean;
+}
+
 /** libpq's sslmodes as MCIAS stores them (`prefer` and `allow` are not offered: they fall back to clear text). */
 export const PG_SSLMODES = ['disable', 'require', 'verify-ca', 'verify-full'] as const;
 export type PgSslMode = (typeof PG_SSLMODES)[number];

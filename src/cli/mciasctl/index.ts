@@ -2,6 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { VERSION } from '../../version.ts';
 import { printError, printUsageError } from '../output.ts';
 import { addAccountCommands } from './account.ts';
+import { addAuditCommands } from './audit.ts';
 import { caCertInUse, closeClients } from './connect.ts';
 import { addKeysCommands } from './keys.ts';
 import { addPgCredentialsCommands } from './pgcreds.ts';
@@ -38,6 +39,7 @@ function program(): Command {
   addTokenCommands(cli);
   addKeysCommands(cli);
   addPgRotationCommands(addPgCredentialsCommands(cli));
+  addAuditCommands(cli);
   return cli;
 }
 
