@@ -11,7 +11,9 @@ import { KeyRing } from './domain/keys.ts';
 import { TokenLifecycle } from './domain/lifecycle.ts';
 import { PasswordHasher } from './domain/password.ts';
 import { PgCredentialsService } from './domain/pgcreds.ts';
+import { PermissionService } from './domain/permissions.ts';
 import { PgRotationService } from './domain/pgcreds-rotation.ts';
+import { RegistrationService } from './domain/registrations.ts';
 import { RoleService } from './domain/roles.ts';
 import { TokenService } from './domain/tokens.ts';
 import { TotpService } from './domain/totp.ts';
@@ -101,6 +103,8 @@ export async function createRuntime(
       lifecycle: new TokenLifecycle({ store, tokens, accounts, clock, observer: options.observer }),
       pgcreds,
       pgRotation: new PgRotationService({ store, sealer, pgAdmin, clock, credentials: pgcreds, leaseMs: config.pgcreds.leaseMs }),
+      registrations: new RegistrationService({ store, accounts, digests, clock }),
+      permissions: new PermissionService({ store, tokens, clock }),
       ready: () => database.ping(),
     };
     return { services, database, pgAdmin, hashLoad: () => hasher.load, close };

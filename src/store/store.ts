@@ -1,12 +1,14 @@
 import type { Kysely } from 'kysely';
-import type { AccountStore, AuditStore, CredentialStore, KeyStore, LockName, PgCredentialStore, RoleStore, SealedValueStore, Store, TokenStore } from '../domain/ports.ts';
+import type { AccountStore, AuditStore, CredentialStore, KeyStore, LockName, PermissionStore, PgCredentialStore, RegistrationStore, RoleStore, SealedValueStore, Store, TokenStore } from '../domain/ports.ts';
 import { KyselyAccountStore } from './accounts.ts';
 import { KyselyAuditStore } from './audit.ts';
 import { KyselyCredentialStore } from './credentials.ts';
 import type { DialectCapabilities } from './dialects.ts';
 import type { Executor } from './executor.ts';
 import { lockRow } from './locks.ts';
+import { KyselyPermissionStore } from './permissions.ts';
 import { KyselyPgCredentialStore } from './pg-credentials.ts';
+import { KyselyRegistrationStore } from './registrations.ts';
 import { KyselyRoleStore } from './roles.ts';
 import { KyselySealedValueStore } from './sealed-columns.ts';
 import type { DB } from './schema.ts';
@@ -25,6 +27,8 @@ export class KyselyStore implements Store {
   readonly keys: KeyStore;
   readonly audit: AuditStore;
   readonly pgcreds: PgCredentialStore;
+  readonly registrations: RegistrationStore;
+  readonly permissions: PermissionStore;
   readonly sealed: SealedValueStore;
   readonly #db: Executor;
   readonly #caps: DialectCapabilities;
@@ -39,6 +43,8 @@ export class KyselyStore implements Store {
     this.keys = new KyselyKeyStore(db);
     this.audit = new KyselyAuditStore(db);
     this.pgcreds = new KyselyPgCredentialStore(db);
+    this.registrations = new KyselyRegistrationStore(db);
+    this.permissions = new KyselyPermissionStore(db);
     this.sealed = new KyselySealedValueStore(db, caps);
   }
 
