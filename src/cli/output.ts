@@ -3,8 +3,11 @@ import {
   MciasClientError,
   type Account,
   type PgCredentials,
+  type PermissionDefinition,
   type PgCredentialsWithPassword,
+  type Registration,
   type Role,
+  type RoleDetails,
   type TokenInfo,
 } from '../../packages/client/src/index.ts';
 import { CliError } from './errors.ts';
@@ -128,6 +131,28 @@ export function roleTable(roles: readonly Role[]): string[] {
   return table(
     ['NAME', 'PERMISSIONS'],
     roles.map((r) => [r.name, list(r.permissions.map((p) => `${p.resource}:${p.action}`))]),
+  );
+}
+
+export function roleDetails(role: RoleDetails): string[] {
+  return table(undefined, [
+    ['role:', role.name],
+    ['permissions:', list(role.permissions.map((p) => `${p.resource}:${p.action}`))],
+    ['holders:', list(role.holders)],
+  ]);
+}
+
+export function permissionTable(permissions: readonly PermissionDefinition[]): string[] {
+  return table(
+    ['RESOURCE', 'ACTION', 'ROLES', 'DESCRIPTION'],
+    permissions.map((p) => [p.resource, p.action, list(p.roles), p.description]),
+  );
+}
+
+export function registrationTable(registrations: readonly Registration[]): string[] {
+  return table(
+    ['ID', 'USES LEFT', 'EXPIRES', 'ROLES'],
+    registrations.map((r) => [r.id, String(r.uses_left), r.expires_at, list(r.roles)]),
   );
 }
 

@@ -89,7 +89,7 @@ export function mayReadServiceCredentials(
  * Matches every resource, or every action, in a stored permission (never in a question: `mayPerform` is asked about
  * one concrete resource and action, and the HTTP schema refuses `*` there).
  */
-export const PERMISSION_WILDCARD = '*';
+const PERMISSION_WILDCARD = '*';
 
 /**
  * May this account do `action` on `resource` (SECURITY.md §51)? Asked with the account, its roles and their

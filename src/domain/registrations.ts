@@ -13,10 +13,10 @@ const PURPOSE: DigestPurpose = 'registration codes';
 /** 160 bits from the CSPRNG (SECURITY.md §50), base64url, after a prefix that secret scanners can look for. */
 const CODE_BYTES = 20;
 const CODE_PREFIX = 'mciasreg_';
-export const DEFAULT_REGISTRATION_TTL_MS = 7 * 24 * 3_600_000;
+const DEFAULT_REGISTRATION_TTL_MS = 7 * 24 * 3_600_000;
 /** Bounds an administrator's typo, not a policy: a code for a whole school is still one code. */
 export const MAX_REGISTRATION_USES = 10_000;
-export const MAX_REGISTRATION_TTL_MS = 365 * 24 * 3_600_000;
+const MAX_REGISTRATION_TTL_MS = 365 * 24 * 3_600_000;
 
 /**
  * The one answer for a code that cannot be redeemed, whatever the reason (unknown, garbage, expired, used up,
