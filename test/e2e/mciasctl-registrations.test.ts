@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { assertOk, assertOneLineError, ctl, useMciasctlFixture } from '../support/mciasctl.ts';
+import { USER_PASSWORD } from '../support/harness.ts';
+import { assertOk, assertOneLineError, ctl, inTerminal, needsTerminal, useMciasctlFixture } from '../support/mciasctl.ts';
 
 /** mciasctl registration create|list|delete and register, through the shipped binary against a real mciassrv. */
 
@@ -13,12 +14,14 @@ describe('mciasctl registration codes against a real mciassrv', () => {
     assertOk(created);
     const lines = created.stdout.trimEnd().split('\n');
     assert.equal(lines.length, 3, created.stdout);
-    const code = /^registration code \(shown only now; pass it on privately\): (mciasreg_[\w-]+)$/.exec(lines[0] ?? '')?.[1];
-    assert.ok(code, lines[0]);
-    assert.match(lines[1] ?? '', /^id [0-9a-f-]{36}: 2 uses, roles wiki, expires \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
-    assert.equal(lines[2], `to sign up: mciasctl --server ${fx.server.url} --ca-cert <the server certificate> register <username>   (asks for the code and a new password)`);
+    assert.match(lines[0] ?? '', /^created registration code [0-9a-f-]{36}: 2 uses, roles wiki, expires \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    assert.equal(lines[1], 'the code is shown only now; pass this line on privately:');
+    const share = /^MCIAS invitation code (mciasreg_[\w-]+) \(until \S+\); sign up with: (.+)$/.exec(lines[2] ?? '');
+    assert.ok(share, lines[2]);
+    const code = share[1] as string;
+    assert.equal(share[2], `mciasctl --server ${fx.server.url} --ca-cert <the server certificate> register <username> (it asks for the code and a new password)`);
     // The redeeming command never carries the code: an argv is visible to other users of the host.
-    assert.ok(!(lines[2] ?? '').includes(code));
+    assert.ok(!(share[2] ?? '').includes(code));
 
     const listed = await ctl(fx.admin, 'registration', 'list');
     assertOk(listed);
@@ -56,5 +59,18 @@ describe('mciasctl registration codes against a real mciassrv', () => {
     const result = await ctl(fx.freshEnv(), 'register', 'someone', '--password-file', fx.userPasswordFile);
     assertOneLineError(result, 'usage', 2);
     assert.match(result.stderr, /use --code-file/);
+  });
+
+  test('register on a terminal asks for the code and the password without echo', needsTerminal, async () => {
+    const made = JSON.parse((await ctl(fx.admin, '--json', 'registration', 'create')).stdout) as { code: string };
+    const result = await inTerminal(['register', 'typist'], fx.freshEnv(), [
+      ['Registration code:', made.code],
+      ['New password:', USER_PASSWORD],
+      ['Repeat it:', USER_PASSWORD],
+    ]);
+    assert.equal(result.code, 0, result.output);
+    assert.match(result.output, /created account typist; log in with: mciasctl login typist/);
+    assert.ok(!result.output.includes(made.code), 'the code was echoed');
+    assert.ok(!result.output.includes(USER_PASSWORD), 'the password was echoed');
   });
 });

@@ -17,9 +17,9 @@ function shareLines(made: CreatedRegistration, server: string, caCertFile: strin
   const roles = made.roles.length === 0 ? 'no roles' : `roles ${made.roles.join(', ')}`;
   const caCert = caCertFile === undefined ? '' : ' --ca-cert <the server certificate>';
   return [
-    `registration code (shown only now; pass it on privately): ${made.code}`,
-    `id ${made.id}: ${uses}, ${roles}, expires ${made.expires_at}`,
-    `to sign up: mciasctl --server ${server}${caCert} register <username>   (asks for the code and a new password)`,
+    `created registration code ${made.id}: ${uses}, ${roles}, expires ${made.expires_at}`,
+    'the code is shown only now; pass this line on privately:',
+    `MCIAS invitation code ${made.code} (until ${made.expires_at}); sign up with: mciasctl --server ${server}${caCert} register <username> (it asks for the code and a new password)`,
   ];
 }
 
