@@ -80,6 +80,8 @@ for (const dialect of DIALECTS) {
       const deleted = await create();
       assert.equal((await h.request({ method: 'DELETE', url: `/v1/registrations/${deleted.id}`, token: h.adminToken })).statusCode, 204);
       await assertRefused(deleted.code, 'reg.deleted');
+      const [removed] = (await auditRows(h, { type: 'registration_deleted' })).filter((r) => r.details['registration'] === deleted.id);
+      assert.equal(removed?.actor_username, 'admin');
       assertProblem(await h.request({ method: 'DELETE', url: `/v1/registrations/${deleted.id}`, token: h.adminToken }), { status: 404 });
     });
 
