@@ -1,5 +1,5 @@
 /**
- * `node bench/metrics.ts`: what counting costs the token-check routes (SECURITY.md §49), measured so that a busy
+ * `node bench/metrics.ts`: what counting costs the token-check routes (SECURITY.md §48), measured so that a busy
  * machine does not decide the answer. Two in-process servers (inject, no TLS), one with metrics and one without,
  * answer GET /v1/me and POST /v1/token/validate in alternating rounds; each round's CPU time per request is taken
  * from this process's own CPU clock, which other processes' load does not advance. Medians over the rounds.

@@ -16,6 +16,8 @@ import { PgRotationService } from './domain/pgcreds-rotation.ts';
 import { RegistrationService } from './domain/registrations.ts';
 import { RoleService } from './domain/roles.ts';
 import { TokenService } from './domain/tokens.ts';
+import { LoginThrottle } from './domain/throttle.ts';
+import { FailureSummaries } from './domain/summaries.ts';
 import { TotpService } from './domain/totp.ts';
 import { buildApp } from './http/app.ts';
 import { Metrics, serveMetrics, type HashLoad, type MetricsListener } from './http/metrics.ts';
@@ -42,7 +44,7 @@ export interface Runtime {
  */
 export async function createRuntime(
   config: Config,
-  options: { clock?: Clock; masterKey?: Buffer; observer?: Observer; pgAdmin?: PgAdmin } = {},
+  options: { clock?: Clock; masterKey?: Buffer; observer?: Observer; pgAdmin?: PgAdmin; onError?: (error: unknown) => void } = {},
 ): Promise<Runtime> {
   const clock = options.clock ?? systemClock;
   const masterKey = options.masterKey ?? loadMasterKey(config);
@@ -54,9 +56,17 @@ export async function createRuntime(
     maxQueued: config.passwords.maxQueuedHashes,
     maxPerClient: config.passwords.maxHashesPerClient,
   });
-  // Hashes first: a caller that is still hashing goes on to use the database afterwards.
+  const summaries = new FailureSummaries({
+    store: database.store,
+    clock,
+    settings: { intervalMs: config.rateLimit.summaryIntervalMs, maxAddresses: config.rateLimit.summaryMaxAddresses },
+    onError: options.onError ?? ((error) => process.emitWarning(`could not write the failure summaries: ${String(error)}`)),
+  });
+  // Hashes first: a caller that is still hashing goes on to use the database afterwards. The summaries of the last
+  // interval are written before the database closes.
   const close = async () => {
     await hasher.close();
+    await summaries.close();
     await database.close();
   };
   try {
@@ -67,10 +77,12 @@ export async function createRuntime(
     const started = await Promise.allSettled([keys.load(), hasher.warmUp()]);
     for (const result of started) if (result.status === 'rejected') throw result.reason;
     const tokens = new TokenService({ store, keys, clock, settings: config.tokens });
+    const throttle = new LoginThrottle({ store, clock, settings: config.loginThrottle, observer: options.observer });
     const accounts = new AccountService({
       store,
       hasher,
       clock,
+      throttle,
       minPasswordLength: config.passwords.minLength,
       minPasswordLengthWithTotp: config.passwords.minLengthWithTotp,
     });
@@ -81,6 +93,7 @@ export async function createRuntime(
       hasher,
       accounts,
       clock,
+      throttle,
       settings: { issuer: config.auth.totpIssuer, requireForAdmins: config.auth.requireTotpForAdmins },
       minPasswordLength: config.passwords.minLength,
     });
@@ -97,16 +110,19 @@ export async function createRuntime(
         tokens,
         totp,
         clock,
+        throttle,
         observer: options.observer,
         minPasswordLength: { withoutTotp: config.passwords.minLength, withTotp: config.passwords.minLengthWithTotp },
       }),
-      lifecycle: new TokenLifecycle({ store, tokens, accounts, clock, observer: options.observer }),
+      lifecycle: new TokenLifecycle({ store, tokens, accounts, clock, summaries, observer: options.observer }),
+      summaries,
       pgcreds,
       pgRotation: new PgRotationService({ store, sealer, pgAdmin, clock, credentials: pgcreds, leaseMs: config.pgcreds.leaseMs }),
       registrations: new RegistrationService({ store, accounts, digests, clock }),
       permissions: new PermissionService({ store, tokens, clock }),
       ready: () => database.ping(),
     };
+    summaries.start();
     return { services, database, pgAdmin, hashLoad: () => hasher.load, close };
   } catch (error) {
     await close();
@@ -130,19 +146,24 @@ export interface RunningServer {
 
 /**
  * Serves the API over HTTPS only (SECURITY.md §27): there is no plain-HTTP listener for it, not even for redirects.
- * The metrics, unless off, have a listener of their own on a loopback address (SECURITY.md §49).
+ * The metrics, unless off, have a listener of their own on a loopback address (SECURITY.md §48).
  */
 export async function startServer(config: Config, logger: Logger, options: { clock?: Clock } = {}): Promise<RunningServer> {
   const https = tlsServerOptions(config.tls);
   const metricsListen = config.metrics.listen;
   const metrics = metricsListen === undefined ? undefined : new Metrics();
-  const runtime = await createRuntime(config, { ...options, observer: metrics });
+  const runtime = await createRuntime(config, {
+    ...options,
+    observer: metrics,
+    onError: (error) => logger.error({ err: error }, 'could not write the failure summaries'),
+  });
   metrics?.watchHashing(runtime.hashLoad);
   const app = await buildApp(runtime.services, {
     https,
     logger,
     bodyLimit: config.server.bodyLimit,
     trustedProxies: config.server.trustedProxies,
+    rateLimit: config.rateLimit,
     connections: config.server.connections,
     metrics,
   }).catch(async (error: unknown) => {

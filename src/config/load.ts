@@ -6,6 +6,7 @@ import path from 'node:path';
 import { TomlError, parse as parseToml } from 'smol-toml';
 import Value from 'typebox/value';
 import type { ScryptParams } from '../domain/password.ts';
+import type { ThrottleSettings } from '../domain/throttle.ts';
 import type { TokenSettings } from '../domain/tokens.ts';
 import { ConfigFileSchema, type ConfigFile } from './schema.ts';
 import { parseDuration } from './duration.ts';
@@ -59,6 +60,13 @@ export interface Config {
     readonly minLengthWithTotp: number;
   };
   readonly auth: { readonly totpIssuer: string; readonly requireTotpForAdmins: boolean };
+  readonly loginThrottle: ThrottleSettings;
+  readonly rateLimit: {
+    readonly requests: number;
+    readonly windowMs: number;
+    readonly summaryIntervalMs: number;
+    readonly summaryMaxAddresses: number;
+  };
   readonly pgAdmin: readonly PgAdminConnection[];
   /** `listen` undefined: `[metrics] listen = "off"`, no metrics listener. */
   readonly metrics: { readonly listen: { readonly host: string; readonly port: number } | undefined };
@@ -141,6 +149,12 @@ export function resolveConfig(
     if (ms === undefined) problem(name, `"${text}" is not a duration (examples: 30d, 12h, 15m, 10s)`);
     return ms ?? 0;
   };
+  // A window or interval of zero would count nothing (or flush in a busy loop): there is no setting that removes a bound.
+  const positive = (name: string, text: string) => {
+    const ms = duration(name, text);
+    if (parseDuration(text) !== undefined && ms < 1_000) problem(name, 'must be at least 1s');
+    return ms;
+  };
   const listen = parseListen(file.server.listen);
   if (typeof listen === 'string') problem('server.listen', listen);
   for (const proxy of file.server.trusted_proxies) {
@@ -184,6 +198,25 @@ export function resolveConfig(
       minLengthWithTotp: file.passwords.min_length_with_totp,
     },
     auth: { totpIssuer: file.auth.totp_issuer, requireTotpForAdmins: file.auth.require_totp_for_admins },
+    loginThrottle: {
+      freeFailures: file.login_throttle.free_failures,
+      baseDelayMs: duration('login_throttle.base_delay', file.login_throttle.base_delay),
+      maxDelayMs: duration('login_throttle.max_delay', file.login_throttle.max_delay),
+      account: {
+        lockoutFailures: file.login_throttle.account_lockout_failures,
+        lockoutMs: positive('login_throttle.account_lockout', file.login_throttle.account_lockout),
+      },
+      address: {
+        lockoutFailures: file.login_throttle.address_lockout_failures,
+        lockoutMs: positive('login_throttle.address_lockout', file.login_throttle.address_lockout),
+      },
+    },
+    rateLimit: {
+      requests: file.rate_limit.requests,
+      windowMs: positive('rate_limit.window', file.rate_limit.window),
+      summaryIntervalMs: positive('rate_limit.summary_interval', file.rate_limit.summary_interval),
+      summaryMaxAddresses: file.rate_limit.summary_max_addresses,
+    },
     pgAdmin: Object.entries(file.pg_admin).map(([name, entry]) => {
       if (!/^[a-z][a-z0-9_-]{0,31}$/.test(name)) problem(`pg_admin.${name}`, 'names are lowercase letters, digits, _ and -, starting with a letter');
       // Never echo the URL: it carries the admin password.
@@ -303,7 +336,7 @@ function resolveStorage(
 }
 
 /**
- * `[metrics] listen`: "off", or a loopback IP address and port (SECURITY.md §49). The listener speaks plain HTTP and
+ * `[metrics] listen`: "off", or a loopback IP address and port (SECURITY.md §48). The listener speaks plain HTTP and
  * asks for no credentials, so it is refused on any other address, a host name included (it could resolve anywhere).
  */
 function resolveMetricsListen(
@@ -321,7 +354,7 @@ function resolveMetricsListen(
     problem(
       'metrics.listen',
       `"${listen.host}" is not a loopback address: metrics are served over plain HTTP without credentials, so only on ` +
-        '127.0.0.0/8 or [::1] (scrape from the same host, or through a proxy that adds TLS and authentication; see SECURITY.md §49)',
+        '127.0.0.0/8 or [::1] (scrape from the same host, or through a proxy that adds TLS and authentication; see SECURITY.md §48)',
     );
     return undefined;
   }

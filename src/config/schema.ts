@@ -85,6 +85,48 @@ export const ConfigFileSchema = Type.Object(
         description: "refuse logins by admin-role accounts without TOTP (the bootstrap admin's first login excepted)",
       }),
     }),
+    // Failed-login throttling and lockout (SECURITY.md §9); docs/configuration.md argues each default.
+    login_throttle: section({
+      free_failures: Type.Integer({
+        default: 5,
+        minimum: 0,
+        maximum: 1_000_000,
+        description: 'failures an account (or an address) may have before each further attempt must wait',
+      }),
+      base_delay: Duration('1s', 'the wait after the first failure beyond free_failures; it doubles with each further one'),
+      max_delay: Duration('1m', 'the longest wait between attempts before the lockout'),
+      account_lockout_failures: Type.Integer({
+        default: 100,
+        minimum: 1,
+        maximum: 100,
+        description: 'consecutive failures that lock an account (NIST SP 800-63B: at most 100)',
+      }),
+      account_lockout: Duration('15m', 'how long a locked account stays locked after its last failure'),
+      address_lockout_failures: Type.Integer({
+        default: 30,
+        minimum: 1,
+        maximum: 1_000_000,
+        description: 'failures from one client address (an IPv6 /64) that lock the address, for every account',
+      }),
+      address_lockout: Duration('1h', 'how long a locked address stays locked after its last failure'),
+    }),
+    // The general per-address request limit (SECURITY.md §46) and the bounded record of anonymous failures (§41).
+    rate_limit: section({
+      requests: Type.Integer({
+        default: 3_000,
+        minimum: 1,
+        maximum: 100_000_000,
+        description: 'requests one client address (an IPv6 /64) may make per window on this instance (/healthz and /readyz exempt)',
+      }),
+      window: Duration('1m', 'the window the request limit counts over'),
+      summary_interval: Duration('1m', 'how often anonymous failures and 429 refusals are written to the audit trail, one row per address'),
+      summary_max_addresses: Type.Integer({
+        default: 1_000,
+        minimum: 1,
+        maximum: 100_000,
+        description: 'addresses summarised separately per interval; the rest share one row',
+      }),
+    }),
     /**
      * Admin connections to the PostgreSQL servers that hold services' databases, one table per server:
      * `[pg_admin.NAME]` with `url` (postgres://, with the admin password) and an optional
@@ -104,7 +146,7 @@ export const ConfigFileSchema = Type.Object(
     metrics: section({
       listen: Type.String({
         default: '127.0.0.1:9464',
-        description: 'HOST:PORT of the plain-HTTP GET /metrics listener, a loopback address only (SECURITY.md §49); off disables it',
+        description: 'HOST:PORT of the plain-HTTP GET /metrics listener, a loopback address only (SECURITY.md §48); off disables it',
       }),
     }),
     pgcreds: section({

@@ -15,6 +15,7 @@ import { addressKey } from './address.ts';
 import { normalizeName } from './names.ts';
 import { BOOTSTRAP_HASH_KEY, checkNewPassword, normalizePassword, type PasswordHasher } from './password.ts';
 import type { Store } from './ports.ts';
+import type { LoginThrottle } from './throttle.ts';
 
 export interface AccountServiceDeps {
   readonly store: Store;
@@ -23,6 +24,7 @@ export interface AccountServiceDeps {
   readonly minPasswordLength: number;
   /** The shorter minimum for accounts with TOTP enabled (NIST SP 800-63B: 8 with a second factor). */
   readonly minPasswordLengthWithTotp: number;
+  readonly throttle: LoginThrottle;
 }
 
 /** Account and password administration (roles: src/domain/roles.ts). Every change writes its audit row in the same transaction. */
@@ -32,6 +34,7 @@ export class AccountService {
   readonly #clock: Clock;
   readonly #minPasswordLength: number;
   readonly #minPasswordLengthWithTotp: number;
+  readonly #throttle: LoginThrottle;
 
   constructor(deps: AccountServiceDeps) {
     this.#store = deps.store;
@@ -39,6 +42,7 @@ export class AccountService {
     this.#clock = deps.clock;
     this.#minPasswordLength = deps.minPasswordLength;
     this.#minPasswordLengthWithTotp = deps.minPasswordLengthWithTotp;
+    this.#throttle = deps.throttle;
   }
 
   async list(): Promise<Account[]> {
@@ -147,6 +151,19 @@ export class AccountService {
     });
   }
 
+  /**
+   * An administrator's unlock (SECURITY.md §9): clears the account's failed-login counter, so the person may log in
+   * at once. The addresses that failed stay limited. Returns the canonical username and the failures it held.
+   */
+  async unlock(username: string, actor: Principal, ctx: RequestContext): Promise<{ username: string; failures: number }> {
+    return this.#store.transaction(async (tx) => {
+      const account = await this.get(username, tx);
+      const failures = await this.#throttle.unlock(tx, account.username);
+      await this.#audit(tx, ctx, actor, account, 'account_unlocked', { failures });
+      return { username: account.username, failures };
+    });
+  }
+
   /** Deletes the account; its tokens and credentials go with it (foreign keys cascade); audit rows stay. */
   async delete(username: string, actor: Principal, ctx: RequestContext): Promise<void> {
     await this.#store.transaction(async (tx) => {
@@ -192,10 +209,12 @@ export class AccountService {
   ): Promise<void> {
     const account = principal.account;
     if (account.kind !== 'human') fail('forbidden', 'a system account has no password');
+    await this.#throttle.check(account.username, ctx);
     const stored = await this.#store.accounts.findById(account.id);
     const { ok } = await this.#hasher.verify(input.currentPassword, stored?.passwordHash, addressKey(ctx.ip));
     if (!ok) {
-      await this.#store.audit.insert(this.#event(ctx, principal, account, 'password_changed', 'failure', { reason: 'wrong_current_password' }));
+      const event = this.#event(ctx, principal, account, 'password_changed', 'failure', { reason: 'wrong_current_password' });
+      await this.#throttle.failedWith(event, { subject: account, ctx });
       fail('invalid_credentials', 'the current password is not correct');
     }
     // Replacing a temporary password with itself would leave one that someone else chose (or saw) in place.

@@ -25,6 +25,12 @@ const AUDIT_EVENT_TYPES = [
   'signing_key_created',
   'signing_key_rotated',
   'signing_key_deleted',
+  // Throttling and lockout (SECURITY.md §9): a counter reached its lockout threshold; an administrator's unlock.
+  'account_locked',
+  'address_locked',
+  'account_unlocked',
+  // Bounded records of anonymous failures and 429 refusals: one row per address and interval (SECURITY.md §41).
+  'failures_summarized',
   'master_key_rotated',
   'pg_credentials_set',
   'pg_credentials_read',

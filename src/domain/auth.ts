@@ -7,6 +7,7 @@ import { canonicalName } from './names.ts';
 import { addressKey } from './address.ts';
 import { passwordLength, type PasswordHasher } from './password.ts';
 import { NO_OBSERVER, type Observer, type Store } from './ports.ts';
+import type { LoginThrottle } from './throttle.ts';
 import type { TokenService } from './tokens.ts';
 import type { TotpService } from './totp.ts';
 
@@ -29,6 +30,7 @@ export class LoginService {
   readonly #tokens: TokenService;
   readonly #totp: TotpService;
   readonly #clock: Clock;
+  readonly #throttle: LoginThrottle;
   readonly #observer: Observer;
 
   readonly #minPasswordLength: { readonly withoutTotp: number; readonly withTotp: number };
@@ -39,6 +41,7 @@ export class LoginService {
     tokens: TokenService;
     totp: TotpService;
     clock: Clock;
+    throttle: LoginThrottle;
     observer?: Observer;
     /** passwords.min_length and passwords.min_length_with_totp: a shorter password must be replaced at login. */
     minPasswordLength: { readonly withoutTotp: number; readonly withTotp: number };
@@ -49,6 +52,7 @@ export class LoginService {
     this.#tokens = deps.tokens;
     this.#totp = deps.totp;
     this.#clock = deps.clock;
+    this.#throttle = deps.throttle;
     this.#observer = deps.observer ?? NO_OBSERVER;
   }
 
@@ -67,13 +71,19 @@ export class LoginService {
   async #attempt(input: { username: string; password: string; totpCode?: string | undefined }, ctx: RequestContext): Promise<LoginResult> {
     // A name that breaks the rule is an unknown user: the same work and answer as any other (SECURITY.md §8).
     const username = canonicalName(input.username);
+    // Throttled or locked (SECURITY.md §9): refused before the account is even looked up, and before any hash.
+    await this.#throttle.check(username, ctx);
     const record = username === undefined ? undefined : await this.#store.accounts.findByUsername(username);
     const usable = record !== undefined && record.kind === 'human';
     const hashKey = addressKey(ctx.ip);
     const { ok, needsRehash } = await this.#hasher.verify(input.password, usable ? record.passwordHash : undefined, hashKey);
 
     const failed = async (reason: string, code: ErrorCode, message: string, factor = 'password'): Promise<never> => {
-      await this.#store.audit.insert(this.#event(ctx, record, 'login_failed', 'failure', { reason, factor, username: username ?? null }));
+      await this.#store.transaction(async (tx) => {
+        await tx.audit.insert(this.#event(ctx, record, 'login_failed', 'failure', { reason, factor, username: username ?? null }));
+        // Every failure answered invalid_credentials counts, whatever its cause, so the throttle cannot tell them apart.
+        if (code === 'invalid_credentials') await this.#throttle.failed(tx, { username, subject: record, ctx });
+      });
       throw new MciasError(code, message, code === 'forbidden' ? { reason } : {});
     };
     const wrong = 'the username or password is not correct';
@@ -107,6 +117,7 @@ export class LoginService {
     await this.#store.transaction(async (tx) => {
       if (rehash !== undefined) await tx.accounts.updatePasswordHash(record.id, rehash, this.#clock.now());
       if (tooShort) await tx.accounts.setPasswordChangeRequired(record.id, true, this.#clock.now());
+      await this.#throttle.succeeded(tx, record.username);
       await tx.tokens.insert(issued.record);
       await tx.audit.insert(
         this.#event(ctx, record, 'login_succeeded', 'success', {

@@ -6,6 +6,7 @@ import { MciasError, fail } from './errors.ts';
 import { type Account, type PermissionGrant, type Principal, type RequestContext, type TokenInfo } from './model.ts';
 import { normalizeName } from './names.ts';
 import { NO_OBSERVER, type Observer, type Store } from './ports.ts';
+import type { FailureSummaries } from './summaries.ts';
 import type { IssuedToken, TokenService } from './tokens.ts';
 
 export type Validation =
@@ -28,13 +29,22 @@ export class TokenLifecycle {
   readonly #tokens: TokenService;
   readonly #accounts: AccountService;
   readonly #clock: Clock;
+  readonly #summaries: FailureSummaries;
   readonly #observer: Observer;
 
-  constructor(deps: { store: Store; tokens: TokenService; accounts: AccountService; clock: Clock; observer?: Observer }) {
+  constructor(deps: {
+    store: Store;
+    tokens: TokenService;
+    accounts: AccountService;
+    clock: Clock;
+    summaries: FailureSummaries;
+    observer?: Observer;
+  }) {
     this.#store = deps.store;
     this.#tokens = deps.tokens;
     this.#accounts = deps.accounts;
     this.#clock = deps.clock;
+    this.#summaries = deps.summaries;
     this.#observer = deps.observer ?? NO_OBSERVER;
   }
 
@@ -165,11 +175,13 @@ export class TokenLifecycle {
     return { active: true, account, permissions, jti: record.jti, issuedAt: record.issuedAt, expiresAt: record.expiresAt };
   }
 
-  async #inactive(reason: string, ctx: RequestContext): Promise<Validation> {
+  /**
+   * Anyone may ask, so a failure is counted in memory and summarised per address and interval (SECURITY.md §41),
+   * never written as a row of its own: a stranger's requests cannot grow the audit trail without bound.
+   */
+  #inactive(reason: string, ctx: RequestContext): Validation {
     this.#observer.tokenValidation(reason);
-    await this.#store.audit.insert(
-      requestEvent({ at: this.#clock.now(), ctx, type: 'token_validation_failed', outcome: 'failure', details: { reason } }),
-    );
+    this.#summaries.record(ctx.ip, `token_validation_failed.${reason}`);
     return { active: false };
   }
 

@@ -293,12 +293,12 @@ export class PgRotationService {
   }
 
   /**
-   * Re-takes the lease inside the transaction that finishes a rotation: if it expired and another instance took it
-   * (and may be on a rotation of its own), this one must not complete or drop that one's intent.
+   * Renews the lease inside the transaction that finishes a rotation: if it expired and another instance took it
+   * (and may be on a rotation of its own, or have kept an intent and let go), this one must not complete or drop
+   * that one's intent. A lease taken over and released since is not re-taken: the intent may no longer be ours.
    */
   async #stillHeld(tx: Store, accountId: string, holder: string): Promise<void> {
-    const now = this.#clock.now();
-    if (!(await tx.pgcreds.claimLease(accountId, holder, now, now + this.#leaseMs))) {
+    if (!(await tx.pgcreds.renewLease(accountId, holder, this.#clock.now() + this.#leaseMs))) {
       fail('conflict', 'the rotation outlived its lease; another instance finishes it', 'rotation_in_progress');
     }
   }

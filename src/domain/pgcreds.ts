@@ -205,11 +205,20 @@ export class PgCredentialsService {
     });
   }
 
-  /** Removes a service's credentials (admin); 404 when it has none. The PostgreSQL roles are left as they are. */
+  /**
+   * Removes a service's credentials (admin); 404 when it has none. The PostgreSQL roles are left as they are.
+   * Refused while a rotation holds the lease: its ALTER may land after a PUT that follows, leaving a stored password
+   * the server refuses. An intent left with no live lease (a rotation that gave up) may be deleted: that is the way out.
+   */
   async delete(principal: Principal, serviceName: string, ctx: RequestContext): Promise<void> {
     const service = await this.service(normalizeName(serviceName, 'username'));
+    const now = this.#clock.now();
     await this.#store.transaction(async (tx) => {
-      if (!(await tx.pgcreds.delete(service.id))) fail('not_found', `${service.username} has no stored database credentials`);
+      if (!(await tx.pgcreds.claimLease(service.id, `delete:${randomUUID()}`, now, now + LEASE_MS))) {
+        if ((await tx.pgcreds.find(service.id)) === undefined) fail('not_found', `${service.username} has no stored database credentials`);
+        fail('conflict', `a rotation of ${service.username}'s password is under way: delete them once it has finished`, 'rotation_in_progress');
+      }
+      await tx.pgcreds.delete(service.id);
       await tx.audit.insert(this.#event(ctx, principal, service, 'pg_credentials_deleted', 'success', {}));
     });
   }

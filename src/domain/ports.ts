@@ -34,6 +34,7 @@ export interface Store {
   readonly keys: KeyStore;
   readonly audit: AuditStore;
   readonly pgcreds: PgCredentialStore;
+  readonly failures: FailureCounterStore;
   readonly registrations: RegistrationStore;
   readonly permissions: PermissionStore;
   readonly sealed: SealedValueStore;
@@ -165,6 +166,30 @@ export interface AuditStore {
   exists(subjectId: string, type: AuditEvent['type']): Promise<boolean>;
 }
 
+/** A failed-login counter (SECURITY.md §9): failures since the last success (or since it was forgotten). */
+export interface FailureCounter {
+  readonly failures: number;
+  readonly lastFailureAt: number;
+}
+
+/**
+ * Failed-login counters shared by every instance (SECURITY.md §9), by key (`user:<username>`, `address:<key>`).
+ * The database does the counting, so two instances taking failures at once both count.
+ */
+export interface FailureCounterStore {
+  /** The counters of these keys, in one query; a key without failures is absent. */
+  read(keys: readonly string[]): Promise<Map<string, FailureCounter>>;
+  /**
+   * Counts one failure at `now` for each key and returns the counters after it. A counter whose last failure is
+   * before `forgetBefore` starts again from one.
+   */
+  recordFailure(keys: readonly string[], now: number, forgetBefore: number): Promise<Map<string, FailureCounter>>;
+  /** Drops a counter (a success, an administrator's unlock); returns the failures it held (0 if none). */
+  reset(key: string): Promise<number>;
+  /** Drops counters whose last failure is before `before`; returns how many. */
+  prune(before: number): Promise<number>;
+}
+
 /** One sealed value where it is stored: the column (`table.column`), its row, and the context it is sealed with. */
 export interface SealedValue {
   readonly column: string;
@@ -226,6 +251,11 @@ export interface PgCredentialStore {
    */
   claimLease(accountId: string, holder: string, now: number, until: number): Promise<boolean>;
   releaseLease(accountId: string, holder: string): Promise<void>;
+  /**
+   * Extends the lease until `until` only if `holder` still has it, expired or not: false once another holder has
+   * taken it, even if that one has released it since.
+   */
+  renewLease(accountId: string, holder: string, until: number): Promise<boolean>;
 }
 
 /** Where a service's database lives, and which `[pg_admin.NAME]` connection may change its roles. */
@@ -275,7 +305,7 @@ export interface PgAdmin {
 }
 
 /**
- * What the domain reports to operators' metrics (SECURITY.md §49), one way: services call it and it never calls back,
+ * What the domain reports to operators' metrics (SECURITY.md §48), one way: services call it and it never calls back,
  * so the domain knows nothing of Prometheus. Every argument is one word from a fixed set, never a name, an address or
  * a token; the implementation (src/http/metrics.ts) also turns any word it does not know into `other`.
  */

@@ -9,6 +9,7 @@ import { addressKey } from './address.ts';
 import { passwordLength, type PasswordHasher } from './password.ts';
 import type { Store } from './ports.ts';
 import type { DigestKeys, DigestPurpose, Sealer } from './sealing.ts';
+import type { LoginThrottle } from './throttle.ts';
 
 /** RFC 6238 as SECURITY.md §12 fixes it: a 160-bit secret, SHA-1, 6 digits, 30 s steps, at most ±1 step. */
 const SECRET_BYTES = 20;
@@ -77,6 +78,7 @@ export class TotpService {
   readonly #hasher: PasswordHasher;
   readonly #accounts: AccountService;
   readonly #clock: Clock;
+  readonly #throttle: LoginThrottle;
   readonly settings: TotpSettings;
   readonly #minPasswordLength: number;
 
@@ -87,6 +89,7 @@ export class TotpService {
     hasher: PasswordHasher;
     accounts: AccountService;
     clock: Clock;
+    throttle: LoginThrottle;
     settings: TotpSettings;
     minPasswordLength: number;
   }) {
@@ -96,6 +99,7 @@ export class TotpService {
     this.#hasher = deps.hasher;
     this.#accounts = deps.accounts;
     this.#clock = deps.clock;
+    this.#throttle = deps.throttle;
     this.settings = deps.settings;
     this.#minPasswordLength = deps.minPasswordLength;
   }
@@ -108,10 +112,12 @@ export class TotpService {
   async begin(principal: Principal, password: string, ctx: RequestContext): Promise<{ secret: string; uri: string }> {
     const account = this.#human(principal);
     if (account.totpConfirmedAt !== null) fail('conflict', 'TOTP is already enabled; remove it first to enroll again');
+    await this.#throttle.check(account.username, ctx);
     const stored = await this.#store.accounts.findById(account.id);
     const { ok } = await this.#hasher.verify(password, stored?.passwordHash, addressKey(ctx.ip));
     if (!ok) {
-      await this.#store.audit.insert(this.#event(ctx, principal, account, 'totp_enrollment_started', 'failure', { reason: 'wrong_password' }));
+      const event = this.#event(ctx, principal, account, 'totp_enrollment_started', 'failure', { reason: 'wrong_password' });
+      await this.#throttle.failedWith(event, { subject: account, ctx });
       fail('invalid_credentials', 'the password is not correct');
     }
     const secret = randomBytes(SECRET_BYTES);
@@ -128,9 +134,11 @@ export class TotpService {
     const account = this.#human(principal);
     const state = await this.#store.credentials.findTotp(account.id);
     if (state?.secret == null || state.confirmedAt !== null) fail('conflict', 'there is no TOTP enrollment to confirm: start one first');
+    // Wrong codes count like failed logins (SECURITY.md §9): a million codes are not a million free guesses.
+    await this.#throttle.check(account.username, ctx);
     const step = matchTotpStep(this.#sealer.open(state.secret, sealContext(account.id)), code, this.#clock.now());
     if (step === undefined) {
-      await this.#store.audit.insert(this.#event(ctx, principal, account, 'totp_enabled', 'failure', { reason: 'wrong_totp' }));
+      await this.#throttle.failedWith(this.#event(ctx, principal, account, 'totp_enabled', 'failure', { reason: 'wrong_totp' }), { subject: account, ctx });
       fail('invalid_credentials', 'the code is not correct');
     }
     const codes = Array.from({ length: RECOVERY_CODES }, newRecoveryCode);
@@ -150,10 +158,14 @@ export class TotpService {
   async disable(principal: Principal, input: { password: string; code: string }, ctx: RequestContext): Promise<void> {
     const account = this.#human(principal);
     if (account.totpConfirmedAt === null) fail('conflict', 'TOTP is not enabled');
+    await this.#throttle.check(account.username, ctx);
     const stored = await this.#store.accounts.findById(account.id);
     const { ok } = await this.#hasher.verify(input.password, stored?.passwordHash, addressKey(ctx.ip));
     const refuse = async (reason: string, error: MciasError): Promise<never> => {
-      await this.#store.audit.insert(this.#event(ctx, principal, account, 'totp_disabled', 'failure', { reason }));
+      const event = this.#event(ctx, principal, account, 'totp_disabled', 'failure', { reason });
+      // A wrong password or code counts (SECURITY.md §9); a refusal for a short password guessed nothing.
+      if (error.code === 'invalid_credentials') await this.#throttle.failedWith(event, { subject: account, ctx });
+      else await this.#store.audit.insert(event);
       throw error;
     };
     const wrong = new MciasError('invalid_credentials', 'the password or code is not correct');

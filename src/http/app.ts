@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Server as HttpsServer, ServerOptions as HttpsServerOptions } from 'node:https';
+import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { ConnectionLimits } from '../config/load.ts';
+import { addressKey } from '../domain/address.ts';
 import { MciasError } from '../domain/errors.ts';
 import { accessControl } from './access.ts';
 import { refuseBadHeaderFields } from './header-fields.ts';
@@ -30,17 +32,21 @@ import { ProblemSchema } from './schemas.ts';
 export interface AppOptions {
   readonly bodyLimit: number;
   readonly trustedProxies: readonly string[];
+  /** The general per-address request limit (SECURITY.md §46), in memory on this instance. */
+  readonly rateLimit: { readonly requests: number; readonly windowMs: number };
   readonly logger: FastifyServerOptions['loggerInstance'] | false;
   /** TLS for a real listener; tests that use `inject` leave it out. */
   readonly https?: HttpsServerOptions;
   /** Bounds on the real listener's connections (SECURITY.md §36); only with `https`. */
   readonly connections?: ConnectionLimits;
   readonly version?: string;
-  /** Fed from every request when given (SECURITY.md §49); served by src/server.ts on its own listener. */
+  /** Fed from every request when given (SECURITY.md §48); served by src/server.ts on its own listener. */
   readonly metrics?: Metrics;
 }
 
 export { HSTS } from './headers.ts';
+/** Addresses whose request counts one instance keeps (SECURITY.md §46). */
+const RATE_LIMIT_ADDRESSES = 10_000;
 /** What Fastify does with `__proto__` and `constructor.prototype` keys in a JSON body (SECURITY.md §33). */
 const POISONING = 'error';
 
@@ -108,7 +114,12 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
       throw new MciasError('not_found', 'no such route');
     }
   });
-  app.addHook('onResponse', async (request, reply) => logAccess(request, reply));
+  app.addHook('onResponse', async (request, reply) => {
+    logAccess(request, reply);
+    // Every 429, whoever refused (the request limit, the login throttle, the hash queue), is counted, bounded
+    // (SECURITY.md §41): by address and route, written as one row per address and interval.
+    if (reply.statusCode === 429) services.summaries.record(request.ip, `rate_limited.${request.routeOptions.url ?? 'unmatched'}`);
+  });
   if (options.metrics) observeRequests(app, options.metrics);
   // A body sent to a route that takes none is refused rather than ignored (SECURITY.md §22).
   app.addHook('preValidation', async (request) => {
@@ -134,6 +145,30 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
       };
       return { schema: documented as typeof schema, url };
     },
+  });
+  // The general request limit (SECURITY.md §46), as an app-wide onRequest hook registered before access control's, so it counts every
+  // request (unauthenticated ones too) before any token check. Keyed by the one client address (request.ip: the
+  // socket peer, or what a trusted proxy forwarded; SECURITY.md §10), IPv6 by /64. Probes declare
+  // `config.rateLimit: false` and are exempt.
+  await app.register(rateLimit, {
+    global: false,
+    max: options.rateLimit.requests,
+    timeWindow: options.rateLimit.windowMs,
+    keyGenerator: (request) => addressKey(request.ip),
+    // The counts of this many addresses are kept, the least recently seen dropped first: memory stays bounded.
+    cache: RATE_LIMIT_ADDRESSES,
+    // No X-RateLimit-* headers: a 429 carries Retry-After (sendProblem), and other answers stay as they were.
+    addHeadersOnExceeding: { 'x-ratelimit-limit': false, 'x-ratelimit-remaining': false, 'x-ratelimit-reset': false },
+    addHeaders: { 'x-ratelimit-limit': false, 'x-ratelimit-remaining': false, 'x-ratelimit-reset': false, 'retry-after': false },
+    errorResponseBuilder: (_request, context) =>
+      new MciasError('rate_limited', `too many requests from your address: try again in ${context.after}`, {
+        retryAfter: Math.max(1, Math.ceil(context.ttl / 1000)),
+        reason: 'too_many_requests',
+      }),
+  });
+  const limitRequests = app.rateLimit();
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.routeOptions.config.rateLimit !== false) await limitRequests.call(app, request, reply);
   });
   await app.register(accessControl, { tokens: services.tokens });
   await app.register(publicRoutes, services);

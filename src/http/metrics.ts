@@ -8,7 +8,7 @@ import type { Observer } from '../domain/ports.ts';
 import { TOKEN_FAILURES } from '../domain/tokens.ts';
 
 /**
- * The server's Prometheus metrics (SECURITY.md §49, docs/operations.md says what each means). One registry per
+ * The server's Prometheus metrics (SECURITY.md §48, docs/operations.md says what each means). One registry per
  * server, never prom-client's global one, so that tests and several apps in one process do not share counters.
  * Every label value comes from a fixed set (outcomes, error codes, failure reasons, route patterns, status classes):
  * never a username, an address, a token, or the raw URL.
@@ -161,7 +161,7 @@ export interface MetricsListener {
 const LISTENER_LIMITS = { maxConnections: 16, headersTimeoutMs: 10_000, requestTimeoutMs: 10_000, keepAliveTimeoutMs: 10_000 };
 
 /**
- * The metrics listener (SECURITY.md §49): plain HTTP on a loopback address (the configuration refuses any other),
+ * The metrics listener (SECURITY.md §48): plain HTTP on a loopback address (the configuration refuses any other),
  * apart from the API, so it needs no token and the API's limits and logs never see scrapes. GET (or HEAD) /metrics;
  * every other path is 404 and every other method 405.
  */

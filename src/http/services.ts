@@ -7,6 +7,7 @@ import type { PermissionService } from '../domain/permissions.ts';
 import type { PgRotationService } from '../domain/pgcreds-rotation.ts';
 import type { RegistrationService } from '../domain/registrations.ts';
 import type { RoleService } from '../domain/roles.ts';
+import type { FailureSummaries } from '../domain/summaries.ts';
 import type { TokenService } from '../domain/tokens.ts';
 import type { TotpService } from '../domain/totp.ts';
 
@@ -22,6 +23,8 @@ export interface AppServices {
   readonly totp: TotpService;
   readonly tokens: TokenService;
   readonly keys: KeyRing;
+  /** Where 429 refusals are counted, bounded (SECURITY.md §41). */
+  readonly summaries: FailureSummaries;
   readonly pgcreds: PgCredentialsService;
   readonly pgRotation: PgRotationService;
   readonly registrations: RegistrationService;

@@ -4,6 +4,7 @@ import type { DialectCapabilities } from './dialects.ts';
 import { initial } from './migrations/0001_initial.ts';
 import { passwordChangeRequired } from './migrations/0005_password_change_required.ts';
 import { pgCredentials } from './migrations/0007_pg_credentials.ts';
+import { loginFailures } from './migrations/0008_login_failures.ts';
 import { digestKeys } from './migrations/0010_digest_keys.ts';
 import type { DB } from './schema.ts';
 
@@ -56,6 +57,7 @@ function migrations(caps: DialectCapabilities): Record<string, Migration> {
       },
     },
     '0007_pg_credentials': pgCredentials(caps),
+    '0008_login_failures': loginFailures,
     '0010_digest_keys': digestKeys(caps),
   };
 }

@@ -150,6 +150,16 @@ export class KyselyPgCredentialStore implements PgCredentialStore {
     return Number(result.numUpdatedRows) === 1;
   }
 
+  async renewLease(accountId: string, holder: string, until: number): Promise<boolean> {
+    const result = await this.#db
+      .updateTable('pg_credentials')
+      .set({ lease_until: until })
+      .where('account_id', '=', accountId)
+      .where('lease_holder', '=', holder)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
   async releaseLease(accountId: string, holder: string): Promise<void> {
     await this.#db
       .updateTable('pg_credentials')

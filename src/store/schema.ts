@@ -18,7 +18,15 @@ export interface DB {
   audit_events: AuditEventsTable;
   recovery_codes: RecoveryCodesTable;
   locks: LocksTable;
+  login_failures: LoginFailuresTable;
   digest_keys: DigestKeysTable;
+}
+
+/** A failed-login counter (SECURITY.md §9): failures since the last success, and when the last one happened. */
+interface LoginFailuresTable {
+  key: string;
+  failures: number;
+  last_failure_at: number;
 }
 
 /** One key per purpose of keyed digests (DigestKeys), sealed under the master key: it outlives a master-key rotation. */

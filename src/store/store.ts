@@ -1,11 +1,26 @@
 import type { Kysely } from 'kysely';
-import type { AccountStore, AuditStore, CredentialStore, KeyStore, LockName, PermissionStore, PgCredentialStore, RegistrationStore, RoleStore, SealedValueStore, Store, TokenStore } from '../domain/ports.ts';
+import type {
+  AccountStore,
+  AuditStore,
+  CredentialStore,
+  FailureCounterStore,
+  KeyStore,
+  LockName,
+  PermissionStore,
+  PgCredentialStore,
+  RegistrationStore,
+  RoleStore,
+  SealedValueStore,
+  Store,
+  TokenStore,
+} from '../domain/ports.ts';
 import { KyselyAccountStore } from './accounts.ts';
 import { KyselyAuditStore } from './audit.ts';
 import { KyselyCredentialStore } from './credentials.ts';
 import type { DialectCapabilities } from './dialects.ts';
 import type { Executor } from './executor.ts';
 import { lockRow } from './locks.ts';
+import { KyselyFailureCounterStore } from './login-failures.ts';
 import { KyselyPermissionStore } from './permissions.ts';
 import { KyselyPgCredentialStore } from './pg-credentials.ts';
 import { KyselyRegistrationStore } from './registrations.ts';
@@ -27,6 +42,7 @@ export class KyselyStore implements Store {
   readonly keys: KeyStore;
   readonly audit: AuditStore;
   readonly pgcreds: PgCredentialStore;
+  readonly failures: FailureCounterStore;
   readonly registrations: RegistrationStore;
   readonly permissions: PermissionStore;
   readonly sealed: SealedValueStore;
@@ -43,6 +59,7 @@ export class KyselyStore implements Store {
     this.keys = new KyselyKeyStore(db);
     this.audit = new KyselyAuditStore(db);
     this.pgcreds = new KyselyPgCredentialStore(db);
+    this.failures = new KyselyFailureCounterStore(db);
     this.registrations = new KyselyRegistrationStore(db);
     this.permissions = new KyselyPermissionStore(db);
     this.sealed = new KyselySealedValueStore(db, caps);

@@ -327,14 +327,14 @@ describe('configuration', () => {
     assert.equal(allowed.config?.server.port, 8443);
   });
 
-  test('[metrics] listen: 127.0.0.1:9464 by default, any loopback address, or off (SECURITY.md §49)', () => {
+  test('[metrics] listen: 127.0.0.1:9464 by default, any loopback address, or off (SECURITY.md §48)', () => {
     assert.deepEqual(ok({}).metrics, { listen: { host: '127.0.0.1', port: 9464 } });
     assert.deepEqual(ok({ metrics: { listen: '[::1]:9100' } }).metrics, { listen: { host: '::1', port: 9100 } });
     assert.deepEqual(ok({ metrics: { listen: '127.0.0.2:0' } }).metrics, { listen: { host: '127.0.0.2', port: 0 } });
     assert.deepEqual(ok({}, { MCIAS_METRICS_LISTEN: 'off' }).metrics, { listen: undefined });
   });
 
-  test('[metrics] listen on anything but a loopback address is refused at load: the listener is plain HTTP (SECURITY.md §49)', () => {
+  test('[metrics] listen on anything but a loopback address is refused at load: the listener is plain HTTP (SECURITY.md §48)', () => {
     for (const listen of ['0.0.0.0:9464', '[::]:9464', '192.168.1.10:9464', '10.0.0.1:9464', '[::ffff:127.0.0.1]:9464', 'localhost:9464', 'metrics.internal:9464']) {
       const found = problems({ metrics: { listen } });
       hasProblem(found, 'metrics.listen');

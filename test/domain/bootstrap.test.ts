@@ -34,7 +34,7 @@ for (const dialect of DIALECTS) {
     });
 
     test('before the bootstrap no default credentials log in', async () => {
-      const app = await buildApp(runtime.services, { bodyLimit: 65_536, trustedProxies: [], logger: false });
+      const app = await buildApp(runtime.services, { bodyLimit: 65_536, trustedProxies: [], rateLimit: testConfig(testDb).rateLimit, logger: false });
       try {
         for (const [username, password] of [
           ['admin', 'admin'],

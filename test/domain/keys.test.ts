@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
 import { buildApp } from '../../src/http/app.ts';
 import { createRuntime, type Runtime } from '../../src/server.ts';
-import { assertAuditHasNoSecrets, auditRows, lastAuditSeq } from '../support/audit.ts';
+import { assertAuditHasNoSecrets, auditRows, lastAuditSeq, validationFailures } from '../support/audit.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { ADMIN_PASSWORD, USER_PASSWORD, createHarness, type Harness } from '../support/harness.ts';
 import { assertProblem } from '../support/inspect.ts';
@@ -108,9 +108,10 @@ for (const dialect of DIALECTS) {
       assert.equal(await isActive(victim), true);
 
       await h.runtime.database.db.deleteFrom('signing_keys').where('kid', '=', retiredKid).execute();
+      const since = await lastAuditSeq(h);
       assert.equal(await isActive(victim), false);
       assertProblem(await h.request({ method: 'GET', url: '/v1/me', token: victim }), { status: 401, code: 'unauthenticated' });
-      assert.equal((await auditRows(h, { type: 'token_validation_failed' })).at(-1)?.details['reason'], 'unknown_token');
+      assert.deepEqual((await validationFailures(h, since)).reasons, ['unknown_token']);
 
       // A fresh instance, with nothing remembered, refuses it as well.
       const other = await createRuntime(h.config, { clock: h.clock, masterKey: h.masterKey });
@@ -233,7 +234,7 @@ for (const dialect of DIALECTS) {
     before(async () => {
       h = await createHarness(dialect);
       second = await createRuntime(h.config, { clock: h.clock, masterKey: h.masterKey });
-      secondApp = await buildApp(second.services, { bodyLimit: h.config.server.bodyLimit, trustedProxies: [], logger: false });
+      secondApp = await buildApp(second.services, { bodyLimit: h.config.server.bodyLimit, trustedProxies: [], rateLimit: h.config.rateLimit, logger: false });
       await h.createAccount('ivy');
     });
     after(async () => {

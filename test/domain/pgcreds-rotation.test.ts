@@ -293,6 +293,50 @@ for (const dialect of DIALECTS) {
       await assertStoredWorks(s, svc.id);
     });
 
+    test('DELETE and PUT while a rotation is at the server: the delete waits for it, and the stored password works', async () => {
+      const s = await setup();
+      const svc = await serviceWith(s);
+      const credentials = h.runtime.services.pgcreds;
+      // The rotation on the harness's clock, so that the PUT and DELETE see its lease as live.
+      const rotation = new PgRotationService({ store: store(), sealer, pgAdmin: s.pg, clock: h.clock, credentials });
+      s.pg.delayMs = 300;
+      const rotating = rotation.rotate(svc.name, admin, CTX);
+      while (s.pg.calls.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      // An administrator told to "store them once it has finished (or delete them first)" deletes, and stores the
+      // password they know; the ALTER in flight must not then leave a stored password the server refuses.
+      await assert.rejects(credentials.delete(admin, svc.name, CTX), (error: unknown) => isMciasError(error, 'conflict') && error.reason === 'rotation_in_progress');
+      await credentials
+        .put(admin, svc.name, { host: 'db.internal', database: 'app', username: svc.username, password: svc.old }, CTX)
+        .catch((error: unknown) => assert.ok(isMciasError(error, 'conflict') && error.reason === 'rotation_in_progress'));
+      await rotating;
+      await assertStoredWorks(s, svc.id);
+      assert.notEqual((await stored(svc.id)).password, svc.old, 'the rotation completed');
+    });
+
+    test('a rotation that outlived its lease cannot drop the intent another instance kept after taking over', async () => {
+      const s = await setup();
+      const svc = await serviceWith(s);
+      const first = new PgRotationService({ store: store(), sealer, pgAdmin: s.pg, clock: s.clock, credentials: h.runtime.services.pgcreds, leaseMs: 1_000 });
+      const second = new PgRotationService({ store: store(), sealer, pgAdmin: s.pg, clock: s.clock, credentials: h.runtime.services.pgcreds, leaseMs: 1_000 });
+      // The first instance stalls at the server past its lease (a paused VM, say) ...
+      s.pg.delayMs = 300;
+      const stalled = first.rotate(svc.name, admin, CTX).catch((error: unknown) => error);
+      while (s.pg.calls.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      s.pg.delayMs = 0;
+      s.clock.advance(2_000);
+      // ... the second takes over, sends the intent, loses the answer (it ran), keeps the intent and lets go ...
+      s.pg.failures.push({ reason: 'pg_outcome_unknown', applied: true });
+      await assert.rejects(second.rotate(svc.name, admin, CTX), (error: unknown) => isMciasError(error, 'upstream_failed'));
+      const kept = await stored(svc.id);
+      assert.equal(s.pg.roles.get(svc.username), kept.pending, 'the server has the intent');
+      // ... then the first one's attempt fails in a way that says "did not run": about its own statement only.
+      s.pg.failures.push({ reason: 'pg_unreachable', applied: false });
+      await stalled;
+      await s.service.runDue(s.clock.now());
+      await assertStoredWorks(s, svc.id);
+      assert.equal((await stored(svc.id)).password, kept.pending, 'the kept intent was rolled forward');
+    });
+
     test('unknown services and services without credentials are not found; a person has none (400 not_a_service)', async () => {
       const s = await setup();
       await assert.rejects(s.service.rotate('no-such-service', admin, CTX), (error: unknown) => isMciasError(error, 'not_found'));

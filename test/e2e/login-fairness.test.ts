@@ -46,7 +46,16 @@ describe('a login flood from one address does not take the logins of another (SE
     server = await startServerProcess({
       // The flood's 100 connections from one address are over the per-address connection cap (SECURITY.md §36):
       // lift it, so this test measures the sharing of hash slots and nothing else.
-      env: { MCIAS_PASSWORDS_SCRYPT_LN: '12', MCIAS_PASSWORDS_MAX_CONCURRENT_HASHES: '1', MCIAS_SERVER_MAX_CONNECTIONS_PER_ADDRESS: '200' },
+      // For the same reason, the failed-login throttle and the request limit (SECURITY.md §9, §46) would refuse the
+      // flood before it reached the hash queue: lifted too, and each bogus login names a username of its own.
+      env: {
+        MCIAS_PASSWORDS_SCRYPT_LN: '12',
+        MCIAS_PASSWORDS_MAX_CONCURRENT_HASHES: '1',
+        MCIAS_SERVER_MAX_CONNECTIONS_PER_ADDRESS: '200',
+        MCIAS_LOGIN_THROTTLE_FREE_FAILURES: '1000000',
+        MCIAS_LOGIN_THROTTLE_ADDRESS_LOCKOUT_FAILURES: '1000000',
+        MCIAS_RATE_LIMIT_REQUESTS: '100000000',
+      },
     });
     const ca = readFileSync(server.caCertFile);
     flooder = new Agent({ ca, keepAlive: true, maxSockets: FLOOD_CONNECTIONS, localAddress: '127.0.0.2' });
@@ -64,7 +73,7 @@ describe('a login flood from one address does not take the logins of another (SE
     const worker = async (n: number) => {
       while (!flood.stop && flood.sent < FLOOD_MAX_REQUESTS) {
         flood.sent++;
-        const reply = await post(flooder, login, { username: `nobody${n}`, password: 'a bogus but long password guess' }).catch(() => undefined);
+        const reply = await post(flooder, login, { username: `nobody${n}-${flood.sent}`, password: 'a bogus but long password guess' }).catch(() => undefined);
         if (reply === undefined) flood.errors++;
         else flood.statuses.set(reply.status, (flood.statuses.get(reply.status) ?? 0) + 1);
         if (reply?.status !== 401) await sleep(FLOOD_RETRY_MS);

@@ -7,7 +7,7 @@ import { httpsRequest, login } from '../support/process-tools.ts';
 import { MCIASSRV, run, startServerProcess, type ServerProcess } from '../support/server-process.ts';
 
 /**
- * SECURITY.md §49 against a real `mciassrv serve`: the metrics listener answers on loopback in the Prometheus text
+ * SECURITY.md §48 against a real `mciassrv serve`: the metrics listener answers on loopback in the Prometheus text
  * format, its counters follow what the API did, its labels hold route patterns and never a name or a secret, it
  * stops with the server, `off` means no listener, and a listen address off loopback is refused at start.
  */

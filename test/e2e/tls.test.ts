@@ -48,7 +48,8 @@ describe('TLS on a real mciassrv process (SECURITY.md §26–§27)', { concurren
     certDir = mkdtempSync(path.join(tmpdir(), 'mcias-tls-'));
     const rsaPair = await opensslCertificate(certDir, 'rsa', { keyType: 'rsa' });
     [ecdsa, rsa] = await Promise.all([
-      startServerProcess(),
+      // Metrics off, so the one-socket test below sees what the API alone opens (metrics: test/e2e/metrics.test.ts).
+      startServerProcess({ env: { MCIAS_METRICS_LISTEN: 'off' } }),
       startServerProcess({ initArgs: ['--cert', rsaPair.certFile, '--key', rsaPair.keyFile] }),
     ]);
     // A second process on the same data directory, with the environment override for TLS 1.3 only.
@@ -129,7 +130,7 @@ describe('TLS on a real mciassrv process (SECURITY.md §26–§27)', { concurren
     assert.match(outcome, /^error /);
   });
 
-  test('the process listens on exactly one TCP socket: the HTTPS port', { skip: !existsSync('/proc/net/tcp') }, () => {
+  test('with metrics off, the process listens on exactly one TCP socket: the HTTPS port', { skip: !existsSync('/proc/net/tcp') }, () => {
     const pid = ecdsa.child.pid as number;
     const socketInodes = new Set(
       readdirSync(`/proc/${pid}/fd`).flatMap((fd) => {

@@ -179,6 +179,12 @@ const ROUTES: Readonly<Record<string, RouteRule>> = {
     call: async (f) => ({ params: { username: await f.human() }, body: { password: 'a brand new passphrase for you' } }),
     status: 204,
   },
+  'POST /v1/accounts/{username}/unlock': {
+    declared: 'admin',
+    allowed: ADMINS,
+    call: async (f) => ({ params: { username: await f.human() } }),
+    status: 200,
+  },
   'DELETE /v1/accounts/{username}/totp': {
     declared: 'admin',
     allowed: ADMINS,

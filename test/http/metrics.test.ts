@@ -12,7 +12,7 @@ import { labelValues, parseScrape, valueOf, type Sample } from '../support/metri
 import { enrollTotp } from '../support/totp-codes.ts';
 
 /**
- * SECURITY.md §49: what the metrics count, by which labels, and that no label carries a name, an address, a token or
+ * SECURITY.md §48: what the metrics count, by which labels, and that no label carries a name, an address, a token or
  * a raw URL. The in-process app is scraped through `Metrics.scrape()`; test/e2e/metrics.test.ts scrapes the listener
  * of a real server process.
  */
@@ -182,7 +182,7 @@ for (const dialect of DIALECTS) {
     test('every 429 is counted once, by source, whichever limit sent it: the hash queue, and a request limit plugin', async () => {
       // A second app on the same services and metrics, with @fastify/rate-limit on one route: a 429 that no domain
       // code raises (the kind issue 10's per-address limit sends).
-      const app = await buildApp(h.runtime.services, { bodyLimit: 65_536, trustedProxies: [], logger: false, metrics: h.metrics });
+      const app = await buildApp(h.runtime.services, { bodyLimit: 65_536, trustedProxies: [], rateLimit: h.config.rateLimit, logger: false, metrics: h.metrics });
       await app.register(rateLimit, { global: false });
       app.get('/limited', { config: { access: 'public', rateLimit: { max: 1, timeWindow: 60_000 } } }, async () => ({ status: 'ok' }));
       try {

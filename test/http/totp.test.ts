@@ -409,7 +409,7 @@ for (const dialect of DIALECTS) {
       h = await createHarness(dialect);
       // A second server on the same database and master key, as a second instance behind a load balancer.
       second = await createRuntime(h.config, { clock: h.clock as Clock, masterKey: h.masterKey });
-      appB = await buildApp(second.services, { bodyLimit: h.config.server.bodyLimit, trustedProxies: h.config.server.trustedProxies, logger: false });
+      appB = await buildApp(second.services, { bodyLimit: h.config.server.bodyLimit, trustedProxies: h.config.server.trustedProxies, rateLimit: h.config.rateLimit, logger: false });
     });
     after(async () => {
       await appB?.close();
@@ -745,7 +745,7 @@ for (const dialect of DIALECTS) {
       db = await createTestDatabase(dialect as TestDialect);
       const config = testConfig(db, { auth: { require_totp_for_admins: true } });
       runtime = await createRuntime(config, { clock, masterKey: randomBytes(32) });
-      app = await buildApp(runtime.services, { bodyLimit: config.server.bodyLimit, trustedProxies: config.server.trustedProxies, logger: false });
+      app = await buildApp(runtime.services, { bodyLimit: config.server.bodyLimit, trustedProxies: config.server.trustedProxies, rateLimit: config.rateLimit, logger: false });
       await runtime.services.accounts.bootstrapAdmin('root', ADMIN_PASSWORD, { temporary: false });
     });
     after(async () => {

@@ -41,6 +41,24 @@ export async function lastAuditSeq(h: Harness): Promise<number> {
   return Number(row?.seq ?? 0);
 }
 
+/**
+ * The token validation failures written since `after` (SECURITY.md §41): the current interval's summary is flushed
+ * first, then each `failures_summarized` row's `token_validation_failed.<reason>` counts are expanded into reasons,
+ * one per failure, sorted. Returns the rows too, for checks on what they hold.
+ */
+export async function validationFailures(h: Harness, after: number): Promise<{ reasons: string[]; rows: AuditRow[] }> {
+  await h.runtime.services.summaries.flush();
+  const rows = await auditRows(h, { after });
+  const reasons: string[] = [];
+  for (const row of rows.filter((r) => r.type === 'failures_summarized')) {
+    for (const [key, count] of Object.entries(row.details)) {
+      const reason = /^token_validation_failed\.(.+)$/.exec(key)?.[1];
+      if (reason !== undefined) for (let i = 0; i < Number(count); i++) reasons.push(reason);
+    }
+  }
+  return { reasons: reasons.sort(), rows };
+}
+
 /** Compact JWS text: `header.payload` in base64url, the header starting with `{"` (`eyJ`). */
 const JWT_SHAPED = /eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}/;
 

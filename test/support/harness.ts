@@ -11,12 +11,19 @@ import { createTestDatabase, type TestDatabase, type TestDialect } from './datab
 
 /** Cheap scrypt for tests (ln=4, about 0.1 ms); production keeps its default of ln=17, set in the config schema. */
 export const TEST_SCRYPT = { scrypt_ln: 4, scrypt_r: 8, scrypt_p: 1 } as const;
+/**
+ * Every injected request comes from 127.0.0.1 and the harness clock stands still, so the failed-login throttle's
+ * production defaults (SECURITY.md §9) would throttle tests that are about something else after five failures. Tests
+ * of the throttle pass their own `login_throttle` (test/http/login-throttle.test.ts); the defaults stay in the schema.
+ */
+export const TEST_THROTTLE = { free_failures: 1_000_000, address_lockout_failures: 1_000_000 } as const;
 export const ADMIN_PASSWORD = 'correct horse battery staple for tests';
 export const USER_PASSWORD = 'a sufficiently long test password';
 
 export function testConfig(db: TestDatabase, raw: Record<string, unknown> = {}): Config {
   const passwords = { ...TEST_SCRYPT, ...((raw['passwords'] as object | undefined) ?? {}) };
-  const result = resolveConfig({ ...raw, passwords }, { baseDir: '/nonexistent', env: {} });
+  const throttle = raw['login_throttle'] ?? TEST_THROTTLE;
+  const result = resolveConfig({ ...raw, passwords, login_throttle: throttle }, { baseDir: '/nonexistent', env: {} });
   if (result.config === undefined) throw new Error(result.problems.join('; '));
   return { ...result.config, storage: db.storage };
 }
@@ -66,6 +73,7 @@ export async function createHarness(
   const app = await buildApp(runtime.services, {
     bodyLimit: config.server.bodyLimit,
     trustedProxies: config.server.trustedProxies,
+    rateLimit: config.rateLimit,
     logger: false,
     metrics,
   });

@@ -12,5 +12,5 @@ export function loggingApp(h: Harness, lines: string[]): Promise<FastifyInstance
       done();
     },
   });
-  return buildApp(h.runtime.services, { bodyLimit: 65_536, trustedProxies: [], logger: pino({ level: 'trace' }, sink) });
+  return buildApp(h.runtime.services, { bodyLimit: 65_536, trustedProxies: [], rateLimit: h.config.rateLimit, logger: pino({ level: 'trace' }, sink) });
 }

@@ -95,10 +95,13 @@ export interface HttpsResponse {
   readonly body: string;
 }
 
-/** One HTTPS request that trusts only the given CA file (a fresh connection each time). */
+/**
+ * One HTTPS request that trusts only the given CA file (a fresh connection each time); `localAddress` picks the
+ * client's loopback address (127.0.0.2, ...), so one test can play several clients.
+ */
 export async function httpsRequest(
   url: string,
-  options: { caFile: string; method?: string; body?: unknown; token?: string },
+  options: { caFile: string; method?: string; body?: unknown; token?: string; headers?: Record<string, string>; localAddress?: string },
 ): Promise<HttpsResponse> {
   const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
   return new Promise((resolve, reject) => {
@@ -108,7 +111,9 @@ export async function httpsRequest(
         method: options.method ?? (payload === undefined ? 'GET' : 'POST'),
         ca: readFileSync(options.caFile),
         agent: false,
+        ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
         headers: {
+          ...options.headers,
           ...(payload === undefined ? {} : { 'content-type': 'application/json' }),
           ...(options.token === undefined ? {} : { authorization: `Bearer ${options.token}` }),
         },

@@ -18,6 +18,17 @@ export const MCIASCTL = path.join(ROOT, 'bin', 'mciasctl.js');
  */
 export const TEST_PROCESS_ENV = { MCIAS_PASSWORDS_SCRYPT_LN: '4', MCIAS_METRICS_LISTEN: '127.0.0.1:0' } as const;
 
+/**
+ * Every test client connects from 127.0.0.1, so the failed-login throttle's production defaults (SECURITY.md §9)
+ * would throttle end-to-end tests that are about something else after five failures. Served processes get this
+ * unless a test sets the variables itself (test/e2e/lockout.test.ts, test/e2e/trusted-proxy.test.ts do); the
+ * defaults stay in the schema.
+ */
+const RELAXED_THROTTLE_ENV = {
+  MCIAS_LOGIN_THROTTLE_FREE_FAILURES: '1000000',
+  MCIAS_LOGIN_THROTTLE_ADDRESS_LOCKOUT_FAILURES: '1000000',
+} as const;
+
 export interface CommandResult {
   readonly code: number | null;
   readonly stdout: string;
@@ -89,7 +100,7 @@ export async function startServerProcess(
 export async function serveDataDir(dataDir: string, env: Record<string, string> = {}, args: readonly string[] = []): Promise<ServerProcess> {
   const child = spawn(process.execPath, [MCIASSRV, 'serve', '--data-dir', dataDir, ...args], {
     cwd: ROOT,
-    env: { ...process.env, ...TEST_PROCESS_ENV, ...env },
+    env: { ...process.env, ...TEST_PROCESS_ENV, ...RELAXED_THROTTLE_ENV, ...env },
   });
   const logs: string[] = [];
   let stderr = '';

@@ -287,6 +287,11 @@ export class MciasClient {
     await this.#call('DELETE', `/v1/accounts/${segment(username)}/totp`);
   }
 
+  /** Clears an account's failed-login count (admin): the person may log in at once. Returns the failures cleared. */
+  async unlockAccount(username: string): Promise<{ username: string; failures_cleared: number }> {
+    return this.#call('POST', `/v1/accounts/${segment(username)}/unlock`);
+  }
+
   async grantRole(username: string, role: string): Promise<void> {
     await this.#call('PUT', `/v1/accounts/${segment(username)}/roles/${segment(role)}`);
   }

@@ -3,7 +3,7 @@ import { CliError } from '../errors.ts';
 import { accountDetails, accountTable, done, show } from '../output.ts';
 import { authenticated, passwordFrom } from './connect.ts';
 
-/** Accounts (admin): account list, create, show, disable, enable, delete, set-password, reset-totp. */
+/** Accounts (admin): account list, create, show, disable, enable, delete, set-password, unlock, reset-totp. */
 export function addAccountCommands(cli: Command): void {
   const account = cli.command('account').description('manage accounts (admin)');
 
@@ -79,6 +79,15 @@ export function addAccountCommands(cli: Command): void {
       const password = await passwordFrom(client, o.passwordFile, `New password for ${username}:`, true);
       await client.resetPassword(username, password, o.temporary ? {} : { temporary: false });
       done(command, `set the password of ${username}${o.temporary ? ' (temporary: they choose their own at their next login)' : ''}`);
+    });
+
+  account
+    .command('unlock')
+    .description('clear the failed-login count of an account locked by failed attempts: the person may log in at once')
+    .argument('<username>')
+    .action(async (username: string, _o: unknown, command: Command) => {
+      const result = await authenticated(command).unlockAccount(username);
+      done(command, `unlocked ${result.username} (${result.failures_cleared} failed attempts cleared)`, result);
     });
 
   account

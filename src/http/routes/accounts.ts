@@ -105,6 +105,32 @@ export const accountRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app,
     },
   );
 
+  app.post(
+    '/v1/accounts/:username/unlock',
+    {
+      config: admin,
+      schema: {
+        tags: ['accounts'],
+        summary: "Clear an account's failed-login count, so the person may log in at once (SECURITY.md §9)",
+        description: 'The addresses that made the failures stay limited until their own lockout ends.',
+        params: UsernameParams,
+        response: {
+          200: Type.Object(
+            {
+              username: Username,
+              failures_cleared: Type.Integer({ minimum: 0, description: 'failed attempts the counter held (0: it was not throttled)' }),
+            },
+            { additionalProperties: false },
+          ),
+        },
+      },
+    },
+    async (request) => {
+      const { username, failures } = await services.accounts.unlock(request.params.username, principalOf(request), requestContext(request));
+      return { username, failures_cleared: failures };
+    },
+  );
+
   const RoleParams = Type.Object({ username: Username, role: RoleName }, { additionalProperties: false });
 
   app.put(

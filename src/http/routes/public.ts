@@ -10,14 +10,16 @@ const Status = Type.Object({ status: Type.String() }, { additionalProperties: fa
 export const publicRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, services) => {
   app.get(
     '/healthz',
-    { config: { access: 'public' }, schema: { tags: ['public'], summary: 'Liveness (no database access)', response: { 200: Status } } },
+    // Probes are exempt from the request limit (SECURITY.md §46): a load balancer sharing an address with busy clients
+    // must not see a healthy instance as down.
+    { config: { access: 'public', rateLimit: false }, schema: { tags: ['public'], summary: 'Liveness (no database access)', response: { 200: Status } } },
     async () => ({ status: 'ok' }),
   );
 
   app.get(
     '/readyz',
     {
-      config: { access: 'public' },
+      config: { access: 'public', rateLimit: false },
       schema: { tags: ['public'], summary: 'Readiness: the database answers', response: { 200: Status, 503: ProblemSchema } },
     },
     async (_request, reply) => {
