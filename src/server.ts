@@ -118,7 +118,7 @@ export async function createRuntime(
       summaries,
       pgcreds,
       pgRotation: new PgRotationService({ store, sealer, pgAdmin, clock, credentials: pgcreds, leaseMs: config.pgcreds.leaseMs }),
-      registrations: new RegistrationService({ store, accounts, digests, clock }),
+      registrations: new RegistrationService({ store, accounts, digests, throttle, clock }),
       permissions: new PermissionService({ store, tokens, clock }),
       ready: () => database.ping(),
     };

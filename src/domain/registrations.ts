@@ -8,6 +8,7 @@ import type { Account, Principal, RegistrationRecord, RequestContext } from './m
 import { normalizeName } from './names.ts';
 import type { Store } from './ports.ts';
 import type { DigestKeys, DigestPurpose } from './sealing.ts';
+import type { LoginThrottle } from './throttle.ts';
 
 const PURPOSE: DigestPurpose = 'registration codes';
 /** 160 bits from the CSPRNG (SECURITY.md §50), base64url, after a prefix that secret scanners can look for. */
@@ -35,12 +36,14 @@ export class RegistrationService {
   readonly #store: Store;
   readonly #accounts: AccountService;
   readonly #digests: DigestKeys;
+  readonly #throttle: LoginThrottle;
   readonly #clock: Clock;
 
-  constructor(deps: { store: Store; accounts: AccountService; digests: DigestKeys; clock: Clock }) {
+  constructor(deps: { store: Store; accounts: AccountService; digests: DigestKeys; throttle: LoginThrottle; clock: Clock }) {
     this.#store = deps.store;
     this.#accounts = deps.accounts;
     this.#digests = deps.digests;
+    this.#throttle = deps.throttle;
     this.#clock = deps.clock;
   }
 
@@ -101,11 +104,13 @@ export class RegistrationService {
   }
 
   /**
-   * Creates the person's account if the code has a use left. The code is looked up before the password is hashed,
-   * so a guess costs the server no hash; the use is then spent atomically with the account's creation. A username
-   * that is taken is 409 and spends nothing.
+   * Creates the person's account if the code has a use left. A code that cannot be used counts against the client
+   * address in the failed-login counter (SECURITY.md §9), and a throttled address is refused before the code is
+   * looked up. The code is looked up before the password is hashed, so a guess costs the server no hash; the use is
+   * then spent atomically with the account's creation. A username that is taken is 409 and spends nothing.
    */
   async register(input: { code: string; username: string; password: string }, ctx: RequestContext): Promise<Account> {
+    await this.#throttle.checkAddress(ctx);
     const codeHash = this.#digest(input.code);
     const usable = await this.#store.registrations.findUsable(codeHash, this.#clock.now());
     if (usable === undefined) return this.#refuse(ctx, 'invalid_code');
@@ -122,8 +127,15 @@ export class RegistrationService {
     }
   }
 
-  async #refuse(ctx: RequestContext, reason: string): Promise<never> {
-    await this.#store.audit.insert(auditEvent({ at: this.#clock.now(), ctx, type: 'account_registered', outcome: 'failure', details: { reason } }));
+  /**
+   * The one refusal, audited; a guess (`invalid_code`) is also counted against the address, in the same transaction.
+   * A valid code that a concurrent redemption spent first (`code_spent`) was no guess, and is not counted.
+   */
+  async #refuse(ctx: RequestContext, reason: 'invalid_code' | 'code_spent'): Promise<never> {
+    await this.#store.transaction(async (tx) => {
+      await tx.audit.insert(auditEvent({ at: this.#clock.now(), ctx, type: 'account_registered', outcome: 'failure', details: { reason } }));
+      if (reason === 'invalid_code') await this.#throttle.failedAddress(tx, ctx);
+    });
     throw invalidCode();
   }
 

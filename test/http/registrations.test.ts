@@ -167,3 +167,55 @@ for (const dialect of DIALECTS) {
     });
   });
 }
+
+for (const dialect of DIALECTS) {
+  describe(`registration code guesses count against the address like failed logins [${dialect}]`, () => {
+    let h: Harness;
+    // No delays, so each refusal below is the lockout's: three failures lock an address.
+    const throttle = { free_failures: 1_000_000, address_lockout_failures: 3, address_lockout: '1h' };
+    const registerFrom = (address: string, code: string, username: string) =>
+      h.app.inject({ method: 'POST', url: '/v1/register', payload: { code, username, password: USER_PASSWORD }, remoteAddress: address });
+    const loginFrom = (address: string, password: string) =>
+      h.app.inject({ method: 'POST', url: '/v1/auth/login', payload: { username: 'alice', password }, remoteAddress: address });
+    const newCode = async () => {
+      const response = await h.request({ method: 'POST', url: '/v1/registrations', token: h.adminToken, body: {} });
+      return response.json() as { id: string; code: string };
+    };
+    const failureKeys = async () =>
+      (await h.runtime.database.db.selectFrom('login_failures').select('key').execute()).map((r) => r.key).sort();
+
+    before(async () => {
+      h = await createHarness(dialect, { config: { login_throttle: throttle } });
+      await h.createAccount('alice');
+    });
+    after(() => h.close());
+
+    test('three bad codes lock the address: then even a good code is refused (and not spent); another address is not', async () => {
+      const attacker = '192.0.2.60';
+      for (const guess of ['mciasreg_guess1', 'mciasreg_guess2', 'garbage']) {
+        assertProblem(await registerFrom(attacker, guess, 'guesser'), { status: 401, code: 'invalid_credentials' });
+      }
+      const good = await newCode();
+      const refused = assertProblem(await registerFrom(attacker, good.code, 'guesser'), { status: 429, code: 'rate_limited' });
+      assert.equal(refused['reason'], 'address_locked');
+      const [row] = await h.runtime.database.db.selectFrom('registrations').select('uses_left').where('id', '=', good.id).execute();
+      assert.equal(Number(row?.uses_left), 1);
+      // A locked address cannot log in either: one counter.
+      assert.equal((await loginFrom(attacker, USER_PASSWORD)).statusCode, 429);
+      // Only the address was counted: no username's counter, so alice is not locked out anywhere else.
+      assert.deepEqual(await failureKeys(), ['address:192.0.2.60']);
+      assert.equal((await loginFrom('192.0.2.61', USER_PASSWORD)).statusCode, 200);
+      assert.equal((await registerFrom('192.0.2.61', good.code, 'honest')).statusCode, 201);
+      const [locked] = await auditRows(h, { type: 'address_locked' });
+      assert.equal(locked?.details['address'], '192.0.2.60');
+    });
+
+    test('failed logins and bad codes add up on the same counter', async () => {
+      const attacker = '192.0.2.70';
+      assert.equal((await loginFrom(attacker, 'wrong password one')).statusCode, 401);
+      assert.equal((await loginFrom(attacker, 'wrong password two')).statusCode, 401);
+      assertProblem(await registerFrom(attacker, 'mciasreg_guess3', 'guesser'), { status: 401 });
+      assertProblem(await registerFrom(attacker, (await newCode()).code, 'guesser'), { status: 429 });
+    });
+  });
+}
