@@ -16,9 +16,12 @@ export interface PgCredentialsInput {
   /** Default 5432. */
   readonly port?: number | undefined;
   readonly database: string;
-  /** single: the login role; alternating: the group role (the stored login is `<username>_a`). */
+  /**
+   * single: the login role; alternating: the group role (the stored login is `<username>_a` at first, and stays the
+   * login in use when the same group is stored again).
+   */
   readonly username: string;
-  /** The login's current password. */
+  /** The current password of the login in use (the one `GET` shows). */
   readonly password: string;
   /** Default `verify-full` when `caCert` is given, else `require`. */
   readonly sslmode?: PgSslMode | undefined;
@@ -176,10 +179,17 @@ export class PgCredentialsService {
           fail('conflict', `a rotation of ${service.username}'s password is under way: store them once it has finished (or delete them first)`, 'rotation_in_progress');
         }
       }
+      // Storing again in alternating mode with the same group keeps the login in use: after an odd number of
+      // rotations that is `_b`, and the password given is the one `GET` handed out for it.
+      const activeLogin =
+        existing !== undefined && existing.mode === 'alternating' && settings.mode === 'alternating' && existing.username === settings.username
+          ? existing.activeLogin
+          : settings.activeLogin;
       await tx.pgcreds.put(
         {
           accountId: service.id,
           ...settings,
+          activeLogin,
           password: sealed,
           nextRotationAt: settings.rotateEvery === null ? null : now + settings.rotateEvery,
         },
@@ -191,7 +201,7 @@ export class PgCredentialsService {
           host: settings.host,
           port: settings.port,
           database: settings.database,
-          login: settings.activeLogin,
+          login: activeLogin,
           sslmode: settings.sslmode,
           mode: settings.mode,
           admin: settings.admin,

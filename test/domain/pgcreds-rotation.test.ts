@@ -136,6 +136,24 @@ for (const dialect of DIALECTS) {
       await assertAuditHasNo(svc.id, [svc.old, p1, p2]);
     });
 
+    test('alternating mode: storing the credentials again keeps the login in use, so the password GET gave still matches', async () => {
+      const s = await setup({ mode: 'alternating' });
+      const svc = await serviceWith(s);
+      await s.service.rotate(svc.name, admin, CTX);
+      const before = await stored(svc.id);
+      assert.equal(before.record.activeLogin, `${svc.username}_b`);
+      // An administrator adds a schedule, giving back the password GET handed out (the `_b` login's).
+      await h.runtime.services.pgcreds.put(
+        admin,
+        svc.name,
+        { host: 'db.internal', database: 'app', username: svc.username, password: before.password, mode: 'alternating', rotateEvery: 24 * 60 * MINUTE },
+        CTX,
+      );
+      const after = await stored(svc.id);
+      assert.equal(after.record.activeLogin, `${svc.username}_b`);
+      assert.equal(s.pg.roles.get(after.record.activeLogin), after.password, 'the stored login and password work together');
+    });
+
     for (const failure of [
       { reason: 'pg_unreachable', applied: false },
       { reason: 'pg_tls_failed', applied: false },

@@ -54,7 +54,7 @@ export function addPgCredentialsCommands(cli: Command): Command {
     .requiredOption('--host <host>', 'the PostgreSQL server: a host name or an IP address')
     .option('--port <port>', 'its port (default 5432)', port)
     .requiredOption('--database <name>', 'the database')
-    .requiredOption('--user <role>', 'the login role (with --mode alternating: the group role; the login is <role>_a)')
+    .requiredOption('--user <role>', 'the login role (with --mode alternating: the group role; its logins are <role>_a and <role>_b)')
     .addOption(new Option('--sslmode <mode>', 'default: verify-full with --pg-ca-cert, else require').choices(PG_SSLMODES))
     .addOption(new Option('--mode <mode>', 'how rotation changes the password (default single)').choices(['single', 'alternating']))
     .option('--pg-ca-cert <file>', "PEM certificate(s) the service should trust for the PostgreSQL server (--ca-cert is MCIAS's own)")
@@ -66,7 +66,7 @@ export function addPgCredentialsCommands(cli: Command): Command {
       if (o.passwordStdin && o.passwordFile !== undefined) throw new CliError('give --password-stdin or --password-file, not both', 'usage');
       const caCert = o.pgCaCert === undefined ? undefined : readCaCertFile(o.pgCaCert);
       const client = authenticated(command);
-      const password = o.passwordStdin ? readPasswordStdin() : await passwordFrom(client, o.passwordFile, `PostgreSQL password of ${o.user}${o.mode === 'alternating' ? '_a' : ''}:`, true);
+      const password = o.passwordStdin ? readPasswordStdin() : await passwordFrom(client, o.passwordFile, o.mode === 'alternating' ? `PostgreSQL password of the ${o.user} login in use (${o.user}_a the first time):` : `PostgreSQL password of ${o.user}:`, true);
       const body: NewPgCredentials = {
         host: o.host,
         database: o.database,
