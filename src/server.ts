@@ -12,7 +12,9 @@ import { KeyRing } from './domain/keys.ts';
 import { TokenLifecycle } from './domain/lifecycle.ts';
 import { PasswordHasher } from './domain/password.ts';
 import { PgCredentialsService } from './domain/pgcreds.ts';
+import { PermissionService } from './domain/permissions.ts';
 import { PgRotationService } from './domain/pgcreds-rotation.ts';
+import { RegistrationService } from './domain/registrations.ts';
 import { RoleService } from './domain/roles.ts';
 import { TokenService } from './domain/tokens.ts';
 import { LoginThrottle } from './domain/throttle.ts';
@@ -129,6 +131,8 @@ export async function createRuntime(
       summaries,
       pgcreds,
       pgRotation: new PgRotationService({ store, sealer, pgAdmin, clock, credentials: pgcreds, leaseMs: config.pgcreds.leaseMs }),
+      registrations: new RegistrationService({ store, accounts, digests, throttle, clock }),
+      permissions: new PermissionService({ store, tokens, clock }),
       ready: () => database.ping(),
     };
     summaries.start();

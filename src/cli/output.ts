@@ -4,8 +4,11 @@ import {
   type Account,
   type AuditEvent,
   type PgCredentials,
+  type PermissionDefinition,
   type PgCredentialsWithPassword,
+  type Registration,
   type Role,
+  type RoleDetails,
   type TokenInfo,
 } from '../../packages/client/src/index.ts';
 import { escapeControls } from '../domain/audit.ts';
@@ -135,6 +138,28 @@ export function roleTable(roles: readonly Role[]): string[] {
   return table(
     ['NAME', 'PERMISSIONS'],
     roles.map((r) => [r.name, list(r.permissions.map((p) => `${p.resource}:${p.action}`))]),
+  );
+}
+
+export function roleDetails(role: RoleDetails): string[] {
+  return table(undefined, [
+    ['role:', role.name],
+    ['permissions:', list(role.permissions.map((p) => `${p.resource}:${p.action}`))],
+    ['holders:', list(role.holders)],
+  ]);
+}
+
+export function permissionTable(permissions: readonly PermissionDefinition[]): string[] {
+  return table(
+    ['RESOURCE', 'ACTION', 'ROLES', 'DESCRIPTION'],
+    permissions.map((p) => [p.resource, p.action, list(p.roles), p.description]),
+  );
+}
+
+export function registrationTable(registrations: readonly Registration[]): string[] {
+  return table(
+    ['ID', 'USES LEFT', 'EXPIRES', 'ROLES'],
+    registrations.map((r) => [r.id, String(r.uses_left), r.expires_at, list(r.roles)]),
   );
 }
 

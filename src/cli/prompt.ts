@@ -42,11 +42,11 @@ export async function promptNewPassword(prompt: string): Promise<string> {
 export const CODE_PROMPT = 'TOTP code (or recovery code):';
 
 /**
- * A one-time code (a TOTP code or a recovery code), read without echo like a password; the spaces people copy from
+ * A one-time code (a TOTP code, a recovery code or a registration code), read without echo like a password; the spaces people copy from
  * an authenticator app ("123 456") are dropped.
  */
-export async function promptCode(prompt: string, hint: string): Promise<string> {
-  requireTerminal('the TOTP code', hint);
+export async function promptCode(prompt: string, hint: string, what = 'the TOTP code'): Promise<string> {
+  requireTerminal(what, hint);
   const code = (await ask({ prompt, silent: true })).replace(/\s/g, '');
   if (code === '') throw new CliError('no code given', 'usage');
   return code;

@@ -84,6 +84,41 @@ export class AccountService {
   }
 
   /**
+   * A person signing up with a registration code (SECURITY.md §49): always a human account, with a password the
+   * person chose (not temporary). `redeem` spends one use of the code inside the account's transaction and answers
+   * the roles to grant, or throws; so the use is spent only if the account is created, and an account is created
+   * only if a use was spent. Roles deleted since the code was made are skipped.
+   */
+  async register(
+    input: { username: string; password: string; registrationId: string },
+    redeem: (tx: Store) => Promise<readonly string[]>,
+    ctx: RequestContext,
+  ): Promise<Account> {
+    const username = normalizeName(input.username, 'username');
+    const passwordHash = await this.#newPasswordHash(input.password, username, addressKey(ctx.ip));
+    return this.#store.transaction(async (tx) => {
+      const roles = await redeem(tx);
+      const account = await this.#insert(tx, { username, kind: 'human', passwordHash, passwordChangeRequired: false });
+      const granted: string[] = [];
+      for (const role of roles) {
+        if (!(await tx.roles.exists(role))) continue;
+        await tx.roles.grant(account.id, role, this.#clock.now());
+        granted.push(role);
+      }
+      await tx.audit.insert(
+        auditEvent({
+          at: this.#clock.now(),
+          ctx,
+          type: 'account_registered',
+          subject: account,
+          details: { registration: input.registrationId, roles: granted.join(' '), admin: granted.includes(ADMIN_ROLE) },
+        }),
+      );
+      return { ...account, roles: granted.sort() };
+    });
+  }
+
+  /**
    * The first administrator (SECURITY.md §11: no default accounts). Refuses once any account exists, so it cannot
    * be used to take over an initialised server.
    */

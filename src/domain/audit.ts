@@ -39,6 +39,13 @@ export const AUDIT_EVENT_TYPES = [
   'pg_credentials_rotated',
   'pg_credentials_rotation_failed',
   'pg_credentials_provisioned',
+  'registration_created',
+  'registration_deleted',
+  'account_registered',
+  'permission_created',
+  'permission_deleted',
+  'permission_granted',
+  'permission_revoked',
 ] as const;
 
 export type AuditEventType = (typeof AUDIT_EVENT_TYPES)[number];

@@ -1,4 +1,4 @@
-import type { Account } from './model.ts';
+import type { Account, PermissionGrant } from './model.ts';
 
 /**
  * Who may do what beyond the per-route access levels: the one place that decides. Route access control
@@ -7,7 +7,7 @@ import type { Account } from './model.ts';
  * question:
  * - is this account an administrator (below);
  * - may this person act for this service account (delegation, further below);
- * - may this account do this action on this resource: permissions, when they land, get a section of their own here.
+ * - may this account do this action on this resource (permissions, SECURITY.md §50: the last section).
  */
 
 /** The role that makes an account an administrator; it exists from the first migration and cannot be deleted. */
@@ -83,4 +83,28 @@ export function mayReadServiceCredentials(
 ): CredentialsRead {
   if (actor.kind === 'system') return actor.id === service.id ? { allowed: true, as: 'self' } : { allowed: false, reason: 'not_delegate' };
   return mayActForService(actor, service);
+}
+
+/**
+ * Matches every resource, or every action, in a stored permission (never in a question: `mayPerform` is asked about
+ * one concrete resource and action, and the HTTP schema refuses `*` there).
+ */
+const PERMISSION_WILDCARD = '*';
+
+/**
+ * May this account do `action` on `resource` (SECURITY.md §50)? Asked with the account, its roles and their
+ * permissions as the database holds them now (read with the token's row, never cached), and only for an active
+ * account and an active token: the caller answers "no" for anything else before asking. An administrator may do
+ * everything; anyone else needs a permission of one of their roles whose resource and action are each the one asked
+ * about or `*`.
+ */
+export function mayPerform(
+  subject: { readonly account: Pick<Account, 'roles'>; readonly permissions: readonly PermissionGrant[] },
+  resource: string,
+  action: string,
+): boolean {
+  if (isAdmin(subject.account)) return true;
+  return subject.permissions.some(
+    (p) => (p.resource === resource || p.resource === PERMISSION_WILDCARD) && (p.action === action || p.action === PERMISSION_WILDCARD),
+  );
 }

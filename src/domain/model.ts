@@ -58,6 +58,28 @@ export interface PermissionGrant {
   readonly action: string;
 }
 
+/** A permission as administered: the pair, what it is for, and the roles it is attached to. */
+export interface Permission extends PermissionGrant {
+  readonly id: string;
+  readonly description: string;
+  readonly createdAt: number;
+  /** The roles holding it, sorted (empty when it is being created). */
+  readonly roles: readonly string[];
+}
+
+/** A registration code's record (SECURITY.md §49): never the code, only its keyed digest. */
+export interface RegistrationRecord {
+  readonly id: string;
+  readonly codeHash: string;
+  /** The roles an account registered with the code gets. */
+  readonly roles: readonly string[];
+  readonly usesLeft: number;
+  readonly expiresAt: number;
+  /** The account id of the administrator who created it (null once that account is gone). */
+  readonly createdBy: string | null;
+  readonly createdAt: number;
+}
+
 export interface Role {
   readonly name: string;
   readonly permissions: readonly (PermissionGrant & { readonly id: string })[];

@@ -3,8 +3,10 @@ import type { ErrorCode } from './errors.ts';
 import type {
   AccountRecord,
   AccountStatus,
+  Permission,
   PermissionGrant,
   PgCredentialsRecord,
+  RegistrationRecord,
   PgSslMode,
   Role,
   SigningKeyRecord,
@@ -33,6 +35,8 @@ export interface Store {
   readonly audit: AuditStore;
   readonly pgcreds: PgCredentialStore;
   readonly failures: FailureCounterStore;
+  readonly registrations: RegistrationStore;
+  readonly permissions: PermissionStore;
   readonly sealed: SealedValueStore;
 }
 
@@ -93,6 +97,36 @@ export interface RoleStore {
   rolesOf(accountIds: readonly string[]): Promise<Map<string, string[]>>;
   grant(accountId: string, role: string, now: number): Promise<void>;
   revoke(accountId: string, role: string): Promise<boolean>;
+  /** The usernames of the accounts holding the role, sorted. */
+  holders(role: string): Promise<string[]>;
+}
+
+/**
+ * Registration codes (SECURITY.md §49), found by their keyed digest; the code itself is never stored. `consume` is
+ * the one place a use is spent: a single conditional update, so the database decides which of concurrent
+ * redemptions gets the last use.
+ */
+export interface RegistrationStore {
+  insert(registration: RegistrationRecord): Promise<void>;
+  list(): Promise<RegistrationRecord[]>;
+  /** The code's registration if it has a use left and has not expired at `now`; nothing is spent. */
+  findUsable(codeHash: string, now: number): Promise<RegistrationRecord | undefined>;
+  /** Spends one use if one is left and the code has not expired at `now`; undefined if there was none to spend. */
+  consume(codeHash: string, now: number): Promise<RegistrationRecord | undefined>;
+  delete(id: string): Promise<boolean>;
+}
+
+/** Permissions (SECURITY.md §50): named (resource, action) pairs, attached to roles. */
+export interface PermissionStore {
+  list(): Promise<Permission[]>;
+  find(id: string): Promise<Permission | undefined>;
+  insert(permission: Permission): Promise<void>;
+  /** Deletes it and every role's grant of it (the foreign key cascades). */
+  delete(id: string): Promise<boolean>;
+  /** Attaches it to a role; false if the role held it already. */
+  grant(role: string, permissionId: string): Promise<boolean>;
+  /** Detaches it from a role; false if the role did not hold it. */
+  revoke(role: string, permissionId: string): Promise<boolean>;
 }
 
 /** A token row with its account, the account's roles and their permissions, read together in one query. */

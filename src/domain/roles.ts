@@ -26,6 +26,14 @@ export class RoleService {
     return this.#store.roles.list();
   }
 
+  /** One role with its permissions and the usernames of its holders, as they are now. */
+  async show(name: string): Promise<Role & { readonly holders: readonly string[] }> {
+    const role = normalizeName(name, 'role');
+    const found = (await this.#store.roles.list()).find((r) => r.name === role);
+    if (found === undefined) fail('not_found', 'no such role');
+    return { ...found, holders: await this.#store.roles.holders(role) };
+  }
+
   async create(name: string, actor: Principal, ctx: RequestContext): Promise<Role> {
     const role = normalizeName(name, 'role');
     return this.#store.transaction(async (tx) => {

@@ -67,7 +67,7 @@ function unreadable(context: SealContext, cause?: unknown): MciasError {
  * What keyed digests are for; each purpose has its own digest key. The names are part of the stored data (the
  * `digest_keys` rows, and the derivation of keys made before they were stored): never rename one.
  */
-export const DIGEST_PURPOSES = ['recovery codes'] as const;
+export const DIGEST_PURPOSES = ['recovery codes', 'registration codes'] as const;
 export type DigestPurpose = (typeof DIGEST_PURPOSES)[number];
 export const DIGEST_KEY_BYTES = 32;
 

@@ -44,6 +44,20 @@ function addressCounterKey(ctx: RequestContext): string {
   return `address:${addressKey(ctx.ip)}`;
 }
 
+/**
+ * Stands for "no username": a guess at something other than an account's password (a registration code, SECURITY.md
+ * §49), which counts against the address alone. Counting it against a shared username counter instead would let one
+ * guesser lock that counter for everyone.
+ */
+const ADDRESS_ONLY = Symbol('address only');
+type Attempted = string | undefined | typeof ADDRESS_ONLY;
+
+/** The counters an attempt touches, by kind: the username's (unless address-only) and the address's. */
+function counterKeys(username: Attempted, ctx: RequestContext): Partial<Record<CounterKind, string>> {
+  const address = addressCounterKey(ctx);
+  return username === ADDRESS_ONLY ? { address } : { account: userKey(username), address };
+}
+
 /** When a counter lets the next attempt through (0: at once), and whether that is a lockout rather than a delay. */
 function nextAttemptAt(counter: FailureCounter | undefined, lockout: LockoutSettings, settings: ThrottleSettings): { at: number; locked: boolean } {
   if (counter === undefined) return { at: 0, locked: false };
@@ -83,12 +97,23 @@ export class LoginThrottle {
    * for the right password, and before any hash. `username` is the canonical name (undefined: one that breaks the
    * naming rule, an unknown user like any other).
    */
-  async check(username: string | undefined, ctx: RequestContext): Promise<void> {
+  check(username: string | undefined, ctx: RequestContext): Promise<void> {
+    return this.#check(username, ctx);
+  }
+
+  /** `check` for a guess that names no account (a registration code): the address's counter alone. */
+  checkAddress(ctx: RequestContext): Promise<void> {
+    return this.#check(ADDRESS_ONLY, ctx);
+  }
+
+  async #check(username: Attempted, ctx: RequestContext): Promise<void> {
     const now = this.#clock.now();
-    const keys = { account: userKey(username), address: addressCounterKey(ctx) };
-    const counters = await this.#store.failures.read([keys.account, keys.address]);
+    const keys = counterKeys(username, ctx);
+    const counters = await this.#store.failures.read(Object.values(keys));
     for (const kind of ['address', 'account'] as const) {
-      const counter = this.#live(counters.get(keys[kind]), now);
+      const key = keys[kind];
+      if (key === undefined) continue;
+      const counter = this.#live(counters.get(key), now);
       const next = nextAttemptAt(counter, this.settings[kind], this.settings);
       if (next.at > now) {
         const seconds = Math.max(1, Math.ceil((next.at - now) / 1000));
@@ -105,18 +130,33 @@ export class LoginThrottle {
    * Counts a failure against the username and the address, inside the caller's transaction (with its audit row),
    * and records a lockout event for each counter that this failure locks.
    */
-  async failed(
+  failed(
     tx: Store,
     input: { username: string | undefined; subject: AccountRecord | Principal['account'] | undefined; ctx: RequestContext },
   ): Promise<void> {
+    return this.#failed(tx, input);
+  }
+
+  /** `failed` for a guess that names no account (a registration code): counted against the address alone. */
+  failedAddress(tx: Store, ctx: RequestContext): Promise<void> {
+    return this.#failed(tx, { username: ADDRESS_ONLY, subject: undefined, ctx });
+  }
+
+  async #failed(
+    tx: Store,
+    input: { username: Attempted; subject: AccountRecord | Principal['account'] | undefined; ctx: RequestContext },
+  ): Promise<void> {
     const now = this.#clock.now();
-    const keys = { account: userKey(input.username), address: addressCounterKey(input.ctx) };
-    const counters = await tx.failures.recordFailure([keys.account, keys.address], now, now - FORGET_AFTER_MS);
+    const keys = counterKeys(input.username, input.ctx);
+    const counters = await tx.failures.recordFailure(Object.values(keys), now, now - FORGET_AFTER_MS);
     for (const kind of ['account', 'address'] as const) {
-      const failures = counters.get(keys[kind])?.failures ?? 0;
+      const key = keys[kind];
+      if (key === undefined) continue;
+      const failures = counters.get(key)?.failures ?? 0;
       // A refused attempt is never counted, so a failure at or past the threshold is the one that (re)locks.
       if (failures >= this.settings[kind].lockoutFailures) {
-        await tx.audit.insert(this.#lockEvent(kind, failures, input, now));
+        const username = input.username === ADDRESS_ONLY ? undefined : input.username;
+        await tx.audit.insert(this.#lockEvent(kind, failures, { ...input, username }, now));
         this.#observer.lockout();
       }
     }

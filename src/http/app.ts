@@ -20,8 +20,10 @@ import { auditRoutes } from './routes/audit.ts';
 import { authRoutes } from './routes/auth.ts';
 import { meRoutes } from './routes/me.ts';
 import { pgCredentialsRoutes } from './routes/pgcreds.ts';
+import { permissionRoutes } from './routes/permissions.ts';
 import { pgRotationRoutes } from './routes/pgcreds-rotation.ts';
 import { publicRoutes } from './routes/public.ts';
+import { registrationRoutes } from './routes/registrations.ts';
 import { roleRoutes } from './routes/roles.ts';
 import type { AppServices } from './services.ts';
 import { tokenRoutes } from './routes/tokens.ts';
@@ -180,5 +182,7 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
   await app.register(auditRoutes, services);
   await app.register(pgCredentialsRoutes, services);
   await app.register(pgRotationRoutes, services);
+  await app.register(registrationRoutes, services);
+  await app.register(permissionRoutes, services);
   return app;
 }

@@ -8,7 +8,9 @@ import {
   PG_SSLMODES,
   TOKEN_KINDS,
   type Account,
+  type Permission,
   type PgCredentialsRecord,
+  type RegistrationRecord,
   type Role,
   type TokenInfo,
 } from '../domain/model.ts';
@@ -98,6 +100,45 @@ export function noContent(reply: FastifyReply): FastifyReply {
 
 export function roleView(role: Role): { name: string; permissions: { id: string; resource: string; action: string }[] } {
   return { name: role.name, permissions: role.permissions.map((p) => ({ id: p.id, resource: p.resource, action: p.action })) };
+}
+
+/** A resource or action as stored: lower-case words with `.`, `_`, `:`, `/`, `-`, or `*` (every one). */
+export const PERMISSION_PART = '^(\\*|[a-z0-9][a-z0-9._:/-]{0,127})$';
+/** A resource or action asked about: one concrete name, never `*`. */
+export const PERMISSION_QUERY_PART = '^[a-z0-9][a-z0-9._:/-]{0,127}$';
+
+export const PermissionView = Type.Object(
+  {
+    id: Type.String({ format: 'uuid' }),
+    resource: Type.String(),
+    action: Type.String(),
+    description: Type.String(),
+    roles: Type.Array(Type.String(), { description: 'the roles holding it' }),
+    created_at: Timestamp,
+  },
+  { additionalProperties: false },
+);
+
+export function permissionView(p: Permission): Static<typeof PermissionView> {
+  return { id: p.id, resource: p.resource, action: p.action, description: p.description, roles: [...p.roles], created_at: rfc3339(p.createdAt) };
+}
+
+const registrationFields = {
+  id: Type.String({ format: 'uuid' }),
+  roles: Type.Array(Type.String(), { description: 'granted to each account registered with the code' }),
+  uses_left: Type.Integer(),
+  expires_at: Timestamp,
+  created_at: Timestamp,
+};
+/** A registration code as listed: never the code, which exists only in the answer that created it. */
+export const RegistrationView = Type.Object(registrationFields, { additionalProperties: false });
+export const NewRegistrationView = Type.Object(
+  { ...registrationFields, code: Type.String({ description: 'the code itself, shown this once' }) },
+  { additionalProperties: false },
+);
+
+export function registrationView(r: RegistrationRecord): Static<typeof RegistrationView> {
+  return { id: r.id, roles: [...r.roles], uses_left: r.usesLeft, expires_at: rfc3339(r.expiresAt), created_at: rfc3339(r.createdAt) };
 }
 
 export const TokenInfoView = Type.Object(

@@ -4,7 +4,9 @@ import type { LoginService } from '../domain/auth.ts';
 import type { PgCredentialsService } from '../domain/pgcreds.ts';
 import type { KeyRing } from '../domain/keys.ts';
 import type { TokenLifecycle } from '../domain/lifecycle.ts';
+import type { PermissionService } from '../domain/permissions.ts';
 import type { PgRotationService } from '../domain/pgcreds-rotation.ts';
+import type { RegistrationService } from '../domain/registrations.ts';
 import type { RoleService } from '../domain/roles.ts';
 import type { FailureSummaries } from '../domain/summaries.ts';
 import type { TokenService } from '../domain/tokens.ts';
@@ -27,6 +29,8 @@ export interface AppServices {
   readonly summaries: FailureSummaries;
   readonly pgcreds: PgCredentialsService;
   readonly pgRotation: PgRotationService;
+  readonly registrations: RegistrationService;
+  readonly permissions: PermissionService;
   /** Throws when the database does not answer. */
   readonly ready: () => Promise<void>;
 }

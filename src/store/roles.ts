@@ -70,4 +70,15 @@ export class KyselyRoleStore implements RoleStore {
       .executeTakeFirst();
     return Number(result.numDeletedRows) > 0;
   }
+
+  async holders(role: string): Promise<string[]> {
+    const rows = await this.#db
+      .selectFrom('account_roles')
+      .innerJoin('accounts', 'accounts.id', 'account_roles.account_id')
+      .select('accounts.username')
+      .where('account_roles.role_name', '=', role)
+      .orderBy('accounts.username')
+      .execute();
+    return rows.map((row) => row.username);
+  }
 }

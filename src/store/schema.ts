@@ -140,7 +140,7 @@ interface PgCredentialsTable {
   updated_at: number;
 }
 
-interface RegistrationsTable {
+export interface RegistrationsTable {
   id: string;
   code_hash: string;
   roles: string;

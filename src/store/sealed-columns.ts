@@ -37,6 +37,7 @@ export const UNSEALED_BYTES_COLUMNS: readonly { readonly table: keyof DB; readon
 /** Where each purpose's keyed digests are stored: what tells whether a new digest key would break stored ones. */
 const DIGEST_COLUMNS: Readonly<Record<DigestPurpose, { readonly table: keyof DB; readonly column: string }>> = {
   'recovery codes': { table: 'recovery_codes', column: 'code_hash' },
+  'registration codes': { table: 'registrations', column: 'code_hash' },
 };
 
 export class KyselySealedValueStore implements SealedValueStore {

@@ -6,7 +6,9 @@ import type {
   FailureCounterStore,
   KeyStore,
   LockName,
+  PermissionStore,
   PgCredentialStore,
+  RegistrationStore,
   RoleStore,
   SealedValueStore,
   Store,
@@ -20,7 +22,9 @@ import type { DialectCapabilities } from './dialects.ts';
 import type { Executor } from './executor.ts';
 import { lockRow } from './locks.ts';
 import { KyselyFailureCounterStore } from './login-failures.ts';
+import { KyselyPermissionStore } from './permissions.ts';
 import { KyselyPgCredentialStore } from './pg-credentials.ts';
+import { KyselyRegistrationStore } from './registrations.ts';
 import { KyselyRoleStore } from './roles.ts';
 import { KyselySealedValueStore } from './sealed-columns.ts';
 import type { DB } from './schema.ts';
@@ -43,6 +47,8 @@ export class KyselyStore implements Store {
   readonly audit: AuditStore;
   readonly pgcreds: PgCredentialStore;
   readonly failures: FailureCounterStore;
+  readonly registrations: RegistrationStore;
+  readonly permissions: PermissionStore;
   readonly sealed: SealedValueStore;
   readonly #db: Executor;
   readonly #caps: DialectCapabilities;
@@ -61,6 +67,8 @@ export class KyselyStore implements Store {
     this.audit = new KyselyAuditStore(db, pending === undefined ? { outside: (e) => this.transaction((tx) => tx.audit.insert(e)) } : { pending });
     this.pgcreds = new KyselyPgCredentialStore(db);
     this.failures = new KyselyFailureCounterStore(db);
+    this.registrations = new KyselyRegistrationStore(db);
+    this.permissions = new KyselyPermissionStore(db);
     this.sealed = new KyselySealedValueStore(db, caps);
   }
 

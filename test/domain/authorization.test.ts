@@ -6,6 +6,7 @@ import {
   mayActForServiceName,
   mayReadServiceCredentials,
   mayReadServiceCredentialsName,
+  mayPerform,
 } from '../../src/domain/authorization.ts';
 
 /** SECURITY.md §38: the delegation rule as plain functions of (actor, service), shared by every route that needs it. */
@@ -78,5 +79,35 @@ describe('authorization', () => {
     assert.deepEqual(mayReadServiceCredentials(person('admin'), wiki), { allowed: true, as: 'admin' });
     assert.deepEqual(mayReadServiceCredentials(person('wiki', 'finance'), wiki), { allowed: true, as: 'delegate' });
     assert.deepEqual(mayReadServiceCredentials(person('wiki'), wiki), { allowed: false, reason: 'delegation_exceeds_roles', missing: ['finance'] });
+  });
+});
+
+describe('mayPerform (SECURITY.md §50)', () => {
+  const holder = (roles: string[], ...grants: [string, string][]) => ({
+    account: { roles },
+    permissions: grants.map(([resource, action]) => ({ resource, action })),
+  });
+
+  test('admin may do everything, with no permission at all', () => {
+    assert.equal(mayPerform(holder(['admin']), 'anything', 'at-all'), true);
+  });
+
+  test('a permission matches its own resource and action only', () => {
+    const h = holder(['wiki'], ['docs', 'read']);
+    assert.equal(mayPerform(h, 'docs', 'read'), true);
+    assert.equal(mayPerform(h, 'docs', 'write'), false);
+    assert.equal(mayPerform(h, 'docs2', 'read'), false);
+    assert.equal(mayPerform(h, 'doc', 'read'), false);
+    assert.equal(mayPerform(holder(['wiki']), 'docs', 'read'), false);
+  });
+
+  test('a stored * matches every resource or every action; nothing else is a pattern', () => {
+    assert.equal(mayPerform(holder(['r'], ['*', 'read']), 'docs', 'read'), true);
+    assert.equal(mayPerform(holder(['r'], ['*', 'read']), 'docs', 'write'), false);
+    assert.equal(mayPerform(holder(['r'], ['docs', '*']), 'docs', 'delete'), true);
+    assert.equal(mayPerform(holder(['r'], ['docs', '*']), 'wiki', 'delete'), false);
+    assert.equal(mayPerform(holder(['r'], ['*', '*']), 'wiki', 'delete'), true);
+    assert.equal(mayPerform(holder(['r'], ['docs.*', 'read']), 'docs.x', 'read'), false);
+    assert.equal(mayPerform(holder(['r'], ['docs', 'read']), '*', 'read'), false);
   });
 });

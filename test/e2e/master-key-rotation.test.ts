@@ -175,7 +175,7 @@ describe('mciassrv keys rotate-master', { concurrency: true }, () => {
           'signing_keys.private_key': 2,
           'pg_credentials.password': 1,
           'pg_credentials.pending_password': 1,
-          'digest_keys.sealed_key': 1,
+          'digest_keys.sealed_key': 2,
         });
         assert.match(result.stdout, /The old master key no longer opens this database: replace the master key file with it \(mv /);
         for (const secret of [oldKey.toString('base64'), readMasterKeyFile(newKeyFile).toString('base64'), PG_PASSWORD, PG_PENDING]) {

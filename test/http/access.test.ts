@@ -62,6 +62,24 @@ interface Fixtures {
   person(): Promise<string>;
 }
 
+/** A fresh registration code made by the admin (a code is used up by the call that redeems it). */
+async function newCode(h: Harness): Promise<{ id: string; code: string }> {
+  const response = await h.request({ method: 'POST', url: '/v1/registrations', token: h.adminToken, body: {} });
+  assert.equal(response.statusCode, 201, response.body);
+  return response.json();
+}
+
+async function newPermission(f: Fixtures): Promise<string> {
+  const response = await f.h.request({
+    method: 'POST',
+    url: '/v1/permissions',
+    token: f.h.adminToken,
+    body: { resource: f.unique('res'), action: 'write', description: 'made by the access walk' },
+  });
+  assert.equal(response.statusCode, 201, response.body);
+  return response.json().id;
+}
+
 interface RouteRule {
   /** The access level the route must declare in its OpenAPI operation (`x-mcias-access`). */
   readonly declared: 'public' | 'token' | 'human' | 'admin';
@@ -196,6 +214,49 @@ const ROUTES: Readonly<Record<string, RouteRule>> = {
     status: 204,
   },
   'GET /v1/roles': { declared: 'admin', allowed: ADMINS, call: async () => ({}), status: 200 },
+  'GET /v1/roles/{role}': { declared: 'admin', allowed: ADMINS, call: async (f) => ({ params: { role: await f.role() } }), status: 200 },
+  'GET /v1/registrations': { declared: 'admin', allowed: ADMINS, call: async () => ({}), status: 200 },
+  'POST /v1/registrations': { declared: 'admin', allowed: ADMINS, call: async () => ({ body: {} }), status: 201 },
+  'DELETE /v1/registrations/{id}': { declared: 'admin', allowed: ADMINS, call: async (f) => ({ params: { id: (await newCode(f.h)).id } }), status: 204 },
+  'POST /v1/register': {
+    declared: 'public',
+    allowed: EVERYONE,
+    call: async (f) => ({ body: { code: (await newCode(f.h)).code, username: f.unique('signup'), password: USER_PASSWORD } }),
+    status: 201,
+  },
+  'GET /v1/permissions': { declared: 'admin', allowed: ADMINS, call: async () => ({}), status: 200 },
+  'POST /v1/permissions': {
+    declared: 'admin',
+    allowed: ADMINS,
+    call: async (f) => ({ body: { resource: f.unique('res'), action: 'read', description: 'made by the access walk' } }),
+    status: 201,
+  },
+  'DELETE /v1/permissions/{id}': { declared: 'admin', allowed: ADMINS, call: async (f) => ({ params: { id: await newPermission(f) } }), status: 204 },
+  'PUT /v1/roles/{role}/permissions/{id}': {
+    declared: 'admin',
+    allowed: ADMINS,
+    call: async (f) => ({ params: { role: await f.role(), id: await newPermission(f) } }),
+    status: 204,
+  },
+  'DELETE /v1/roles/{role}/permissions/{id}': {
+    declared: 'admin',
+    allowed: ADMINS,
+    call: async (f) => {
+      const role = await f.role();
+      const id = await newPermission(f);
+      const response = await f.h.request({ method: 'PUT', url: `/v1/roles/${role}/permissions/${id}`, token: f.h.adminToken });
+      assert.equal(response.statusCode, 204, response.body);
+      return { params: { role, id } };
+    },
+    status: 204,
+  },
+  'POST /v1/authz/check': {
+    declared: 'token',
+    allowed: ANY_TOKEN,
+    call: async (f) => ({ body: { token: await f.token(await f.human()), resource: 'docs', action: 'read' } }),
+    status: 200,
+  },
+
   'POST /v1/roles': { declared: 'admin', allowed: ADMINS, call: async (f) => ({ body: { name: f.unique('made') } }), status: 201 },
   'DELETE /v1/roles/{role}': { declared: 'admin', allowed: ADMINS, call: async (f) => ({ params: { role: await f.role() } }), status: 204 },
   'GET /v1/accounts/{username}/tokens': {

@@ -84,6 +84,23 @@ const BAD_SECOND_FACTORS: readonly (readonly [string, unknown])[] = [
 const badField = (field: string, values: readonly (readonly [string, unknown])[]) =>
   values.map(([name, value]) => [field, name, value] as const);
 
+/** A fresh registration code (each valid redemption uses one up). */
+async function newCode(h: Harness): Promise<{ id: string; code: string }> {
+  const response = await h.request({ method: 'POST', url: '/v1/registrations', token: h.adminToken, body: {} });
+  assert.equal(response.statusCode, 201, response.body);
+  return response.json();
+}
+
+let permissions = 0;
+/** A fresh permission; returns its id. */
+async function newPermission(h: Harness): Promise<string> {
+  permissions += 1;
+  const body = { resource: `res${permissions}`, action: 'read', description: 'made by the bad-input walk' };
+  const response = await h.request({ method: 'POST', url: '/v1/permissions', token: h.adminToken, body });
+  assert.equal(response.statusCode, 201, response.body);
+  return response.json().id;
+}
+
 const ROUTES: Readonly<Record<string, RouteSpec>> = {
   'GET /healthz': { access: 'public', valid: async () => ({ status: 200 }) },
   'GET /readyz': { access: 'public', valid: async () => ({ status: 200 }) },
@@ -183,6 +200,65 @@ const ROUTES: Readonly<Record<string, RouteSpec>> = {
   'GET /v1/roles': { access: 'admin', valid: async () => ({ status: 200 }) },
   'POST /v1/roles': { access: 'admin', nameFields: ['name'], valid: async () => ({ body: { name: 'newrole' }, status: 201 }) },
   'DELETE /v1/roles/{role}': { access: 'admin', valid: async (f) => ({ params: { role: await f.role() }, status: 204 }) },
+  'GET /v1/roles/{role}': { access: 'admin', valid: async (f) => ({ params: { role: await f.role() }, status: 200 }) },
+  'GET /v1/registrations': { access: 'admin', valid: async () => ({ status: 200 }) },
+  'POST /v1/registrations': {
+    access: 'admin',
+    badValues: [
+      ['uses', 'zero uses', 0],
+      ['uses', 'a fraction', 1.5],
+      ['expires_in', 'not a duration', 'soon'],
+      ['roles', 'a role name with a space', ['a b']],
+      ['allow_admin', 'a string for a flag', 'yes'],
+    ],
+    // Every field is optional, so the generic per-field attacks (which take each field as required) do not apply.
+    valid: async () => ({ body: {}, status: 201 }),
+  },
+  'DELETE /v1/registrations/{id}': { access: 'admin', valid: async (f) => ({ params: { id: (await newCode(f.h)).id }, status: 204 }) },
+  'POST /v1/register': {
+    access: 'public',
+    nameFields: ['username'],
+    badValues: [
+      ['code', 'an empty code', ''],
+      ['code', 'a 257-character code', 'c'.repeat(257)],
+      ['code', 'a number', 12345],
+    ],
+    valid: async (f) => ({ body: { code: (await newCode(f.h)).code, username: 'selfmade', password: USER_PASSWORD }, status: 201 }),
+  },
+  'GET /v1/permissions': { access: 'admin', valid: async () => ({ status: 200 }) },
+  'POST /v1/permissions': {
+    access: 'admin',
+    badValues: [
+      ['resource', 'upper case', 'Docs'],
+      ['resource', 'a space', 'my docs'],
+      ['action', 'a pattern other than *', 'read*'],
+      ['description', 'a 513-character description', 'd'.repeat(513)],
+    ],
+    valid: async () => ({ body: { resource: 'docs', action: 'read', description: 'read the docs' }, status: 201 }),
+  },
+  'DELETE /v1/permissions/{id}': { access: 'admin', valid: async (f) => ({ params: { id: await newPermission(f.h) }, status: 204 }) },
+  'PUT /v1/roles/{role}/permissions/{id}': {
+    access: 'admin',
+    valid: async (f) => ({ params: { role: await f.role(), id: await newPermission(f.h) }, status: 204 }),
+  },
+  'DELETE /v1/roles/{role}/permissions/{id}': {
+    access: 'admin',
+    valid: async (f) => {
+      const role = await f.role();
+      const id = await newPermission(f.h);
+      assert.equal((await f.h.request({ method: 'PUT', url: `/v1/roles/${role}/permissions/${id}`, token: f.h.adminToken })).statusCode, 204);
+      return { params: { role, id }, status: 204 };
+    },
+  },
+  'POST /v1/authz/check': {
+    access: 'token',
+    badValues: [
+      ['resource', 'a wildcard', '*'],
+      ['action', 'a wildcard', '*'],
+      ['token', 'a number', 1],
+    ],
+    valid: async (f) => ({ body: { token: await issueToken(f.h, await f.human()), resource: 'docs', action: 'read' }, status: 200 }),
+  },
   'GET /v1/accounts/{username}/tokens': { access: 'admin', valid: async (f) => ({ params: { username: await f.human() }, status: 200 }) },
   'DELETE /v1/tokens/{jti}': {
     access: 'admin',

@@ -6,19 +6,25 @@ import type {
   AccountStatus,
   AuditFilter,
   AuditPage,
+  CreatedRegistration,
   HealthStatus,
   IssuedToken,
   Jwks,
   KeyRotation,
   LoginResult,
   NewAccount,
+  NewPermission,
+  NewRegistration,
   NewPgCredentials,
   PgProvisionRequest,
   PasswordResetOptions,
   PgClientConfig,
   PgCredentials,
   PgCredentialsWithPassword,
+  PermissionDefinition,
+  Registration,
   Role,
+  RoleDetails,
   TokenInfo,
   TokenValidation,
   TotpConfirmation,
@@ -315,6 +321,71 @@ export class MciasClient {
     for (const [name, value] of Object.entries(filter)) if (value !== undefined) query.set(name, String(value));
     const text = query.toString();
     return this.#call('GET', `/v1/audit${text === '' ? '' : `?${text}`}`);
+  }
+
+  /** One role, its permissions and the usernames holding it. */
+  async getRole(name: string): Promise<RoleDetails> {
+    return this.#call('GET', `/v1/roles/${segment(name)}`);
+  }
+
+  // Registration codes (docs/api.md "Registrations").
+
+  /** Creates your own account with a registration code (no token needed); roles come from the code. */
+  async register(code: string, username: string, password: string): Promise<Account> {
+    return this.#call('POST', '/v1/register', { auth: false, body: { code, username, password } });
+  }
+
+  async listRegistrations(): Promise<Registration[]> {
+    const { registrations } = await this.#call<{ registrations: Registration[] }>('GET', '/v1/registrations');
+    return registrations;
+  }
+
+  /** Creates a registration code; the answer is the only place the code is ever shown. */
+  async createRegistration(options: NewRegistration = {}): Promise<CreatedRegistration> {
+    const body = {
+      ...(options.roles === undefined ? {} : { roles: options.roles }),
+      ...(options.uses === undefined ? {} : { uses: options.uses }),
+      ...(options.expiresIn === undefined ? {} : { expires_in: options.expiresIn }),
+      ...(options.allowAdmin === undefined ? {} : { allow_admin: options.allowAdmin }),
+    };
+    return this.#call('POST', '/v1/registrations', { body });
+  }
+
+  async deleteRegistration(id: string): Promise<void> {
+    await this.#call('DELETE', `/v1/registrations/${segment(id)}`);
+  }
+
+  // Permissions (docs/api.md "Permissions").
+
+  async listPermissions(): Promise<PermissionDefinition[]> {
+    const { permissions } = await this.#call<{ permissions: PermissionDefinition[] }>('GET', '/v1/permissions');
+    return permissions;
+  }
+
+  async createPermission(permission: NewPermission): Promise<PermissionDefinition> {
+    const body = { resource: permission.resource, action: permission.action, description: permission.description };
+    return this.#call('POST', '/v1/permissions', { body });
+  }
+
+  async deletePermission(id: string): Promise<void> {
+    await this.#call('DELETE', `/v1/permissions/${segment(id)}`);
+  }
+
+  async grantPermission(role: string, permissionId: string): Promise<void> {
+    await this.#call('PUT', `/v1/roles/${segment(role)}/permissions/${segment(permissionId)}`);
+  }
+
+  async revokePermission(role: string, permissionId: string): Promise<void> {
+    await this.#call('DELETE', `/v1/roles/${segment(role)}/permissions/${segment(permissionId)}`);
+  }
+
+  /**
+   * Whether the holder of `token` (a token your app was handed) may do `action` on `resource`, decided by the server
+   * now. This client's own token authenticates the question.
+   */
+  async checkPermission(token: string, resource: string, action: string): Promise<boolean> {
+    const { allowed } = await this.#call<{ allowed: boolean }>('POST', '/v1/authz/check', { body: { token, resource, action } });
+    return allowed;
   }
 
   async #call<T>(method: Method, path: string, options: { auth?: boolean; body?: unknown } = {}): Promise<T> {

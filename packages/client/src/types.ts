@@ -28,6 +28,52 @@ export interface Role {
   readonly permissions: readonly RolePermission[];
 }
 
+/** One role as `GET /v1/roles/{role}` shows it: its permissions and the usernames holding it now. */
+export interface RoleDetails extends Role {
+  readonly holders: readonly string[];
+}
+
+/** A permission as administered: the pair (`*` in either matches every one), what it is for, the roles holding it. */
+export interface PermissionDefinition {
+  readonly id: string;
+  readonly resource: string;
+  readonly action: string;
+  readonly description: string;
+  readonly roles: readonly string[];
+  readonly created_at: string;
+}
+
+export interface NewPermission {
+  readonly resource: string;
+  readonly action: string;
+  readonly description: string;
+}
+
+/** A registration code as listed: never the code itself. */
+export interface Registration {
+  readonly id: string;
+  /** Granted to each account registered with the code. */
+  readonly roles: readonly string[];
+  readonly uses_left: number;
+  readonly expires_at: string;
+  readonly created_at: string;
+}
+
+/** The answer that creates a code: the only one that holds it. */
+export interface CreatedRegistration extends Registration {
+  readonly code: string;
+}
+
+export interface NewRegistration {
+  readonly roles?: readonly string[];
+  /** Default 1. */
+  readonly uses?: number;
+  /** A duration such as `7d` (the default). */
+  readonly expiresIn?: string;
+  /** Required for a code that grants `admin`. */
+  readonly allowAdmin?: boolean;
+}
+
 export interface LoginResult {
   readonly token: string;
   readonly token_type: 'Bearer';

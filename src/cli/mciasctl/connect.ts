@@ -17,6 +17,8 @@ interface GlobalOptions {
 
 interface Connection {
   readonly client: MciasClient;
+  /** The server's normalised URL. */
+  readonly server: string;
   readonly session: Session | undefined;
   readonly caCertFile: string | undefined;
   /** Where the token came from, so logout knows whether to forget it. */
@@ -92,7 +94,7 @@ export function connect(command: Command, options: { needToken: boolean }): Conn
   const client = new MciasClient({ server, token, caCert: caCertFile === undefined ? undefined : readCaCert(caCertFile) });
   opened.push(client);
   trustedCaCertFile = caCertFile;
-  return { client, session, caCertFile, tokenSource };
+  return { client, server: normalized, session, caCertFile, tokenSource };
 }
 
 /** The client of a command that needs a token: most of them. */

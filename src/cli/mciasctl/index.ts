@@ -6,7 +6,9 @@ import { addAuditCommands } from './audit.ts';
 import { caCertInUse, closeClients } from './connect.ts';
 import { addKeysCommands } from './keys.ts';
 import { addPgCredentialsCommands } from './pgcreds.ts';
+import { addPermissionCommands } from './permission.ts';
 import { addPgRotationCommands } from './pgcreds-rotation.ts';
+import { addRegistrationCommands } from './registration.ts';
 import { addRoleCommands } from './role.ts';
 import { addSessionCommands } from './session.ts';
 import { addTokenCommands } from './token.ts';
@@ -36,6 +38,8 @@ function program(): Command {
   addTotpCommands(cli);
   addAccountCommands(cli);
   addRoleCommands(cli);
+  addPermissionCommands(cli);
+  addRegistrationCommands(cli);
   addTokenCommands(cli);
   addKeysCommands(cli);
   addPgRotationCommands(addPgCredentialsCommands(cli));

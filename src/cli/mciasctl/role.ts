@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
-import { done, roleTable, show } from '../output.ts';
+import { done, roleDetails, roleTable, show } from '../output.ts';
 import { authenticated } from './connect.ts';
 
-/** Roles (admin): role list, create, delete, grant, revoke. */
+/** Roles (admin): role list, show, create, delete, grant, revoke. */
 export function addRoleCommands(cli: Command): void {
   const role = cli.command('role').description('manage roles (admin)');
 
@@ -11,6 +11,14 @@ export function addRoleCommands(cli: Command): void {
     .description('list roles and their permissions')
     .action(async (_o: unknown, command: Command) => {
       show(command, await authenticated(command).listRoles(), roleTable);
+    });
+
+  role
+    .command('show')
+    .description("show a role: its permissions and the accounts holding it")
+    .argument('<name>')
+    .action(async (name: string, _o: unknown, command: Command) => {
+      show(command, await authenticated(command).getRole(name), roleDetails);
     });
 
   role

@@ -40,6 +40,23 @@ export const roleRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, se
     },
   );
 
+  app.get(
+    '/v1/roles/:role',
+    {
+      config: admin,
+      schema: {
+        tags: ['roles'],
+        summary: 'Show a role: its permissions and the usernames holding it',
+        params: Type.Object({ role: RoleName }, { additionalProperties: false }),
+        response: { 200: Type.Object({ ...RoleView.properties, holders: Type.Array(Type.String()) }, { additionalProperties: false }) },
+      },
+    },
+    async (request) => {
+      const role = await services.roles.show(request.params.role);
+      return { ...roleView(role), holders: [...role.holders] };
+    },
+  );
+
   app.delete(
     '/v1/roles/:role',
     {
