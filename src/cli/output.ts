@@ -10,7 +10,7 @@ import {
   type Role,
   type RoleDetails,
   type TokenInfo,
-} from '../../packages/client/src/index.ts';
+} from '@mcias/client';
 import { escapeControls } from '../domain/audit.ts';
 import { CliError } from './errors.ts';
 

@@ -12,7 +12,7 @@ import {
   MciasClientError,
   MciasConnectionError,
   type Account,
-} from '../../packages/client/src/index.ts';
+} from '@mcias/client';
 import { USER_PASSWORD } from '../support/harness.ts';
 import { apiError, useClientFixture } from '../support/client.ts';
 

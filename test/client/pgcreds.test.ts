@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { MciasClient, pgClientConfig, type NewPgCredentials, type PgClientConfig, type PgCredentialsWithPassword } from '../../packages/client/src/index.ts';
+import { MciasClient, pgClientConfig, type NewPgCredentials, type PgClientConfig, type PgCredentialsWithPassword } from '@mcias/client';
 import { apiError, useClientFixture } from '../support/client.ts';
 import { PG_ADMIN_URL } from '../support/databases.ts';
 import { PG_CLUSTER_SKIP, usePgCluster } from '../support/pg-cluster.ts';

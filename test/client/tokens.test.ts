@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { decodeProtectedHeader } from 'jose';
-import type { ActiveToken, TokenValidation } from '../../packages/client/src/index.ts';
+import type { ActiveToken, TokenValidation } from '@mcias/client';
 import { USER_PASSWORD } from '../support/harness.ts';
 import { apiError, useClientFixture } from '../support/client.ts';
 

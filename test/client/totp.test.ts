@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { URI } from 'otpauth';
-import { MciasClient, isMciasApiError } from '../../packages/client/src/index.ts';
+import { MciasClient, isMciasApiError } from '@mcias/client';
 import { USER_PASSWORD } from '../support/harness.ts';
 import { Authenticator } from '../support/totp.ts';
 import { apiError, useClientFixture } from '../support/client.ts';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { MciasClient } from '../../packages/client/src/index.ts';
+import { MciasClient } from '@mcias/client';
 import { USER_PASSWORD } from '../support/harness.ts';
 import { assertOk, assertOneLineError, ctl, useMciasctlFixture } from '../support/mciasctl.ts';
 

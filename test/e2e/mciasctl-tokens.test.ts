@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { MciasClient, type ActiveToken } from '../../packages/client/src/index.ts';
+import { MciasClient, type ActiveToken } from '@mcias/client';
 import { apiError } from '../support/client.ts';
 import { USER_PASSWORD } from '../support/harness.ts';
 import { assertOk, assertOneLineError, ctl, useMciasctlFixture, type CtlEnv } from '../support/mciasctl.ts';

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
-import { MciasClient } from '../../packages/client/src/index.ts';
+import { MciasClient } from '@mcias/client';
 import { USER_PASSWORD } from '../support/harness.ts';
 import { assertOneLineError, ctl, inTerminal, needsTerminal, useMciasctlFixture } from '../support/mciasctl.ts';
 

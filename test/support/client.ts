@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before } from 'node:test';
-import { MciasApiError, MciasClient } from '../../packages/client/src/index.ts';
+import { MciasApiError, MciasClient } from '@mcias/client';
 import { USER_PASSWORD } from './harness.ts';
 import { startServerProcess, type ServerProcess } from './server-process.ts';
 import { required } from './fixture.ts';

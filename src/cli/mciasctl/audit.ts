@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Option, type Command } from 'commander';
-import type { AuditEvent, AuditFilter, MciasClient } from '../../../packages/client/src/index.ts';
+import type { AuditEvent, AuditFilter, MciasClient } from '@mcias/client';
 import { parseDuration } from '../../config/duration.ts';
 import { CliError } from '../errors.ts';
 import { auditTable, printJsonLine, printLines, show, wantsJson } from '../output.ts';

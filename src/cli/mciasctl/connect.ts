@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { MciasClient, checkCaCertificate, normalizeServerUrl } from '../../../packages/client/src/index.ts';
+import { MciasClient, checkCaCertificate, normalizeServerUrl } from '@mcias/client';
 import { CliError } from '../errors.ts';
 import { promptNewPassword, promptPassword } from '../prompt.ts';
 import { readPasswordFile } from '../secret-file.ts';

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { MciasClient, PermissionDefinition } from '../../../packages/client/src/index.ts';
+import type { MciasClient, PermissionDefinition } from '@mcias/client';
 import { CliError } from '../errors.ts';
 import { done, permissionTable, show } from '../output.ts';
 import { authenticated } from './connect.ts';

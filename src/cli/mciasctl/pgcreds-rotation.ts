@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { PG_SSLMODES, type PgProvisionRequest, type PgRotationMode, type PgSslMode } from '../../../packages/client/src/index.ts';
+import { PG_SSLMODES, type PgProvisionRequest, type PgRotationMode, type PgSslMode } from '@mcias/client';
 import { done } from '../output.ts';
 import { authenticated } from './connect.ts';
 import { port, readCaCertFile } from './pgcreds.ts';

@@ -1,7 +1,7 @@
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
-import { PG_SSLMODES, checkCaCertificate, type NewPgCredentials, type PgRotationMode, type PgSslMode } from '../../../packages/client/src/index.ts';
+import { PG_SSLMODES, checkCaCertificate, type NewPgCredentials, type PgRotationMode, type PgSslMode } from '@mcias/client';
 import { CliError } from '../errors.ts';
 import { done, pgCredentialsDetails, pgCredentialsEnv, pgCredentialsUrl, printLines, show, wantsJson } from '../output.ts';
 import { readPasswordStdin } from '../secret-file.ts';

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { CreatedRegistration } from '../../../packages/client/src/index.ts';
+import type { CreatedRegistration } from '@mcias/client';
 import { CliError } from '../errors.ts';
 import { done, registrationTable, show, wantsJson, printLines } from '../output.ts';
 import { promptCode } from '../prompt.ts';

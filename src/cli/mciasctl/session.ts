@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { Command } from 'commander';
-import { MciasClient, MciasClientError, isMciasApiError, type LoginResult } from '../../../packages/client/src/index.ts';
+import { MciasClient, MciasClientError, isMciasApiError, type LoginResult } from '@mcias/client';
 import { CliError } from '../errors.ts';
 import { done, show } from '../output.ts';
 import { CODE_PROMPT, PasswordsDiffer, promptCode, promptLine, requireTerminal } from '../prompt.ts';

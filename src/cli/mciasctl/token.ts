@@ -1,7 +1,7 @@
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import type { IssuedToken } from '../../../packages/client/src/index.ts';
+import type { IssuedToken } from '@mcias/client';
 import { CliError } from '../errors.ts';
 import { done, show, tokenTable } from '../output.ts';
 import { authenticated } from './connect.ts';

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { renderUnicodeCompact } from 'uqr';
-import { MciasClient, isMciasApiError } from '../../../packages/client/src/index.ts';
+import { MciasClient, isMciasApiError } from '@mcias/client';
 import { CliError } from '../errors.ts';
 import { done, printLines, show, wantsJson } from '../output.ts';
 import { CODE_PROMPT, promptCode, requireTerminal } from '../prompt.ts';
