@@ -1,3 +1,4 @@
+import { ADMIN_ROLE, permits } from '@mcias/client/permits';
 import type { Account, PermissionGrant } from './model.ts';
 
 /**
@@ -11,7 +12,7 @@ import type { Account, PermissionGrant } from './model.ts';
  */
 
 /** The role that makes an account an administrator; it exists from the first migration and cannot be deleted. */
-export const ADMIN_ROLE = 'admin';
+export { ADMIN_ROLE };
 
 /** Holds the admin role. Route access (src/http/access.ts) adds nothing to this; human-only rules say so themselves. */
 export function isAdmin(account: Pick<Account, 'roles'>): boolean {
@@ -86,12 +87,6 @@ export function mayReadServiceCredentials(
 }
 
 /**
- * Matches every resource, or every action, in a stored permission (never in a question: `mayPerform` is asked about
- * one concrete resource and action, and the HTTP schema refuses `*` there).
- */
-const PERMISSION_WILDCARD = '*';
-
-/**
  * May this account do `action` on `resource` (SECURITY.md §50)? Asked with the account, its roles and their
  * permissions as the database holds them now (read with the token's row, never cached), and only for an active
  * account and an active token: the caller answers "no" for anything else before asking. An administrator may do
@@ -103,8 +98,6 @@ export function mayPerform(
   resource: string,
   action: string,
 ): boolean {
-  if (isAdmin(subject.account)) return true;
-  return subject.permissions.some(
-    (p) => (p.resource === resource || p.resource === PERMISSION_WILDCARD) && (p.action === action || p.action === PERMISSION_WILDCARD),
-  );
+  // The rule itself lives in the SDK package, so that its middleware's requirePermission decides exactly as we do.
+  return permits({ roles: subject.account.roles, permissions: subject.permissions }, resource, action);
 }

@@ -1,4 +1,5 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { TOKEN_ALGORITHM } from '@mcias/client/token-rules';
 import { calculateJwkThumbprint, type JWK } from 'jose';
 import { auditEvent } from './audit.ts';
 import type { Clock } from './clock.ts';
@@ -7,7 +8,7 @@ import type { RequestContext, SigningKeyRecord } from './model.ts';
 import type { Store } from './ports.ts';
 import type { Sealer } from './sealing.ts';
 
-export const TOKEN_ALGORITHM = 'EdDSA';
+export { TOKEN_ALGORITHM };
 /** How often an unknown `kid` may send us back to the database (another instance may have rotated). */
 const RELOAD_INTERVAL_MS = 1_000;
 /** How long a signing key is used before checking whether another instance rotated to a newer one. */

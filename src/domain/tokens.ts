@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { SignJWT, decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
+import { checkTokenRules, isCanonicalToken, stillUnexpired, type TokenClaims } from '@mcias/client/token-rules';
+import { SignJWT } from 'jose';
 import { LRUCache } from 'lru-cache';
 import { epochSeconds, type Clock } from './clock.ts';
 import { MciasError } from './errors.ts';
@@ -37,36 +38,10 @@ export type TokenFailure = (typeof TOKEN_FAILURES)[number];
 
 export type TokenCheck = { readonly ok: true; readonly principal: Principal } | { readonly ok: false; readonly reason: TokenFailure };
 
-type VerifiedClaims = JWTPayload & { jti: string; sub: string; exp: number; iat: number };
+type VerifiedClaims = TokenClaims;
 
-/** Seconds of clock difference between instances that `nbf`/`exp` checks forgive. */
-const CLOCK_TOLERANCE_S = 5;
-/** How far ahead of our clock a token's `iat` may be (SECURITY.md §40): we never issue one from the future. */
-const MAX_IAT_AHEAD_MS = 60_000;
-/**
- * The one spelling of a token we accept (SECURITY.md §40): three base64url segments without padding, and the signature
- * exactly an Ed25519 signature's 64 bytes. 64 bytes are 86 characters whose last one carries 4 unused bits; only
- * A, Q, g and w leave them zero. Without this, 16 spellings of one token (and validate's `token==`) would all work.
- * The header and payload need no such check: the signature covers their characters, not their decoded bytes.
- */
-const CANONICAL_TOKEN = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{85}[AQgw]$/;
 /** Signature checks remembered, by SHA-256 of the token: apps present the same token on every request. */
 const VERIFIED_CACHE_SIZE = 10_000;
-
-/** The audit reason for a jose error: a genuine signature over claims we refuse is not a bad signature. */
-function failureOf(code: string | undefined): TokenFailure {
-  switch (code) {
-    case 'ERR_JWT_EXPIRED':
-      return 'expired';
-    case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
-      return 'invalid_claims';
-    case 'ERR_JWS_INVALID':
-    case 'ERR_JWT_INVALID':
-      return 'malformed';
-    default:
-      return 'bad_signature';
-  }
-}
 
 /** Issues and checks the JWTs (RFC 7519, RFC 8725). */
 export class TokenService {
@@ -128,39 +103,19 @@ export class TokenService {
    * spelling gets that far, so the cache cannot vouch for another spelling of a token it has seen.
    */
   async verify(token: string): Promise<{ ok: true; claims: VerifiedClaims } | { ok: false; reason: TokenFailure }> {
-    if (!CANONICAL_TOKEN.test(token)) return { ok: false, reason: 'malformed' };
+    if (!isCanonicalToken(token)) return { ok: false, reason: 'malformed' };
     const now = this.#clock.now();
     const digest = createHash('sha256').update(token).digest('base64url');
     const cached = this.#verified.get(digest);
-    if (cached !== undefined) {
-      return cached.exp * 1000 + CLOCK_TOLERANCE_S * 1000 > now ? { ok: true, claims: cached } : { ok: false, reason: 'expired' };
-    }
-    let kid: unknown;
-    try {
-      kid = decodeProtectedHeader(token).kid;
-    } catch {
-      return { ok: false, reason: 'malformed' };
-    }
-    const key = typeof kid === 'string' ? await this.#keys.verificationKey(kid) : undefined;
-    if (key === undefined) return { ok: false, reason: 'unknown_key' };
-    try {
-      const { payload } = await jwtVerify(token, key, {
-        algorithms: [TOKEN_ALGORITHM],
-        issuer: this.settings.issuer,
-        audience: this.settings.audience,
-        requiredClaims: ['exp', 'iat', 'jti', 'sub'],
-        typ: 'JWT',
-        currentDate: new Date(now),
-        clockTolerance: CLOCK_TOLERANCE_S,
-      });
-      const claims = payload as VerifiedClaims;
-      // jose checks `iat` only against a maxTokenAge; a token "issued" in the future was not issued by us.
-      if (claims.iat * 1000 > now + MAX_IAT_AHEAD_MS) return { ok: false, reason: 'iat_in_future' };
-      this.#verified.set(digest, claims);
-      return { ok: true, claims };
-    } catch (error) {
-      return { ok: false, reason: failureOf((error as { code?: string }).code) };
-    }
+    if (cached !== undefined) return stillUnexpired(cached, now) ? { ok: true, claims: cached } : { ok: false, reason: 'expired' };
+    // The rules the SDK's offline verify applies too (SECURITY.md §53): one module, so they cannot drift apart.
+    const result = await checkTokenRules(token, (kid) => this.#keys.verificationKey(kid), {
+      issuer: this.settings.issuer,
+      audience: this.settings.audience,
+      now,
+    });
+    if (result.ok) this.#verified.set(digest, result.claims);
+    return result;
   }
 
   /**

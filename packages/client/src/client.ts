@@ -1,5 +1,7 @@
 import { MciasClientError, MciasConnectionError } from './errors.ts';
+import { JwksCache } from './jwks.ts';
 import { pgClientConfig } from './pg.ts';
+import { checkTokenRules, type TokenRuleFailure } from './token-rules.ts';
 import { Transport, type Method } from './transport.ts';
 import type {
   Account,
@@ -38,8 +40,42 @@ export interface MciasClientOptions {
   readonly token?: string | undefined;
   /** PEM certificate(s) to trust instead of the bundled public roots (for a self-signed server certificate). */
   readonly caCert?: string | Buffer | undefined;
+  /**
+   * Pin the server's leaf certificate instead of (or, with `caCert`, on top of) verifying its chain: `sha256/BASE64`
+   * (SHA-256 of its public key, SPKI) or its SHA-256 fingerprint in hex (see `certificatePins`). Nothing is sent to
+   * a server that matches no pin. There is no option that turns verification off.
+   */
+  readonly pin?: string | readonly string[] | undefined;
   /** Deadline for each whole request; default 30 s. */
   readonly timeoutMs?: number | undefined;
+  /** For `verify`: the server's `tokens.issuer` (required to verify offline). */
+  readonly issuer?: string | undefined;
+  /** For `verify`: the server's `tokens.audience`; default `mcias`, the server's default. */
+  readonly audience?: string | undefined;
+  /** For `verify`: the least time between JWKS refetches caused by an unknown `kid`; default 30 s. */
+  readonly jwksRefetchFloorMs?: number | undefined;
+  /** The clock `verify` checks expiry against, in ms since the epoch (tests); default `Date.now`. */
+  readonly now?: (() => number) | undefined;
+}
+
+/** What `verify` found in a token that passed the server's rules (SECURITY.md §53): its claims, not the database's state. */
+export interface VerifiedToken {
+  readonly active: true;
+  /** The account id. */
+  readonly sub: string;
+  readonly username: string;
+  readonly kind: 'human' | 'system';
+  /** The roles the account held when the token was issued (the server's current roles: `validate`). */
+  readonly roles: readonly string[];
+  readonly exp: number;
+  readonly iat: number;
+  readonly jti: string;
+}
+
+/** A token `verify` refused, and why (for the app's own logs; never tell the presenter). */
+export interface UnverifiedToken {
+  readonly active: false;
+  readonly reason: TokenRuleFailure;
 }
 
 /** Lets withToken() share the connection pool without widening the public options. */
@@ -55,10 +91,13 @@ interface InternalOptions extends MciasClientOptions {
 export class MciasClient {
   readonly #transport: Transport;
   readonly #token: string | undefined;
+  readonly #options: MciasClientOptions;
+  #jwks: JwksCache | undefined;
 
   constructor(options: MciasClientOptions) {
     this.#transport = (options as InternalOptions)[SHARED_TRANSPORT] ?? new Transport(options);
     this.#token = options.token;
+    this.#options = options;
   }
 
   /** The normalised server URL. */
@@ -68,7 +107,7 @@ export class MciasClient {
 
   /** A client that sends `token`, sharing this one's connections. */
   withToken(token: string): MciasClient {
-    const options: InternalOptions = { server: this.server, token, [SHARED_TRANSPORT]: this.#transport };
+    const options: InternalOptions = { ...this.#options, token, [SHARED_TRANSPORT]: this.#transport };
     return new MciasClient(options);
   }
 
@@ -114,6 +153,33 @@ export class MciasClient {
   async validate(token: string): Promise<TokenValidation> {
     if (typeof token !== 'string') throw new MciasClientError('invalid_argument', 'the token to validate must be a string');
     return this.#call('POST', '/v1/token/validate', { auth: false, body: { token } });
+  }
+
+  /**
+   * Checks `token` offline against the server's published keys (JWKS, cached; refetched when a token names an
+   * unknown `kid`, at most once per `jwksRefetchFloorMs`), with exactly the server's rules (SECURITY.md §53):
+   * canonical spelling, `alg: EdDSA`, `typ: JWT`, issuer, audience, `exp`/`nbf` (5 s tolerance), `iat` at most a
+   * minute ahead, `exp`/`iat`/`jti`/`sub` present. It cannot see revocation, a disabled account or changed roles:
+   * a revoked token passes until it expires. Use `validate` where that matters. Needs the `issuer` option.
+   */
+  async verify(token: string): Promise<VerifiedToken | UnverifiedToken> {
+    const issuer = this.#options.issuer;
+    if (issuer === undefined) throw new MciasClientError('invalid_argument', 'verify needs the issuer option (the server\'s tokens.issuer)');
+    const now = this.#options.now ?? Date.now;
+    this.#jwks ??= new JwksCache({
+      fetch: () => this.jwks(),
+      now,
+      ...(this.#options.jwksRefetchFloorMs === undefined ? {} : { refetchFloorMs: this.#options.jwksRefetchFloorMs }),
+    });
+    const jwks = this.#jwks;
+    const result = await checkTokenRules(token, (kid) => jwks.key(kid), { issuer, audience: this.#options.audience ?? 'mcias', now: now() });
+    if (!result.ok) return { active: false, reason: result.reason };
+    const { sub, username, kind, roles, exp, iat, jti } = result.claims;
+    // The signature covers these, but a token the server signed always has them: anything else is not one of its tokens.
+    if (typeof username !== 'string' || (kind !== 'human' && kind !== 'system') || !Array.isArray(roles) || !roles.every((r) => typeof r === 'string')) {
+      return { active: false, reason: 'invalid_claims' };
+    }
+    return { active: true, sub, username, kind, roles: roles as string[], exp, iat, jti };
   }
 
   // Any valid token

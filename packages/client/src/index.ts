@@ -5,7 +5,12 @@
  *   const { token } = await client.login('alice', password);
  *   const me = await client.withToken(token).me();
  */
-export { MciasClient, type MciasClientOptions } from './client.ts';
+export { MciasClient, type MciasClientOptions, type UnverifiedToken, type VerifiedToken } from './client.ts';
+export { DEFAULT_JWKS_REFETCH_FLOOR_MS } from './jwks.ts';
+export { ServiceTokenKeeper, writeTokenFile, type KeeperClock, type ServiceTokenKeeperOptions } from './keeper.ts';
+export { MciasAuth, tokenFrom, type MciasAuthOptions, type MciasPrincipal, type MciasProblem } from './middleware.ts';
+export { permits, type PermissionSubject } from './permits.ts';
+export { checkTokenRules, type TokenRuleFailure } from './token-rules.ts';
 export {
   CONNECTION_ERROR_CODES,
   MciasApiError,
@@ -15,7 +20,7 @@ export {
   type ConnectionErrorCode,
 } from './errors.ts';
 export { pgClientConfig } from './pg.ts';
-export { checkCaCertificate, normalizeServerUrl } from './transport.ts';
+export { certificatePins, checkCaCertificate, normalizeServerUrl } from './transport.ts';
 export {
   ACCOUNT_KINDS,
   ACCOUNT_STATUSES,

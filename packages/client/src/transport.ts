@@ -1,6 +1,9 @@
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createHash } from 'node:crypto';
 import { STATUS_CODES, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
-import { Agent, request } from 'node:https';
+import { Agent, request, type AgentOptions, type RequestOptions } from 'node:https';
+import { isIP } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { connect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { MciasApiError, MciasClientError, MciasConnectionError } from './errors.ts';
 
 /** The largest response body read (the OpenAPI document is the biggest by far, at a few hundred KiB). */
@@ -12,6 +15,7 @@ export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 export interface TransportOptions {
   readonly server: string;
   readonly caCert?: string | Buffer | undefined;
+  readonly pin?: string | readonly string[] | undefined;
   readonly timeoutMs?: number | undefined;
 }
 
@@ -44,12 +48,14 @@ export class Transport {
     if (!Number.isFinite(this.#timeoutMs) || this.#timeoutMs <= 0) throw new MciasClientError('invalid_argument', 'timeoutMs must be a positive number');
     // Node ignores a CA that holds no certificate, and every request then fails verification with no word why.
     if (options.caCert !== undefined) checkCaCertificate(options.caCert);
-    this.#agent = new Agent({
+    const agentOptions: AgentOptions = {
       keepAlive: true,
       rejectUnauthorized: true,
       minVersion: 'TLSv1.2',
       ...(options.caCert === undefined ? {} : { ca: options.caCert }),
-    });
+    };
+    const pins = options.pin === undefined ? [] : parsePins(options.pin);
+    this.#agent = pins.length === 0 ? new Agent(agentOptions) : new PinningAgent(agentOptions, pins, options.caCert !== undefined);
   }
 
   /** The server's URL, normalised (no trailing slash). */
@@ -141,6 +147,89 @@ export class Transport {
       return new MciasConnectionError('tls_failed', `TLS with ${this.origin} failed: ${reason}`, { cause: error });
     }
     return new MciasConnectionError('connection_failed', `cannot reach ${this.origin}: ${reason}`, { cause: error });
+  }
+}
+
+/** A pin: the SHA-256 of the leaf certificate's public key (SPKI, DER) or of the whole certificate (DER). */
+interface Pin {
+  readonly of: 'spki' | 'certificate';
+  readonly digest: Buffer;
+}
+
+/**
+ * `sha256/BASE64` pins the leaf's public key (SubjectPublicKeyInfo, as curl's `--pinnedpubkey sha256//…` and HPKP
+ * spell it); 64 hex digits, with or without colons (as `openssl x509 -fingerprint -sha256` prints them), pin the
+ * leaf certificate itself.
+ */
+function parsePins(pin: string | readonly string[]): Pin[] {
+  const list = typeof pin === 'string' ? [pin] : pin;
+  if (list.length === 0) throw new MciasClientError('invalid_argument', 'pin must name at least one SHA-256 pin');
+  return list.map((text) => {
+    const spki = /^sha256\/\/?([A-Za-z0-9+/]{43}=)$/.exec(text.trim());
+    if (spki?.[1] !== undefined) return { of: 'spki', digest: Buffer.from(spki[1], 'base64') };
+    const hex = text.trim().replace(/:/g, '');
+    if (/^[0-9a-f]{64}$/i.test(hex)) return { of: 'certificate', digest: Buffer.from(hex, 'hex') };
+    throw new MciasClientError('invalid_argument', 'each pin must be sha256/BASE64 (the public key) or a SHA-256 certificate fingerprint in hex');
+  });
+}
+
+/** The pins of a PEM certificate, in both forms `pin` takes: for configuring a client from the server's certificate. */
+export function certificatePins(pem: string | Buffer): { spki: string; certificate: string } {
+  checkCaCertificate(pem, 'the certificate');
+  const cert = new X509Certificate(pem);
+  return {
+    spki: `sha256/${createHash('sha256').update(cert.publicKey.export({ type: 'spki', format: 'der' })).digest('base64')}`,
+    certificate: cert.fingerprint256,
+  };
+}
+
+function pinMatches(socket: TLSSocket, pins: readonly Pin[]): boolean {
+  const raw = socket.getPeerCertificate(false)?.raw;
+  if (raw === undefined) return false;
+  const cert = new X509Certificate(raw);
+  const spki = createHash('sha256').update(cert.publicKey.export({ type: 'spki', format: 'der' })).digest();
+  const whole = createHash('sha256').update(raw).digest();
+  return pins.some((p) => (p.of === 'spki' ? spki : whole).equals(p.digest));
+}
+
+/**
+ * An agent that hands a connection to HTTP only after the server's leaf certificate matched a pin, so no request
+ * byte (and no bearer token) reaches a server that does not hold the pinned key. With a pin alone the pin is the
+ * check (a self-signed certificate needs no CA); with `caCert` too, the chain must verify as well.
+ */
+class PinningAgent extends Agent {
+  readonly #pins: readonly Pin[];
+  readonly #verifyChain: boolean;
+
+  constructor(options: AgentOptions, pins: readonly Pin[], verifyChain: boolean) {
+    super(options);
+    this.#pins = pins;
+    this.#verifyChain = verifyChain;
+  }
+
+  override createConnection(requestOptions: RequestOptions, callback?: (error: Error | null, socket: Duplex) => void): undefined {
+    const options = requestOptions as ConnectionOptions;
+    const host = options.host ?? 'localhost';
+    const servername = options.servername !== undefined && options.servername !== '' ? options.servername : isIP(host) === 0 ? host : undefined;
+    const socket = connect({
+      ...options,
+      rejectUnauthorized: this.#verifyChain,
+      ...(servername === undefined ? { servername: '' } : { servername }),
+      ...(this.#verifyChain ? {} : { checkServerIdentity: () => undefined }),
+    });
+    const fail = (error: Error) => callback?.(error, socket);
+    socket.once('error', fail);
+    socket.once('secureConnect', () => {
+      socket.off('error', fail);
+      if (pinMatches(socket, this.#pins)) {
+        callback?.(null, socket);
+        return;
+      }
+      const error = Object.assign(new Error('the certificate matches no pin'), { code: 'ERR_TLS_CERT_PIN_MISMATCH' });
+      socket.destroy();
+      callback?.(error, socket);
+    });
+    return undefined;
   }
 }
 
