@@ -6,6 +6,7 @@ import { isMciasError } from '../../src/domain/errors.ts';
 import { createRuntime, type Runtime } from '../../src/server.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { USER_PASSWORD, createHarness, type Harness } from '../support/harness.ts';
+import { forgedTokens } from '../support/forged-tokens.ts';
 import { issueToken } from '../support/inspect.ts';
 
 /** SECURITY.md §16 and §17, docs/api.md token claims: what a token says, and every way to forge or outlive one. */
@@ -105,6 +106,14 @@ for (const dialect of DIALECTS) {
     test('control: the genuine token, and its claims re-signed with the server key, authenticate', async () => {
       assert.equal((await h.principal(token)).account.username, 'tina');
       assert.equal((await h.principal(await serverSigned(claims))).account.username, 'tina');
+    });
+
+    test('every token of the shared forged-token corpus is rejected (the SDK verify test uses the same corpus)', async () => {
+      const publicKey = await h.runtime.services.keys.verificationKey(header['kid'] as string);
+      assert.ok(publicKey);
+      const corpus = await forgedTokens({ token, publicKey, sign: serverSigned, now: h.clock.now() });
+      assert.ok(corpus.length > 60, 'the corpus is complete');
+      for (const { what, token: forged } of corpus) await rejects(forged, what);
     });
 
     test('alg none, in any spelling, is rejected', async () => {
