@@ -56,4 +56,3 @@ const plugin: FastifyPluginAsync<MciasAuthOptions> = async (app, options) => {
 
 /** Register with `app.register(mcias, options)`; not encapsulated, so every route of the app sees `request.mcias`. */
 export const mcias = fp(plugin, { fastify: '5.x', name: '@mcias/client' });
-export default mcias;

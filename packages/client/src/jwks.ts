@@ -5,7 +5,7 @@ import type { Jwks } from './types.ts';
 /** The least time between two fetches of the JWKS caused by unknown `kid`s: forged tokens cannot make us hammer the server. */
 export const DEFAULT_JWKS_REFETCH_FLOOR_MS = 30_000;
 /** How long a fetched JWKS is used before it is fetched again anyway (keys retire and are deleted on the server). */
-export const DEFAULT_JWKS_MAX_AGE_MS = 10 * 60_000;
+const DEFAULT_JWKS_MAX_AGE_MS = 10 * 60_000;
 
 /**
  * The server's public keys, fetched from `GET /.well-known/jwks.json` over the client's verified TLS, kept by `kid`.
