@@ -15,7 +15,7 @@ import { serveOverTls, type TlsApp } from '../support/tls-app.ts';
 
 /** `METHOD /path/{param}` of every row of docs/api.md's route tables. */
 function documentedRoutes(): string[] {
-  const text = readFileSync(path.join(ROOT, 'docs', 'api.md'), 'utf8');
+  const text = readFileSync(path.join(ROOT, 'docs/api.md'), 'utf8');
   return [...text.matchAll(/^\| (GET|POST|PUT|PATCH|DELETE) `([^`]+)` \|/gm)].map((m) => `${m[1]} ${(m[2] as string).replace(/\?.*$/, '')}`);
 }
 
