@@ -133,9 +133,10 @@ describe('service-token keeper', () => {
     keeper.stop();
   });
 
-  test('writeTokenFile replaces the file with a 0600 one even under a permissive umask', async () => {
+  test('writeTokenFile replaces the file (a new inode: renamed over it, not rewritten in place) with a 0600 one, even under umask 000', async () => {
     const target = path.join(dir, 'other.token');
     writeFileSync(target, 'old\n', { mode: 0o666 });
+    const before = statSync(target).ino;
     const saved = process.umask(0o000);
     try {
       await writeTokenFile(target, 'new-token');
@@ -144,5 +145,7 @@ describe('service-token keeper', () => {
     }
     assert.equal(readFileSync(target, 'utf8'), 'new-token\n');
     assert.equal(mode(target), 0o600);
+    assert.notEqual(statSync(target).ino, before, 'a new file was renamed into place');
+    assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tmp')), [], 'no temporary file is left');
   });
 });

@@ -136,14 +136,13 @@ export class ServiceTokenKeeper {
 }
 
 /**
- * Replaces `file` with `token` atomically: a new file with mode 0600 beside it, written and flushed, then renamed over
- * the old one, so a reader (or a crash) sees the old token or the new one, never a part, and never a readable one.
+ * Replaces `file` with `token` atomically: a new file created with mode 0600 (a umask can only narrow it) beside it,
+ * written and flushed, then renamed over the old one, so a reader (or a crash) sees the old token or the new one, never a part, and never a readable one.
  */
 export async function writeTokenFile(file: string, token: string): Promise<void> {
   const temporary = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
   const handle = await open(temporary, 'wx', 0o600);
   try {
-    await handle.chmod(0o600);
     await handle.writeFile(`${token}\n`, 'utf8');
     await handle.sync();
   } catch (error) {
