@@ -11,6 +11,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { decodeJwt } from 'jose';
 import { useClientFixture } from '../support/client.ts';
 import { USER_PASSWORD } from '../support/harness.ts';
+import { serveOverTls } from '../support/tls-app.ts';
 
 /**
  * The Fastify plugin and the Express middleware (one core, packages/client/src/middleware.ts) in front of a real
@@ -145,6 +146,26 @@ describe('middleware against a real server', () => {
       });
     }
   }
+
+  test("the server's request limit (429) or a 5xx while validating: 503 problem+json, never 500 and never let in", async () => {
+    for (const status of [429, 500, 503]) {
+      const stub = Fastify();
+      stub.post('/v1/token/validate', async (_request, reply) =>
+        reply.code(status).type('application/problem+json').send({ type: 'about:blank', title: 'x', status, code: status === 429 ? 'rate_limited' : 'internal' }),
+      );
+      const front = await serveOverTls(stub);
+      const app = await expressApp(new MciasClient({ server: front.url, caCert: front.certPem }), 'online');
+      try {
+        const response = await fetch(`${app.url}/me`, { headers: { authorization: `Bearer ${editorToken}` } });
+        assert.equal(response.status, 503, String(status));
+        assert.equal(((await response.json()) as { code: string }).code, 'unavailable');
+      } finally {
+        await app.close();
+        await front.close();
+        await stub.close();
+      }
+    }
+  });
 
   test('the server unreachable: 503 problem+json, not a crash', async () => {
     const client = new MciasClient({ server: 'https://127.0.0.1:9', caCert: f.caCert, issuer });

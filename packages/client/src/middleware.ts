@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { MciasClient } from './client.ts';
-import { MciasConnectionError } from './errors.ts';
+import { MciasApiError, MciasConnectionError } from './errors.ts';
 import { permits } from './permits.ts';
 import type { AccountKind, Permission } from './types.ts';
 
@@ -107,7 +107,7 @@ export class MciasAuth {
       }
       return await this.#online(token);
     } catch (error) {
-      if (error instanceof MciasConnectionError) return UNAVAILABLE;
+      if (unavailable(error)) return UNAVAILABLE;
       throw error;
     }
   }
@@ -136,7 +136,7 @@ export class MciasAuth {
       try {
         subject = await this.#online(principal.token);
       } catch (error) {
-        if (error instanceof MciasConnectionError) return UNAVAILABLE;
+        if (unavailable(error)) return UNAVAILABLE;
         throw error;
       }
       if (subject === undefined) return UNAUTHENTICATED;
@@ -151,6 +151,15 @@ export class MciasAuth {
     const { sub, username, kind, roles, permissions, jti, exp } = validation;
     return { id: sub, username, kind, roles, permissions, jti, exp, token };
   }
+}
+
+/**
+ * The server could not answer: unreachable, TLS, timeout, or an error answer to a question that has none for a bad
+ * token (validate answers `active: false` for those): a 429 of its request limit, a 5xx. The app answers 503 then,
+ * never 500 and never "allowed".
+ */
+function unavailable(error: unknown): boolean {
+  return error instanceof MciasConnectionError || (error instanceof MciasApiError && (error.status === 429 || error.status >= 500));
 }
 
 export function isProblem(value: MciasPrincipal | MciasProblem | undefined): value is MciasProblem {
