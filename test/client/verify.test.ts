@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { MciasClient, MciasClientError, MciasConnectionError, certificatePins, type VerifiedToken } from '@mcias/client';
 import { SignJWT, decodeJwt } from 'jose';
+import { generateSelfSignedCertificate } from '../../src/cli/certificate.ts';
 import { isMciasError } from '../../src/domain/errors.ts';
 import { DIALECTS } from '../support/databases.ts';
 import { forgedTokens } from '../support/forged-tokens.ts';
@@ -140,10 +141,12 @@ describe('certificate pinning', () => {
     }
   });
 
-  test('a server that matches no pin gets no request (not even with the right CA), and no CA and no pin fails too', async () => {
+  test('a server that matches no pin gets no request (not even with the right CA); with a CA, the right pin needs the chain too; no CA and no pin fails', async () => {
     const wrong = 'sha256/' + Buffer.alloc(32, 7).toString('base64');
+    const { certPem: otherCa } = await generateSelfSignedCertificate(['127.0.0.1']);
     const seen = front.requests.length;
-    for (const options of [{ pin: wrong }, { pin: wrong, caCert: front.certPem }, {}]) {
+    const right = certificatePins(front.certPem).spki;
+    for (const options of [{ pin: wrong }, { pin: wrong, caCert: front.certPem }, { pin: right, caCert: otherCa }, {}]) {
       const client = new MciasClient({ server: front.url, ...options, token: 'a-bearer-token-that-must-not-leak' });
       await assert.rejects(client.me(), (e) => e instanceof MciasConnectionError && e.code === 'tls_verification_failed', JSON.stringify(Object.keys(options)));
       client.close();
