@@ -78,10 +78,12 @@ export interface UnverifiedToken {
   readonly reason: TokenRuleFailure;
 }
 
-/** Lets withToken() share the connection pool without widening the public options. */
+/** Lets withToken() share the connection pool and the JWKS copy without widening the public options. */
 const SHARED_TRANSPORT = Symbol('shared transport');
+const SHARED_JWKS = Symbol('shared JWKS');
 interface InternalOptions extends MciasClientOptions {
   readonly [SHARED_TRANSPORT]?: Transport;
+  readonly [SHARED_JWKS]?: { cache: JwksCache | undefined };
 }
 
 /**
@@ -92,10 +94,12 @@ export class MciasClient {
   readonly #transport: Transport;
   readonly #token: string | undefined;
   readonly #options: MciasClientOptions;
-  #jwks: JwksCache | undefined;
+  /** Filled by the first verify(); shared with every client withToken() derives. */
+  readonly #jwks: { cache: JwksCache | undefined };
 
   constructor(options: MciasClientOptions) {
     this.#transport = (options as InternalOptions)[SHARED_TRANSPORT] ?? new Transport(options);
+    this.#jwks = (options as InternalOptions)[SHARED_JWKS] ?? { cache: undefined };
     this.#token = options.token;
     this.#options = options;
   }
@@ -107,7 +111,7 @@ export class MciasClient {
 
   /** A client that sends `token`, sharing this one's connections. */
   withToken(token: string): MciasClient {
-    const options: InternalOptions = { ...this.#options, token, [SHARED_TRANSPORT]: this.#transport };
+    const options: InternalOptions = { ...this.#options, token, [SHARED_TRANSPORT]: this.#transport, [SHARED_JWKS]: this.#jwks };
     return new MciasClient(options);
   }
 
@@ -166,12 +170,11 @@ export class MciasClient {
     const issuer = this.#options.issuer;
     if (issuer === undefined) throw new MciasClientError('invalid_argument', 'verify needs the issuer option (the server\'s tokens.issuer)');
     const now = this.#options.now ?? Date.now;
-    this.#jwks ??= new JwksCache({
+    const jwks = (this.#jwks.cache ??= new JwksCache({
       fetch: () => this.jwks(),
       now,
       ...(this.#options.jwksRefetchFloorMs === undefined ? {} : { refetchFloorMs: this.#options.jwksRefetchFloorMs }),
-    });
-    const jwks = this.#jwks;
+    }));
     const result = await checkTokenRules(token, (kid) => jwks.key(kid), { issuer, audience: this.#options.audience ?? 'mcias', now: now() });
     if (!result.ok) return { active: false, reason: result.reason };
     const { sub, username, kind, roles, exp, iat, jti } = result.claims;
