@@ -48,7 +48,8 @@ for (const dialect of DIALECTS) {
     });
 
     test('no token, a garbled one or a forged one: 401 problem+json, no account headers', async () => {
-      for (const headers of [{}, { cookie: 'mcias_token=not a token' }, { authorization: `Bearer ${token.slice(0, -2)}AA` }, { cookie: `mcias_token=${token}x` }]) {
+      const cases: Record<string, string>[] = [{}, { cookie: 'mcias_token=not a token' }, { authorization: `Bearer ${token.slice(0, -2)}AA` }, { cookie: `mcias_token=${token}x` }];
+      for (const headers of cases) {
         const response = await forward(headers);
         assertProblem(response, { status: 401, code: 'unauthenticated' });
         assert.equal(response.headers['x-mcias-user'], undefined);

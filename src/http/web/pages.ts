@@ -149,7 +149,7 @@ export const webPages: FastifyPluginAsyncTypebox<{ services: AppServices; web: W
             hidden: { rd: back(rd) },
             fields: [
               { ...PASSWORD, name: 'current_password', label: 'Current password' },
-              { name: 'new_password', label: 'New password', type: 'password', autocomplete: 'new-password', hint: 'At least 15 characters.' },
+              { name: 'new_password', label: 'New password', type: 'password', autocomplete: 'new-password', hint: 'Long and your own: a few words make a good one.' },
               { name: 'new_password_again', label: 'New password, again', type: 'password', autocomplete: 'new-password' },
             ],
             submit: 'Change password',
@@ -188,11 +188,12 @@ export const webPages: FastifyPluginAsyncTypebox<{ services: AppServices; web: W
     '/login',
     {
       config: { access: 'public' },
-      preHandler: app.csrfProtection,
+      // Before the body is validated: a post without its token learns nothing from field errors.
+      preValidation: app.csrfProtection,
       schema: {
         hide: true,
         body: Type.Object(
-          { _csrf: Text(256), rd: Redirect, username: Text(256), password: Password, totp_code: Type.Optional(Text(64)) },
+          { _csrf: Type.Optional(Text(256)), rd: Redirect, username: Text(256), password: Password, totp_code: Type.Optional(Text(64)) },
           { additionalProperties: false },
         ),
       },
@@ -234,11 +235,12 @@ export const webPages: FastifyPluginAsyncTypebox<{ services: AppServices; web: W
     '/login/password',
     {
       config: { access: 'public' },
-      preHandler: app.csrfProtection,
+      // Before the body is validated: a post without its token learns nothing from field errors.
+      preValidation: app.csrfProtection,
       schema: {
         hide: true,
         body: Type.Object(
-          { _csrf: Text(256), rd: Redirect, current_password: Password, new_password: Password, new_password_again: Password },
+          { _csrf: Type.Optional(Text(256)), rd: Redirect, current_password: Password, new_password: Password, new_password_again: Password },
           { additionalProperties: false },
         ),
       },
@@ -269,8 +271,9 @@ export const webPages: FastifyPluginAsyncTypebox<{ services: AppServices; web: W
     '/logout',
     {
       config: { access: 'public' },
-      preHandler: app.csrfProtection,
-      schema: { hide: true, body: Type.Object({ _csrf: Text(256) }, { additionalProperties: false }) },
+      // Before the body is validated: a post without its token learns nothing from field errors.
+      preValidation: app.csrfProtection,
+      schema: { hide: true, body: Type.Object({ _csrf: Type.Optional(Text(256)) }, { additionalProperties: false }) },
     },
     async (request, reply) => {
       const principal = await sessionOf(request);
