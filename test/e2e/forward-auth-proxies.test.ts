@@ -112,7 +112,7 @@ describe('forward-auth behind real nginx and Caddy', { timeout: 120_000 }, () =>
       assert.match(echo.accountId ?? '', /^[0-9a-f-]{36}$/);
       assert.equal(echo.url, '/pages/start?x=1&y=2');
       assert.ok(echo.cookie?.includes('theme=dark') && echo.cookie.includes('lang=en'), String(echo.cookie));
-      assert.ok(!echo.cookie.includes('mcias_token') && !echo.cookie.includes(token), String(echo.cookie));
+      assert.ok(!String(echo.cookie).includes('mcias_token') && !String(echo.cookie).includes(token), String(echo.cookie));
 
       // Logging out (the API, with the same token) is seen by the very next request: back to the login page.
       const logout = await httpsRequest(`${server.url}/v1/auth/logout`, { caFile: ca, method: 'POST', token });
