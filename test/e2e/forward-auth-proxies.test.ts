@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { USER_PASSWORD } from '../support/harness.ts';
 import { freePort } from '../support/ports.ts';
 import { httpsRequest } from '../support/process-tools.ts';
-import { EXAMPLES, fillExample, formLogin, startCaddy, startEchoApp, startNginx, type Echo, type ProxyProcess } from '../support/proxies.ts';
-import { startServerProcess, type ServerProcess } from '../support/server-process.ts';
+import { caddyExample, formLogin, nginxExample, startCaddy, startEchoApp, startNginx, startWebServer, type Echo, type ProxyProcess } from '../support/proxies.ts';
+import type { ServerProcess } from '../support/server-process.ts';
 
 /**
  * SECURITY.md §54 and §55 with the real thing: the Debian nginx (auth_request) and Caddy (forward_auth), configured
@@ -25,24 +25,10 @@ describe('forward-auth behind real nginx and Caddy', { timeout: 120_000 }, () =>
 
   before(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'mcias-proxies-'));
-    const [mciasPort, nginxPort, caddyPort] = [await freePort(), await freePort(), await freePort()];
-    const mcias = `https://127.0.0.1:${mciasPort}`;
-    server = await startServerProcess({
-      env: {
-        MCIAS_SERVER_LISTEN: `127.0.0.1:${mciasPort}`,
-        MCIAS_TOKENS_ISSUER: mcias,
-        MCIAS_WEB_ENABLED: 'true',
-        MCIAS_WEB_ALLOWED_REDIRECT_ORIGINS: `https://127.0.0.1:${nginxPort},https://127.0.0.1:${caddyPort}`,
-      },
-    });
-    const ca = server.caCertFile;
-    const key = path.join(server.dataDir, 'tls', 'key.pem');
-    const admin = (await httpsRequest(`${server.url}/v1/auth/login`, { caFile: ca, body: { username: 'admin', password: server.adminPassword } })).body;
-    const adminToken = (JSON.parse(admin) as { token: string }).token;
-    const call = async (method: string, url: string, body?: unknown) => {
-      const response = await httpsRequest(`${server.url}${url}`, { caFile: ca, method, token: adminToken, ...(body === undefined ? {} : { body }) });
-      assert.ok(response.status < 300, `${method} ${url}: ${response.status} ${response.body}`);
-    };
+    const [nginxPort, caddyPort] = [await freePort(), await freePort()];
+    const started = await startWebServer([nginxPort, caddyPort]);
+    server = started.server;
+    const call = started.admin;
     await call('POST', '/v1/roles', { name: 'wiki' });
     for (const username of ['alice', 'bob']) await call('POST', '/v1/accounts', { username, kind: 'human', password: USER_PASSWORD, temporary: false });
     await call('PUT', '/v1/accounts/alice/roles/wiki');
@@ -52,25 +38,9 @@ describe('forward-auth behind real nginx and Caddy', { timeout: 120_000 }, () =>
     const caddyDir = path.join(dir, 'caddy');
     mkdirSync(nginxDir);
     mkdirSync(caddyDir);
-    const nginxSite = fillExample(readFileSync(path.join(EXAMPLES, 'nginx.conf'), 'utf8'), [
-      ['listen 443 ssl;', `listen 127.0.0.1:${nginxPort} ssl;`],
-      ['/etc/ssl/wiki.example.home.pem', server.caCertFile],
-      ['/etc/ssl/wiki.example.home.key', key],
-      ['https://mcias.example.home', mcias],
-      // The generated certificate names localhost and 127.0.0.1; nginx checks the DNS names.
-      ['proxy_ssl_name mcias.example.home;', 'proxy_ssl_name localhost;'],
-      ['/etc/ssl/mcias-ca.pem', ca],
-      ['http://127.0.0.1:3000', `http://127.0.0.1:${app.port}`],
-    ]);
-    const caddySite = fillExample(readFileSync(path.join(EXAMPLES, 'Caddyfile'), 'utf8'), [
-      ['wiki.example.home {', `https://127.0.0.1:${caddyPort} {\n\tbind 127.0.0.1\n\ttls ${server.caCertFile} ${key}`],
-      ['https://mcias.example.home', mcias],
-      ['/etc/ssl/mcias-ca.pem', ca],
-      ['127.0.0.1:3000', `127.0.0.1:${app.port}`],
-    ]);
     // One after the other, so that `after` stops whichever started when the other fails.
-    proxies.nginx = await startNginx(nginxDir, nginxSite, nginxPort);
-    proxies.caddy = await startCaddy(caddyDir, caddySite, caddyPort);
+    proxies.nginx = await startNginx(nginxDir, nginxExample(server, nginxPort, app.port), nginxPort);
+    proxies.caddy = await startCaddy(caddyDir, caddyExample(server, caddyPort, app.port), caddyPort);
   });
 
   after(async () => {

@@ -7,7 +7,8 @@ import { connect } from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { httpsRequest, type HttpsResponse } from './process-tools.ts';
-import { ROOT } from './server-process.ts';
+import { freePort } from './ports.ts';
+import { ROOT, startServerProcess, type ServerProcess } from './server-process.ts';
 
 /**
  * Real reverse proxies (the Debian nginx and caddy binaries) for the forward-auth tests, each run from a temporary
@@ -16,7 +17,7 @@ import { ROOT } from './server-process.ts';
  * names, ports and files replaced.
  */
 
-export const EXAMPLES = path.join(ROOT, 'examples', 'forward-auth');
+const EXAMPLES = path.join(ROOT, 'examples', 'forward-auth');
 
 /** What the example app saw of a request. */
 export interface Echo {
@@ -41,14 +42,68 @@ export async function startEchoApp(): Promise<{ port: number; close(): Promise<v
   };
 }
 
+/**
+ * A real mciassrv with the login page on, on a port chosen up front (its login URL is `tokens.issuer` + `/login`,
+ * so the issuer must name the port), that sends browsers back to the given loopback ports only; and a function that
+ * calls its API as the bootstrap administrator.
+ */
+export async function startWebServer(proxyPorts: readonly number[]): Promise<{ server: ServerProcess; admin: (method: string, url: string, body?: unknown) => Promise<HttpsResponse> }> {
+  const port = await freePort();
+  const server = await startServerProcess({
+    env: {
+      MCIAS_SERVER_LISTEN: `127.0.0.1:${port}`,
+      MCIAS_TOKENS_ISSUER: `https://127.0.0.1:${port}`,
+      MCIAS_WEB_ENABLED: 'true',
+      MCIAS_WEB_ALLOWED_REDIRECT_ORIGINS: proxyPorts.map((p) => `https://127.0.0.1:${p}`).join(','),
+    },
+  });
+  const caFile = server.caCertFile;
+  const login = await httpsRequest(`${server.url}/v1/auth/login`, { caFile, body: { username: 'admin', password: server.adminPassword } });
+  const token = (JSON.parse(login.body) as { token: string }).token;
+  const admin = async (method: string, url: string, body?: unknown) => {
+    const response = await httpsRequest(`${server.url}${url}`, { caFile, method, token, ...(body === undefined ? {} : { body }) });
+    assert.ok(response.status < 300, `${method} ${url}: ${response.status} ${response.body}`);
+    return response;
+  };
+  return { server, admin };
+}
+
 /** Replaces each example name with the test's value, failing if the example no longer has it. */
-export function fillExample(text: string, replacements: ReadonlyArray<readonly [string, string]>): string {
+function fillExample(text: string, replacements: ReadonlyArray<readonly [string, string]>): string {
   let result = text;
   for (const [from, to] of replacements) {
     assert.ok(result.includes(from), `the example no longer contains ${from}`);
     result = result.replaceAll(from, to);
   }
   return result;
+}
+
+/**
+ * examples/forward-auth/nginx.conf for a proxy on `port` in front of the app on `appPort`, protected by `server`. The
+ * proxy serves TLS with the server's own self-signed certificate (it names 127.0.0.1), so one CA file is trusted
+ * throughout.
+ */
+export function nginxExample(server: ServerProcess, port: number, appPort: number): string {
+  return fillExample(readFileSync(path.join(EXAMPLES, 'nginx.conf'), 'utf8'), [
+    ['listen 443 ssl;', `listen 127.0.0.1:${port} ssl;`],
+    ['/etc/ssl/wiki.example.home.pem', server.caCertFile],
+    ['/etc/ssl/wiki.example.home.key', path.join(server.dataDir, 'tls', 'key.pem')],
+    ['https://mcias.example.home', server.url],
+    // The generated certificate names localhost and 127.0.0.1; nginx checks the DNS names.
+    ['proxy_ssl_name mcias.example.home;', 'proxy_ssl_name localhost;'],
+    ['/etc/ssl/mcias-ca.pem', server.caCertFile],
+    ['http://127.0.0.1:3000', `http://127.0.0.1:${appPort}`],
+  ]);
+}
+
+/** examples/forward-auth/Caddyfile, as `nginxExample` does it. */
+export function caddyExample(server: ServerProcess, port: number, appPort: number): string {
+  return fillExample(readFileSync(path.join(EXAMPLES, 'Caddyfile'), 'utf8'), [
+    ['wiki.example.home {', `https://127.0.0.1:${port} {\n\tbind 127.0.0.1\n\ttls ${server.caCertFile} ${path.join(server.dataDir, 'tls', 'key.pem')}`],
+    ['https://mcias.example.home', server.url],
+    ['/etc/ssl/mcias-ca.pem', server.caCertFile],
+    ['127.0.0.1:3000', `127.0.0.1:${appPort}`],
+  ]);
 }
 
 export interface ProxyProcess {
