@@ -37,6 +37,8 @@ test('allowedRedirect admits exactly URLs on an allowed https origin', () => {
   const origins = [APP_ORIGIN];
   assert.equal(allowedRedirect(`${APP_ORIGIN}/a/b?c=d#e`, origins), `${APP_ORIGIN}/a/b?c=d#e`);
   assert.equal(allowedRedirect('HTTPS://APP.example.test', origins), `${APP_ORIGIN}/`);
+  // The browser is sent the parsed URL, so what it reads is what was checked.
+  assert.equal(allowedRedirect('https:\\\\app.example.test\\a\tb', origins), `${APP_ORIGIN}/ab`);
   for (const target of OPEN_REDIRECTS) assert.equal(allowedRedirect(target, origins), undefined, target);
   assert.equal(allowedRedirect(undefined, origins), undefined);
   assert.equal(allowedRedirect(`${APP_ORIGIN}/${'a'.repeat(3000)}`, origins), undefined);
