@@ -4,6 +4,7 @@
  *   healthz       a bare Fastify HTTPS route (no database): the ceiling for any route
  *   me            GET /v1/me: signature check (cached after the first) + one indexed query for token, account, grants
  *   validate      POST /v1/token/validate: the same check, as an app would ask for it
+ *   forward       GET /v1/auth/forward: the same check again, as a reverse proxy asks for it (SECURITY.md §54)
  *   login         POST /v1/auth/login at the production scrypt cost (N=2^17)
  *   me+storm      GET /v1/me while a login storm runs: bounded hashing must keep token checks fast
  *
@@ -103,6 +104,7 @@ try {
   results.push(
     await load('validate', SECONDS, CONCURRENCY, () => call(agent, `${server.url}/v1/token/validate`, ca, { method: 'POST', body: validateBody }), 200),
   );
+  results.push(await load('forward', SECONDS, CONCURRENCY, () => call(agent, `${server.url}/v1/auth/forward`, ca, { method: 'GET', token }), 200));
   results.push(await load('login (scrypt N=2^17)', SECONDS, 4, loginWith(agent), 200));
   const storm = load('login storm', SECONDS, 32, loginWith(stormAgent), 200);
   results.push(await load('me during login storm', SECONDS, CONCURRENCY, me, 200));
@@ -116,9 +118,11 @@ try {
   for (const r of results) {
     console.log(`| ${r.name} | ${r.requests} | ${r.errors} | ${r.perSecond.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} |`);
   }
-  const [healthz, meResult, validateResult] = results;
+  const [healthz, meResult, validateResult, forwardResult] = results;
   const share = (r: Result | undefined) => (healthz && r ? `${((r.perSecond / healthz.perSecond) * 100).toFixed(0)}%` : '?');
-  console.log(`\n/v1/me runs at ${share(meResult)} and /v1/token/validate at ${share(validateResult)} of the bare route's rate.`);
+  console.log(
+    `\n/v1/me runs at ${share(meResult)}, /v1/token/validate at ${share(validateResult)} and /v1/auth/forward at ${share(forwardResult)} of the bare route's rate.`,
+  );
 } finally {
   await server.dispose();
 }

@@ -24,6 +24,7 @@ import { buildApp } from './http/app.ts';
 import { logAuditEvent } from './http/log.ts';
 import { Metrics, serveMetrics, type HashLoad, type MetricsListener } from './http/metrics.ts';
 import type { AppServices } from './http/services.ts';
+import { webSettings } from './http/web/policy.ts';
 import { tlsServerOptions } from './config/tls.ts';
 import type { Observer, PgAdmin } from './domain/ports.ts';
 import { PostgresAdmin } from './pgadmin/admin.ts';
@@ -180,6 +181,7 @@ export async function startServer(config: Config, logger: Logger, options: { clo
     rateLimit: config.rateLimit,
     connections: config.server.connections,
     metrics,
+    web: webSettings(config),
   }).catch(async (error: unknown) => {
     await runtime.close();
     throw error;

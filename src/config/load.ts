@@ -74,6 +74,8 @@ export interface Config {
   readonly metrics: { readonly listen: { readonly host: string; readonly port: number } | undefined };
   /** The rotation scheduler (docs/pgcreds.md): how often it looks for due and unfinished rotations. */
   readonly pgcreds: { readonly checkIntervalMs: number; readonly leaseMs: number };
+  /** The login page (SECURITY.md §55); `cookieDomain` undefined: a host-only cookie. */
+  readonly web: { readonly enabled: boolean; readonly cookieDomain: string | undefined; readonly allowedRedirectOrigins: readonly string[] };
   readonly log: { readonly level: string };
 }
 
@@ -232,10 +234,37 @@ export function resolveConfig(
       // Longer than the admin connection's worst case (connect, check, ALTER: about 25 s), so a live holder keeps it.
       leaseMs: bounded('pgcreds.lease', file.pgcreds.lease, [30_000, '30s'], [3_600_000, '1h'], duration, problem),
     },
+    web: resolveWeb(file.web, problem),
     log: { level: file.log.level },
   };
   if (problems.length > 0) return { config: undefined, problems, draft: deepFreeze(config) };
   return { config: deepFreeze(config), problems: [] };
+}
+
+/**
+ * `[web]` (SECURITY.md §55): each allowed origin must be exactly an https origin (no path, query or user info), since a
+ * browser is sent back only to a URL whose origin equals one of them; the cookie domain must be a plain host name.
+ */
+function resolveWeb(web: ConfigFile['web'], problem: (setting: string, message: string) => void): Config['web'] {
+  const origins: string[] = [];
+  for (const text of web.allowed_redirect_origins) {
+    let url: URL | undefined;
+    try {
+      url = new URL(text);
+    } catch {
+      url = undefined;
+    }
+    if (url === undefined || url.protocol !== 'https:' || url.origin !== text.replace(/\/$/, '')) {
+      problem('web.allowed_redirect_origins', `"${text}" is not an https origin (https://host or https://host:port, nothing after it)`);
+    } else {
+      origins.push(url.origin);
+    }
+  }
+  const domain = web.cookie_domain.replace(/^\./, '').toLowerCase();
+  if (domain !== '' && !/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(domain)) {
+    problem('web.cookie_domain', `"${web.cookie_domain}" is not a host name`);
+  }
+  return { enabled: web.enabled, cookieDomain: domain === '' ? undefined : domain, allowedRedirectOrigins: origins };
 }
 
 /** The shortest retention: pruning is for keeping the table's size in check, not for erasing recent history. */

@@ -159,6 +159,18 @@ export const ConfigFileSchema = Type.Object(
       check_interval: Duration('1m', 'how often due PostgreSQL password rotations, and unfinished ones, are looked for'),
       lease: Duration('2m', "how long one instance may hold a service's rotation before another may take it over (after a crash)"),
     }),
+    // The login page and its cookie (SECURITY.md §55), for forward-auth behind a reverse proxy (SECURITY.md §54).
+    web: section({
+      enabled: Type.Boolean({ default: false, description: 'serve the login page (GET/POST /login, POST /logout) and set the mcias_token cookie' }),
+      cookie_domain: Type.String({
+        default: '',
+        description: 'Domain of the mcias_token cookie (example.home: one login serves *.example.home); empty: this host only',
+      }),
+      allowed_redirect_origins: Type.Array(Type.String(), {
+        default: [],
+        description: 'https origins (https://wiki.example.home) the login page and forward-auth may send a browser back to',
+      }),
+    }),
     log: section({
       level: Type.Union(
         ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),

@@ -32,6 +32,11 @@ declare module 'fastify' {
  */
 const BEARER = /^Bearer ([A-Za-z0-9_.-]{1,8192})$/i;
 
+/** The token of an `Authorization: Bearer` header, or undefined (also read by forward-auth, src/http/routes/forward.ts). */
+export function bearerToken(request: FastifyRequest): string | undefined {
+  return BEARER.exec(request.headers.authorization ?? '')?.[1];
+}
+
 /** The caller of a route whose access is not `public`. */
 export function principalOf(request: FastifyRequest): Principal {
   if (request.principal === undefined) throw new Error(`route ${request.routeOptions.url} read a principal it did not require`);
@@ -57,9 +62,9 @@ export const accessControl = fp(
       if (request.is404) return;
       const access = request.routeOptions.config.access ?? 'admin';
       if (access === 'public') return;
-      const match = BEARER.exec(request.headers.authorization ?? '');
-      if (match === null) throw new MciasError('unauthenticated', 'a bearer token is required');
-      const principal = await deps.tokens.authenticate(match[1] as string);
+      const token = bearerToken(request);
+      if (token === undefined) throw new MciasError('unauthenticated', 'a bearer token is required');
+      const principal = await deps.tokens.authenticate(token);
       // The flag comes from the database with the token's row (never from a claim), so a change takes effect at once.
       if (principal.account.passwordChangeRequired && request.routeOptions.config.duringPasswordChange !== true) {
         fail('password_change_required', 'this account must change its password first (PUT /v1/me/password)');

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Server as HttpsServer, ServerOptions as HttpsServerOptions } from 'node:https';
+import cookie from '@fastify/cookie';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -18,6 +19,7 @@ import { sendProblem } from './problem.ts';
 import { accountRoutes } from './routes/accounts.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { authRoutes } from './routes/auth.ts';
+import { forwardRoutes } from './routes/forward.ts';
 import { meRoutes } from './routes/me.ts';
 import { pgCredentialsRoutes } from './routes/pgcreds.ts';
 import { permissionRoutes } from './routes/permissions.ts';
@@ -29,6 +31,8 @@ import type { AppServices } from './services.ts';
 import { tokenRoutes } from './routes/tokens.ts';
 import { totpRoutes } from './routes/totp.ts';
 import { ProblemSchema } from './schemas.ts';
+import { webPages } from './web/pages.ts';
+import type { WebSettings } from './web/policy.ts';
 
 export interface AppOptions {
   readonly bodyLimit: number;
@@ -43,6 +47,8 @@ export interface AppOptions {
   readonly version?: string;
   /** Fed from every request when given (SECURITY.md §48); served by src/server.ts on its own listener. */
   readonly metrics?: Metrics;
+  /** The login page (`[web] enabled`); without it there is no page, and forward-auth never redirects. */
+  readonly web?: WebSettings | undefined;
 }
 
 export { HSTS } from './headers.ts';
@@ -172,6 +178,8 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
     if (request.routeOptions.config.rateLimit !== false) await limitRequests.call(app, request, reply);
   });
   await app.register(accessControl, { tokens: services.tokens });
+  // Cookies are read by forward-auth and the login page (the mcias_token cookie); no other route looks at them.
+  await app.register(cookie);
   await app.register(publicRoutes, services);
   await app.register(authRoutes, services);
   await app.register(meRoutes, services);
@@ -184,5 +192,8 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
   await app.register(pgRotationRoutes, services);
   await app.register(registrationRoutes, services);
   await app.register(permissionRoutes, services);
+  await app.register(forwardRoutes, { services, web: options.web });
+  // Its own encapsulated context: HTML errors, form bodies, CSRF and its CSP stay there (SECURITY.md §55).
+  if (options.web !== undefined) await app.register(webPages, { services, web: options.web });
   return app;
 }

@@ -390,6 +390,34 @@ describe('configuration', () => {
   });
 });
 
+describe('[web]: the login page (SECURITY.md §55)', () => {
+  test('off by default, with no origins and a host-only cookie', () => {
+    assert.deepEqual(ok({}).web, { enabled: false, cookieDomain: undefined, allowedRedirectOrigins: [] });
+  });
+
+  test('origins are bare https origins; the cookie domain a host name (leading dot dropped); the environment works too', () => {
+    const config = ok(
+      { web: { enabled: true, cookie_domain: '.Example.Home', allowed_redirect_origins: ['https://wiki.example.home', 'https://x.example.home:8443/'] } },
+    );
+    assert.deepEqual(config.web, {
+      enabled: true,
+      cookieDomain: 'example.home',
+      allowedRedirectOrigins: ['https://wiki.example.home', 'https://x.example.home:8443'],
+    });
+    const fromEnv = ok({}, { MCIAS_WEB_ENABLED: 'true', MCIAS_WEB_ALLOWED_REDIRECT_ORIGINS: 'https://a.example,https://b.example' });
+    assert.deepEqual(fromEnv.web.allowedRedirectOrigins, ['https://a.example', 'https://b.example']);
+  });
+
+  test('anything that is not a bare https origin, and a cookie domain that is not a host name, is refused', () => {
+    for (const origin of ['http://wiki.example.home', 'https://wiki.example.home/path', 'https://user@wiki.example.home', 'wiki.example.home', '*.example.home', 'https://wiki.example.home?x']) {
+      hasProblem(problems({ web: { allowed_redirect_origins: [origin] } }), 'web.allowed_redirect_origins');
+    }
+    for (const domain of ['example.home/', 'exa mple.home', 'https://example.home', '*.example.home']) {
+      hasProblem(problems({ web: { cookie_domain: domain } }), 'web.cookie_domain');
+    }
+  });
+});
+
 describe('the master key', () => {
   let dir: string;
   before(() => {

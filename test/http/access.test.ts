@@ -108,6 +108,9 @@ const ROUTES: Readonly<Record<string, RouteRule>> = {
     call: async (f) => ({ body: { token: await f.token(await f.human()) } }),
     status: 200,
   },
+  // Public, since it reads the token itself (a bearer header or the login page's cookie): any valid token passes,
+  // no token is 401 (SECURITY.md §54).
+  'GET /v1/auth/forward': { declared: 'public', allowed: ANY_TOKEN, call: async () => ({}), status: 200 },
   'POST /v1/auth/renew': { declared: 'token', allowed: ANY_TOKEN, call: async () => ({}), status: 200 },
   'POST /v1/auth/logout': { declared: 'token', allowed: ANY_TOKEN, call: async () => ({}), status: 204 },
   'GET /v1/me': { declared: 'token', allowed: ANY_TOKEN, call: async () => ({}), status: 200 },

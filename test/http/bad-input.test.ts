@@ -58,6 +58,8 @@ interface RouteSpec {
   readonly nameFields?: readonly string[];
   /** Route-specific malformed values: [field, what it is, value], each sent in place of the valid one (400). */
   readonly badValues?: readonly (readonly [string, string, unknown])[];
+  /** A `public` route that reads a bearer token itself (forward-auth): attacked with bad tokens too. */
+  readonly readsToken?: true;
 }
 
 /** Malformed TOTP codes: each must be refused by the schema, before any code is checked or any step used. */
@@ -128,6 +130,7 @@ const ROUTES: Readonly<Record<string, RouteSpec>> = {
     },
   },
   'GET /v1/me': { access: 'token', valid: async ({ h }) => ({ token: h.adminToken, status: 200 }) },
+  'GET /v1/auth/forward': { access: 'public', readsToken: true, valid: async ({ h }) => ({ token: h.adminToken, status: 200 }) },
   'PUT /v1/me/password': {
     access: 'human',
     valid: async (f) => ({
@@ -488,7 +491,7 @@ for (const dialect of DIALECTS) {
         const valid = await spec.valid(fixtures);
         const token = valid.token ?? (spec.access === 'public' ? undefined : h.adminToken);
         const attacks: Attack[] = [];
-        if (spec.access !== 'public') attacks.push(...tokenAttacks(token as string));
+        if (spec.access !== 'public' || spec.readsToken === true) attacks.push(...tokenAttacks(token as string));
         if (valid.body !== undefined) attacks.push(...bodyAttacks(valid.body, spec.nameFields ?? [], spec.badValues));
         else {
           attacks.push(

@@ -7,6 +7,7 @@ import type { Principal } from '../../src/domain/model.ts';
 import type { PgAdmin } from '../../src/domain/ports.ts';
 import { buildApp } from '../../src/http/app.ts';
 import { Metrics } from '../../src/http/metrics.ts';
+import { webSettings } from '../../src/http/web/policy.ts';
 import { createRuntime, type Runtime } from '../../src/server.ts';
 import { createTestDatabase, type TestDatabase, type TestDialect } from './databases.ts';
 
@@ -81,6 +82,7 @@ export async function createHarness(
     rateLimit: config.rateLimit,
     logger: false,
     metrics,
+    web: webSettings(config),
   });
   await runtime.services.accounts.bootstrapAdmin('admin', ADMIN_PASSWORD, { temporary: false });
 

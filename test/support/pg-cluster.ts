@@ -1,13 +1,13 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import { after, before } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { required } from './fixture.ts';
+import { freePort } from './ports.ts';
 
 /**
  * A throwaway PostgreSQL cluster where every connection authenticates with `scram-sha-256`: the machine's own
@@ -91,13 +91,6 @@ export interface PgCluster {
   destroy(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 async function openssl(cwd: string, args: readonly string[]): Promise<void> {
   await execFileAsync('openssl', args, { cwd });

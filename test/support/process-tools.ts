@@ -101,9 +101,20 @@ export interface HttpsResponse {
  */
 export async function httpsRequest(
   url: string,
-  options: { caFile: string; method?: string; body?: unknown; token?: string; headers?: Record<string, string>; localAddress?: string },
+  options: {
+    caFile: string;
+    method?: string;
+    body?: unknown;
+    /** A form body (application/x-www-form-urlencoded) instead of JSON. */
+    form?: Record<string, string>;
+    token?: string;
+    headers?: Record<string, string>;
+    localAddress?: string;
+  },
 ): Promise<HttpsResponse> {
-  const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
+  const payload =
+    options.form !== undefined ? new URLSearchParams(options.form).toString() : options.body === undefined ? undefined : JSON.stringify(options.body);
+  const type = options.form !== undefined ? 'application/x-www-form-urlencoded' : 'application/json';
   return new Promise((resolve, reject) => {
     const req = request(
       url,
@@ -114,7 +125,7 @@ export async function httpsRequest(
         ...(options.localAddress === undefined ? {} : { localAddress: options.localAddress }),
         headers: {
           ...options.headers,
-          ...(payload === undefined ? {} : { 'content-type': 'application/json' }),
+          ...(payload === undefined ? {} : { 'content-type': type }),
           ...(options.token === undefined ? {} : { authorization: `Bearer ${options.token}` }),
         },
       },
