@@ -10,10 +10,9 @@ import { logSerializers } from '../http/log.ts';
 import { createRuntime, startServer } from '../server.ts';
 import { openDatabase, openMigratedDatabase } from '../store/database.ts';
 import { VERSION } from '../version.ts';
-import { backupSqlite } from './backup.ts';
-import { checkConfig } from './check.ts';
-import { initDataDir, type InitResult } from './init.ts';
-import { rotateMasterKeyCommand } from './master-key.ts';
+// Every command but serve imports its code when it runs: init's certificate code (@peculiar/x509) alone is several
+// megabytes that a running server never needs.
+import type { InitResult } from './init.ts';
 
 /**
  * The server daemon's own CLI: set up a data directory, serve, migrate, check the configuration, rotate keys, back up.
@@ -74,7 +73,7 @@ export function program(): Command {
     .option('--issuer <url>', 'token issuer (default: the server URL)')
     .action(async (o) => {
       printInit(
-        await initDataDir({
+        await (await import('./init.ts')).initDataDir({
           dataDir: o.dataDir,
           adminUsername: o.adminUsername,
           adminPasswordFile: o.adminPasswordFile,
@@ -97,7 +96,7 @@ export function program(): Command {
     .action(async (o) => {
       const file = configFileOf(o);
       if (o.init && !existsSync(file)) {
-        printInit(await initDataDir({ dataDir: path.dirname(file), adminUsername: 'admin', listen: o.listen ?? DEFAULT_LISTEN }));
+        printInit(await (await import('./init.ts')).initDataDir({ dataDir: path.dirname(file), adminUsername: 'admin', listen: o.listen ?? DEFAULT_LISTEN }));
       } else if (!existsSync(file)) {
         throw new Error(`${file}: no such file; create the data directory with "mciassrv init" (or run "mciassrv serve --init")`);
       }
@@ -158,7 +157,7 @@ export function program(): Command {
     .addOption(configOption())
     .action(async (o) => {
       const file = configFileOf(o);
-      const { problems, notes } = await checkConfig(file, process.env);
+      const { problems, notes } = await (await import('./check.ts')).checkConfig(file, process.env);
       for (const note of notes) process.stdout.write(`${note}\n`);
       if (problems.length === 0) {
         process.stdout.write(`${file}: OK\n`);
@@ -202,7 +201,7 @@ export function program(): Command {
     .addOption(dataDirOption())
     .addOption(configOption())
     .action(async (o) => {
-      process.stdout.write(`${await rotateMasterKeyCommand(loadConfig({ file: configFileOf(o) }), o.newKeyFile)}\n`);
+      process.stdout.write(`${await (await import('./master-key.ts')).rotateMasterKeyCommand(loadConfig({ file: configFileOf(o) }), o.newKeyFile)}\n`);
     });
 
   const audit = cli.command('audit').description('the tamper-evident audit trail (SECURITY.md §31)');
@@ -242,7 +241,7 @@ export function program(): Command {
     .addOption(configOption())
     .action(async (file: string, o) => {
       const config = loadConfig({ file: configFileOf(o) });
-      const { pages } = await backupSqlite(config, path.resolve(file));
+      const { pages } = await (await import('./backup.ts')).backupSqlite(config, path.resolve(file));
       process.stdout.write(`backed up ${pages} pages to ${path.resolve(file)} (the master key is not in it: back it up separately)\n`);
     });
 

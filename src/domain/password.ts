@@ -1,5 +1,5 @@
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
-import { dictionary } from '@zxcvbn-ts/language-common';
+import { createRequire } from 'node:module';
 import { MciasError, fail } from './errors.ts';
 import { FairScheduler } from './fair-scheduler.ts';
 
@@ -173,6 +173,15 @@ function isWeaker(stored: ScryptParams, wanted: ScryptParams): boolean {
 let commonPasswords: Set<string> | undefined;
 
 /**
+ * The common-password list (@zxcvbn-ts/language-common), loaded the first time a new password is checked: its
+ * dictionaries take about 15 MB that a server which only checks tokens and logins never needs.
+ */
+function loadCommonPasswords(): Set<string> {
+  const { dictionary } = createRequire(import.meta.url)('@zxcvbn-ts/language-common') as typeof import('@zxcvbn-ts/language-common');
+  return new Set(dictionary['passwords-common']);
+}
+
+/**
  * Rules for a new password (SECURITY.md §4, NIST SP 800-63B): a minimum length, no composition rules, not a
  * commonly used password, not built from the username. Each refusal carries a machine-readable reason.
  */
@@ -186,7 +195,7 @@ export function checkNewPassword(password: string, options: { username: string; 
     fail('invalid_request', `the password must have at most ${MAX_PASSWORD_LENGTH} characters`, 'password_too_long');
   }
   const folded = normalized.toLowerCase();
-  commonPasswords ??= new Set(dictionary['passwords-common']);
+  commonPasswords ??= loadCommonPasswords();
   if (commonPasswords.has(folded) || commonPasswords.has(folded.replace(/[\d\W_]+$/u, ''))) {
     fail('invalid_request', 'the password is on a list of commonly used passwords', 'password_common');
   }

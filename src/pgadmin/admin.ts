@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
-import pg from 'pg';
+import type pg from 'pg';
 import type { PgAdminConnection } from '../config/load.ts';
 import { MciasError } from '../domain/errors.ts';
 import { PG_SSLMODES, type PgSslMode } from '../domain/model.ts';
@@ -154,8 +154,12 @@ function upstream(reason: string, message: string, cause?: unknown): MciasError 
   return new MciasError('upstream_failed', message, { reason, cause });
 }
 
+/** pg, loaded by the first admin connection: a server that never rotates or provisions never loads it. */
+let pgModule: typeof pg | undefined;
+
 function isServerError(error: unknown): error is pg.DatabaseError {
-  return error instanceof pg.DatabaseError;
+  // Only a pg connection raises pg errors, and making one loaded the module.
+  return pgModule !== undefined && error instanceof pgModule.DatabaseError;
 }
 
 /** The socket-level code of a connection error (AggregateError when several addresses were tried). */
@@ -209,7 +213,8 @@ async function withConnection<T>(
   loginReason: string,
   work: (client: pg.Client, markSent: () => void) => Promise<T>,
 ): Promise<T> {
-  const client = new pg.Client({
+  pgModule ??= (await import('pg')).default;
+  const client = new pgModule.Client({
     host: endpoint.host,
     port: endpoint.port,
     user: endpoint.user,

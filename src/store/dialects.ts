@@ -1,8 +1,9 @@
 import { chmodSync, closeSync, openSync, readFileSync } from 'node:fs';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect, sql, type CreateTableBuilder, type Dialect } from 'kysely';
-import pg from 'pg';
+import type pg from 'pg';
 import type { StorageConfig } from '../config/load.ts';
+import { CachedStatementDatabase } from './statement-cache.ts';
 
 /** What differs between the databases, as data: core code asks for a capability, never for a dialect name. */
 export interface DialectCapabilities {
@@ -52,25 +53,33 @@ function openSqlite(storage: Extract<StorageConfig, { kind: 'sqlite' }>): Opened
   database.pragma('journal_mode = WAL');
   database.pragma('synchronous = NORMAL');
   database.pragma('foreign_keys = ON');
-  return { dialect: new SqliteDialect({ database }), capabilities: sqliteCapabilities };
+  // Kysely prepares every query again on each execution; the cache makes that a lookup (one per connection).
+  return { dialect: new SqliteDialect({ database: new CachedStatementDatabase(database) }), capabilities: sqliteCapabilities };
 }
 
 // BIGINT (int8) columns hold epoch milliseconds, well inside Number's exact range.
 const INT8_OID = 20;
 
 function openPostgres(storage: Extract<StorageConfig, { kind: 'postgres' }>): OpenedDialect {
-  const pool = new pg.Pool({
-    ...postgresConnection(storage),
-    max: storage.poolSize,
-    types: {
-      getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-        oid === INT8_OID ? Number : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
-    },
-  });
-  // An idle connection the server closes (a restart, pg_terminate_backend, an idle timeout) makes the pool emit
-  // 'error'; unheard, that kills the process. The pool has already dropped the connection and opens a new one on
-  // the next query, where a real outage surfaces as that query's error (and /readyz reports it).
-  pool.on('error', () => {});
+  // Read (and refused) now, as before: a wrong CA file is an error at start.
+  const connection = postgresConnection(storage);
+  // pg is loaded when the first query needs a connection: a server on SQLite never loads it.
+  const pool = async (): Promise<pg.Pool> => {
+    const { default: pgModule } = await import('pg');
+    const created = new pgModule.Pool({
+      ...connection,
+      max: storage.poolSize,
+      types: {
+        getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+          oid === INT8_OID ? Number : pgModule.types.getTypeParser(oid, format as 'text')) as typeof pgModule.types.getTypeParser,
+      },
+    });
+    // An idle connection the server closes (a restart, pg_terminate_backend, an idle timeout) makes the pool emit
+    // 'error'; unheard, that kills the process. The pool has already dropped the connection and opens a new one on
+    // the next query, where a real outage surfaces as that query's error (and /readyz reports it).
+    created.on('error', () => {});
+    return created;
+  };
   return { dialect: new PostgresDialect({ pool }), capabilities: postgresCapabilities };
 }
 

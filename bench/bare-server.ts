@@ -1,0 +1,14 @@
+/**
+ * The baseline of `npm run bench`: a bare Fastify HTTPS route returning a constant, in its own process, with the
+ * same certificate and key as the measured mciassrv. `node bench/bare-server.ts CERT KEY` prints its URL on stdout.
+ */
+import { readFileSync } from 'node:fs';
+import Fastify from 'fastify';
+
+const [certFile, keyFile] = process.argv.slice(2);
+if (certFile === undefined || keyFile === undefined) throw new Error('usage: node bench/bare-server.ts CERT KEY');
+const app = Fastify({ logger: false, https: { cert: readFileSync(certFile), key: readFileSync(keyFile) } });
+app.get('/', async () => ({ status: 'ok' }));
+const address = await app.listen({ host: '127.0.0.1', port: 0 });
+console.log(address);
+process.on('SIGTERM', () => void app.close().then(() => process.exit(0)));
