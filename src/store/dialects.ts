@@ -55,6 +55,9 @@ function openSqlite(storage: Extract<StorageConfig, { kind: 'sqlite' }>): Opened
   return { dialect: new SqliteDialect({ database }), capabilities: sqliteCapabilities };
 }
 
+/** How long a query waits for a connection to PostgreSQL (a new one, or a free one of the pool). */
+const CONNECT_TIMEOUT_MS = 10_000;
+
 // BIGINT (int8) columns hold epoch milliseconds, well inside Number's exact range.
 const INT8_OID = 20;
 
@@ -62,6 +65,9 @@ function openPostgres(storage: Extract<StorageConfig, { kind: 'postgres' }>): Op
   const pool = new pg.Pool({
     ...postgresConnection(storage),
     max: storage.poolSize,
+    // A server that cannot be reached (a partition drops packets rather than refusing) fails the request in seconds
+    // with `unavailable`, instead of holding it for the operating system's TCP timeout.
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     types: {
       getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
         oid === INT8_OID ? Number : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
@@ -71,6 +77,13 @@ function openPostgres(storage: Extract<StorageConfig, { kind: 'postgres' }>): Op
   // 'error'; unheard, that kills the process. The pool has already dropped the connection and opens a new one on
   // the next query, where a real outage surfaces as that query's error (and /readyz reports it).
   pool.on('error', () => {});
+  // A connection checked out of the pool (inside a transaction, between two of its statements) has no pool listener:
+  // when the server goes away it emits 'error' on the client itself, which would kill the process just the same
+  // (SECURITY.md §52). The client is unusable from then on; its next statement fails (`unavailable`), and the pool
+  // discards it when it is released.
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+  });
   return { dialect: new PostgresDialect({ pool }), capabilities: postgresCapabilities };
 }
 
