@@ -45,7 +45,8 @@ export function apiClient(url: string, caFile: string, sockets = 8): ApiClient {
           method: options.method,
           agent,
           headers: {
-            ...(payload === undefined ? {} : { 'content-type': 'application/json' }),
+            // Content-Length always: Node's client frames a GET or DELETE body with neither it nor chunking.
+            ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) }),
             ...(options.token === undefined ? {} : { authorization: `Bearer ${options.token}` }),
             ...options.headers,
           },
