@@ -3,6 +3,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect, sql, type CreateTableBuilder, type Dialect } from 'kysely';
 import pg from 'pg';
 import type { StorageConfig } from '../config/load.ts';
+import { CachedStatementDatabase } from './statement-cache.ts';
 
 /** What differs between the databases, as data: core code asks for a capability, never for a dialect name. */
 export interface DialectCapabilities {
@@ -52,7 +53,8 @@ function openSqlite(storage: Extract<StorageConfig, { kind: 'sqlite' }>): Opened
   database.pragma('journal_mode = WAL');
   database.pragma('synchronous = NORMAL');
   database.pragma('foreign_keys = ON');
-  return { dialect: new SqliteDialect({ database }), capabilities: sqliteCapabilities };
+  // Kysely prepares every query again on each execution; the cache makes that a lookup (one per connection).
+  return { dialect: new SqliteDialect({ database: new CachedStatementDatabase(database) }), capabilities: sqliteCapabilities };
 }
 
 /** How long a query waits for a connection to PostgreSQL (a new one, or a free one of the pool). */
