@@ -79,8 +79,8 @@ function openPostgres(storage: Extract<StorageConfig, { kind: 'postgres' }>): Op
   // 'error'; unheard, that kills the process. The pool has already dropped the connection and opens a new one on
   // the next query, where a real outage surfaces as that query's error (and /readyz reports it).
   pool.on('error', () => {});
-  // A connection checked out of the pool (inside a transaction, between two of its statements) has no pool listener:
-  // when the server goes away it emits 'error' on the client itself, which would kill the process just the same
+  // A connection checked out of the pool (running a statement, or inside a transaction between two) has no pool
+  // listener: when the server goes away it emits 'error' on the client itself, which would kill the process just the same
   // (SECURITY.md §52). The client is unusable from then on; its next statement fails (`unavailable`), and the pool
   // discards it when it is released.
   pool.on('connect', (client) => {

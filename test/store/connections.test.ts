@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
@@ -135,6 +137,29 @@ describe('PostgreSQL: a connection dropped in the middle of a transaction [postg
       assert.deepEqual(roles, [], 'the cut-off transaction committed');
     } finally {
       process.off('uncaughtException', listener);
+    }
+  });
+});
+
+describe('PostgreSQL: a server that never answers [postgres]', { skip: DIALECTS.includes('postgres') ? false : 'PostgreSQL not selected' }, () => {
+  test('a query fails with unavailable after the 10 s connect timeout, not the operating system\'s', { timeout: 30_000 }, async () => {
+    // Accepts connections and says nothing, like a host behind a partition that drops packets.
+    const sockets: Socket[] = [];
+    const silent = createServer((socket) => sockets.push(socket));
+    silent.listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    const { port } = silent.address() as { port: number };
+    const database = openDatabase({ kind: 'postgres', url: `postgres://mcias@127.0.0.1:${port}/mcias`, caFile: undefined, poolSize: 1 });
+    try {
+      const started = Date.now();
+      const error = await database.ping().then(() => undefined, (e: unknown) => e);
+      const waited = Date.now() - started;
+      assert.ok(isMciasError(error, 'unavailable'), `expected unavailable, got ${String(error)}`);
+      assert.ok(waited >= 9_000 && waited < 20_000, `failed after ${waited} ms`);
+    } finally {
+      await database.close();
+      for (const socket of sockets) socket.destroy();
+      silent.close();
     }
   });
 });
