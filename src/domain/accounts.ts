@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { auditEvent, requestEvent, type AuditEvent } from './audit.ts';
 import type { Clock } from './clock.ts';
-import { MciasError, fail } from './errors.ts';
+import { MciasError, fail, isMciasError } from './errors.ts';
 import { ADMIN_ROLE } from './authorization.ts';
 import {
   type Account,
@@ -257,6 +257,7 @@ export class AccountService {
     try {
       await tx.accounts.insert(record);
     } catch (cause) {
+      if (isMciasError(cause, 'unavailable')) throw cause;
       // Lost a race with a concurrent create of the same name: the unique index decided.
       throw new MciasError('conflict', 'an account with that username exists', { cause });
     }

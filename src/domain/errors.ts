@@ -15,13 +15,17 @@ export const ERROR_CODES = [
   'rate_limited',
   'internal',
   'upstream_failed',
+  'unavailable',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
+/** Seconds an `unavailable` answer (the database is not answering) tells the client to wait: its Retry-After. */
+export const UNAVAILABLE_RETRY_AFTER_S = 5;
+
 export class MciasError extends Error {
   readonly code: ErrorCode;
-  /** Seconds a client should wait before retrying (rate_limited only). */
+  /** Seconds a client should wait before retrying (rate_limited, unavailable): the Retry-After header. */
   readonly retryAfter: number | undefined;
   /** A finer machine-readable reason within the code, e.g. `password_too_short` under `invalid_request`. */
   readonly reason: string | undefined;

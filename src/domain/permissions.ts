@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { requestEvent, type AuditEvent } from './audit.ts';
 import { mayPerform } from './authorization.ts';
 import type { Clock } from './clock.ts';
-import { MciasError, fail } from './errors.ts';
+import { MciasError, fail, isMciasError } from './errors.ts';
 import type { Permission, Principal, RequestContext } from './model.ts';
 import { normalizeName } from './names.ts';
 import type { Store } from './ports.ts';
@@ -37,6 +37,7 @@ export class PermissionService {
       try {
         await tx.permissions.insert(permission);
       } catch (cause) {
+        if (isMciasError(cause, 'unavailable')) throw cause;
         // Lost a race with a concurrent create of the same pair: the unique constraint decided.
         throw new MciasError('conflict', 'that permission exists', { cause });
       }

@@ -16,6 +16,7 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   rate_limited: 429,
   internal: 500,
   upstream_failed: 502,
+  unavailable: 503,
 };
 
 export interface Problem {
@@ -32,9 +33,12 @@ export interface Problem {
 function toProblem(error: unknown, request: FastifyRequest): { problem: Problem; retryAfter?: number } {
   if (error instanceof MciasError) {
     const status = STATUS_BY_CODE[error.code];
-    if (status >= 500) request.log.error({ err: error }, 'request failed');
+    // An outage answers every request with this: one warning each, the driver's error under `err.cause`.
+    if (error.code === 'unavailable') request.log.warn({ err: error }, 'database unavailable');
+    else if (status >= 500) request.log.error({ err: error }, 'request failed');
     return {
-      problem: problem(status, error.code, request, status >= 500 ? undefined : error.message, error.reason),
+      // A 5xx says nothing of the inside, except that the database is not answering, which is the client's to know.
+      problem: problem(status, error.code, request, status >= 500 && error.code !== 'unavailable' ? undefined : error.message, error.reason),
       ...(error.retryAfter === undefined ? {} : { retryAfter: error.retryAfter }),
     };
   }

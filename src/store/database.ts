@@ -3,6 +3,7 @@ import type { StorageConfig } from '../config/load.ts';
 import { openDialect, ping, type DialectCapabilities } from './dialects.ts';
 import { KyselyStore } from './store.ts';
 import { migrateToLatest } from './migrate.ts';
+import { failClosed } from './unavailable.ts';
 import type { DB } from './schema.ts';
 
 /** An open database: the Kysely handle, what its dialect can do, and the domain's Store over it. */
@@ -17,7 +18,7 @@ export interface Database {
 
 export function openDatabase(storage: StorageConfig): Database {
   const { dialect, capabilities } = openDialect(storage);
-  const db = new Kysely<DB>({ dialect });
+  const db = new Kysely<DB>({ dialect: failClosed(dialect) });
   return {
     db,
     capabilities,

@@ -57,6 +57,9 @@ function openSqlite(storage: Extract<StorageConfig, { kind: 'sqlite' }>): Opened
   return { dialect: new SqliteDialect({ database: new CachedStatementDatabase(database) }), capabilities: sqliteCapabilities };
 }
 
+/** How long a query waits for a connection to PostgreSQL (a new one, or a free one of the pool). */
+const CONNECT_TIMEOUT_MS = 10_000;
+
 // BIGINT (int8) columns hold epoch milliseconds, well inside Number's exact range.
 const INT8_OID = 20;
 
@@ -69,6 +72,9 @@ function openPostgres(storage: Extract<StorageConfig, { kind: 'postgres' }>): Op
     const created = new pgModule.Pool({
       ...connection,
       max: storage.poolSize,
+      // A server that cannot be reached (a partition drops packets rather than refusing) fails the request in seconds
+      // with `unavailable`, instead of holding it for the operating system's TCP timeout.
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
       types: {
         getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
           oid === INT8_OID ? Number : pgModule.types.getTypeParser(oid, format as 'text')) as typeof pgModule.types.getTypeParser,
@@ -78,6 +84,13 @@ function openPostgres(storage: Extract<StorageConfig, { kind: 'postgres' }>): Op
     // 'error'; unheard, that kills the process. The pool has already dropped the connection and opens a new one on
     // the next query, where a real outage surfaces as that query's error (and /readyz reports it).
     created.on('error', () => {});
+    // A connection checked out of the pool (running a statement, or inside a transaction between two) has no pool
+    // listener: when the server goes away it emits 'error' on the client itself, which would kill the process just the
+    // same (SECURITY.md §52). The client is unusable from then on; its next statement fails (`unavailable`), and the
+    // pool discards it when it is released.
+    created.on('connect', (client) => {
+      client.on('error', () => {});
+    });
     return created;
   };
   return { dialect: new PostgresDialect({ pool }), capabilities: postgresCapabilities };

@@ -452,11 +452,21 @@ describe('mciassrv', { concurrency: 4 }, () => {
     });
   });
 
-  /** `npx <bin> --help` from the repository root, as a developer would try it first. */
+  /**
+   * `npx <bin> --help` from the repository root, as a developer would try it first. The project's own bins are not in
+   * node_modules/.bin, so the first npx on a machine (every CI run) installs the repository itself into npm's npx
+   * cache as a link, and runs its `prepare` script, `npm run build`, which rewrote dist/ while other test files were
+   * starting mciassrv from it: an intermittent "dist/src/domain/sealing.js does not provide an export named
+   * 'MciasError'" (a half-written errors.js). The suite builds dist/ before it runs, so the install's scripts are off.
+   */
   async function npxHelp(bin: string): Promise<{ code: number | null; stdout: string }> {
     const child = spawn('npx', ['--no-install', bin, '--help'], {
       cwd: ROOT,
-      env: { ...process.env, PATH: `${path.dirname(process.execPath)}${path.delimiter}${process.env['PATH'] ?? ''}` },
+      env: {
+        ...process.env,
+        PATH: `${path.dirname(process.execPath)}${path.delimiter}${process.env['PATH'] ?? ''}`,
+        npm_config_ignore_scripts: 'true',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

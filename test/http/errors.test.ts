@@ -139,7 +139,8 @@ for (const dialect of DIALECTS) {
       const body = assertProblem(ready, { status: 503 });
       assertCommonHeaders(ready, 'readyz 503');
       assert.doesNotMatch(ready.body, /ECONNREFUSED|10\.0\.0\.5|password/);
-      assert.equal(body['code'], 'internal');
+      assert.equal(body['code'], 'unavailable');
+      assert.equal(ready.headers['retry-after'], '5');
       assert.equal((await h.request({ method: 'GET', url: '/healthz' })).statusCode, 200);
       t.mock.restoreAll();
       assert.equal((await h.request({ method: 'GET', url: '/readyz' })).statusCode, 200);

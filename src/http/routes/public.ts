@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
+import { UNAVAILABLE_RETRY_AFTER_S } from '../../domain/errors.ts';
 import type { AppServices } from '../services.ts';
 import { PROBLEM_CONTENT_TYPE, buildProblem } from '../problem.ts';
 import { ProblemSchema } from '../schemas.ts';
@@ -27,8 +28,9 @@ export const publicRoutes: FastifyPluginAsyncTypebox<AppServices> = async (app, 
         await services.ready();
       } catch (error) {
         reply.log.warn({ err: error }, 'readiness check failed');
-        // 503, not the 500 an `internal` error maps to: the server is sound, its database is not answering yet.
-        return reply.code(503).type(PROBLEM_CONTENT_TYPE).send(buildProblem(503, 'internal', reply.request.id, 'the database is not reachable'));
+        // Whatever the database's error: the server is sound, its database is not answering (SECURITY.md §52).
+        reply.header('retry-after', String(UNAVAILABLE_RETRY_AFTER_S));
+        return reply.code(503).type(PROBLEM_CONTENT_TYPE).send(buildProblem(503, 'unavailable', reply.request.id, 'the database is not reachable'));
       }
       return { status: 'ok' };
     },
