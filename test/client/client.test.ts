@@ -439,6 +439,10 @@ describe('MciasClient requests on the wire', () => {
     assert.equal(error.requestId, 'req-123');
     assert.equal(error.message, 'Bad Gateway');
 
+    // A proxy's 503 page while the server (or its database) is down: the same code as the server's own 503.
+    reply = () => ({ status: 503, type: 'text/html', body: '<h1>Service Unavailable</h1>' });
+    await apiError(client.health(), 503, 'unavailable');
+
     reply = () => ({ status: 429, type: 'application/problem+json', body: '{"title":"Too Many Requests","status":429,"code":"rate_limited","detail":"slow\\ndown","request_id":"r2"}', headers: { 'retry-after': '7' } });
     const limited = await apiError(client.health(), 429, 'rate_limited');
     assert.equal(limited.retryAfter, 7);

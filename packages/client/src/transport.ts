@@ -313,6 +313,7 @@ const CODE_BY_STATUS: Readonly<Record<number, string>> = {
   409: 'conflict',
   413: 'payload_too_large',
   429: 'rate_limited',
+  503: 'unavailable',
 };
 
 function apiError(status: number, headers: IncomingHttpHeaders, body: unknown): MciasApiError {
