@@ -1,7 +1,7 @@
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
-import { PG_SSLMODES, checkCaCertificate, type NewPgCredentials, type PgRotationMode, type PgSslMode } from '@mcias/client';
+import { PG_SSLMODES, checkCaCertificate, type NewPgCredentials, type PgProvisionRequest, type PgRotationMode, type PgSslMode } from '@mcias/client';
 import { CliError } from '../errors.ts';
 import { done, pgCredentialsDetails, pgCredentialsEnv, pgCredentialsUrl, printLines, show, wantsJson } from '../output.ts';
 import { readPasswordStdin } from '../secret-file.ts';
@@ -16,8 +16,8 @@ import { authenticated, passwordFrom } from './connect.ts';
 const FORMATS = ['text', 'env', 'url'] as const;
 type Format = (typeof FORMATS)[number];
 
-/** --port's parser (also provision's). */
-export function port(value: string): number {
+/** --port's parser. */
+function port(value: string): number {
   const n = Number(value);
   if (!/^\d{1,5}$/.test(value) || n < 1 || n > 65535) throw new CliError(`--port must be a number from 1 to 65535, not ${JSON.stringify(value)}`, 'usage');
   return n;
@@ -47,38 +47,19 @@ function writeCaFile(file: string, pem: string): string {
 export function addPgCredentialsCommands(cli: Command): Command {
   const pgcreds = cli.command('pgcreds').description("services' PostgreSQL credentials: set, delete (admin); get (the service, a delegate or an admin)");
 
-  pgcreds
-    .command('set')
-    .description("store or replace a system account's PostgreSQL credentials (asks for the password without echo)")
-    .argument('<service>', 'the system account')
-    .requiredOption('--host <host>', 'the PostgreSQL server: a host name or an IP address')
-    .option('--port <port>', 'its port (default 5432)', port)
-    .requiredOption('--database <name>', 'the database')
-    .requiredOption('--user <role>', 'the login role (with --mode alternating: the group role; its logins are <role>_a and <role>_b)')
-    .addOption(new Option('--sslmode <mode>', 'default: verify-full with --pg-ca-cert, else require').choices(PG_SSLMODES))
-    .addOption(new Option('--mode <mode>', 'how rotation changes the password (default single)').choices(['single', 'alternating']))
-    .option('--pg-ca-cert <file>', "PEM certificate(s) the service should trust for the PostgreSQL server (--ca-cert is MCIAS's own)")
-    .option('--admin <name>', 'the [pg_admin.NAME] connection rotation uses (default: the one matching host and port)')
-    .option('--rotate-every <duration>', 'rotate on a schedule, e.g. 30d (at least 1h)')
+  connectionOptions(
+    pgcreds
+      .command('set')
+      .description("store or replace a system account's PostgreSQL credentials (asks for the password without echo)")
+      .argument('<service>', 'the system account'),
+  )
     .option('--password-stdin', 'read the password from standard input (a pipe) instead of asking')
     .option('--password-file <file>', 'read the password from this file instead of asking')
     .action(async (service: string, o: SetOptions, command: Command) => {
       if (o.passwordStdin && o.passwordFile !== undefined) throw new CliError('give --password-stdin or --password-file, not both', 'usage');
-      const caCert = o.pgCaCert === undefined ? undefined : readCaCertFile(o.pgCaCert);
       const client = authenticated(command);
       const password = o.passwordStdin ? readPasswordStdin() : await passwordFrom(client, o.passwordFile, o.mode === 'alternating' ? `PostgreSQL password of the ${o.user} login in use (${o.user}_a the first time):` : `PostgreSQL password of ${o.user}:`, true);
-      const body: NewPgCredentials = {
-        host: o.host,
-        database: o.database,
-        username: o.user,
-        password,
-        ...(o.port === undefined ? {} : { port: o.port }),
-        ...(o.sslmode === undefined ? {} : { sslmode: o.sslmode }),
-        ...(caCert === undefined ? {} : { ca_cert: caCert }),
-        ...(o.mode === undefined ? {} : { mode: o.mode }),
-        ...(o.admin === undefined ? {} : { admin: o.admin }),
-        ...(o.rotateEvery === undefined ? {} : { rotate_every: o.rotateEvery }),
-      };
+      const body: NewPgCredentials = { ...connectionBody(o), password };
       const stored = await client.setPgCredentials(service, body);
       done(command, `stored the PostgreSQL credentials of ${service}: ${stored.username}@${stored.host}:${stored.port}/${stored.database}, sslmode ${stored.sslmode}`, stored);
     });
@@ -114,7 +95,8 @@ export function addPgCredentialsCommands(cli: Command): Command {
   return pgcreds;
 }
 
-interface SetOptions {
+/** The options `set` and `provision` share: where the service's database is and how rotation treats it. */
+export interface ConnectionOptions {
   host: string;
   port?: number;
   database: string;
@@ -124,12 +106,45 @@ interface SetOptions {
   pgCaCert?: string;
   admin?: string;
   rotateEvery?: string;
+}
+
+/** Declares the ConnectionOptions on `set` or `provision`. */
+export function connectionOptions(command: Command): Command {
+  return command
+    .requiredOption('--host <host>', 'the PostgreSQL server: a host name or an IP address')
+    .option('--port <port>', 'its port (default 5432)', port)
+    .requiredOption('--database <name>', 'the database')
+    .requiredOption('--user <role>', 'the login role (with --mode alternating: the group role; its logins are <role>_a and <role>_b)')
+    .addOption(new Option('--sslmode <mode>', 'default: verify-full with --pg-ca-cert, else require').choices(PG_SSLMODES))
+    .addOption(new Option('--mode <mode>', 'how rotation changes the password (default single)').choices(['single', 'alternating']))
+    .option('--pg-ca-cert <file>', "PEM certificate(s) the service should trust for the PostgreSQL server (--ca-cert is MCIAS's own)")
+    .option('--admin <name>', 'the [pg_admin.NAME] connection that provisions and rotates (default: the one matching host and port)')
+    .option('--rotate-every <duration>', 'rotate on a schedule, e.g. 30d (at least 1h)');
+}
+
+/** The request fields from ConnectionOptions; the --pg-ca-cert file is read and checked here, before anything is sent. */
+export function connectionBody(o: ConnectionOptions): Omit<PgProvisionRequest, 'create_database'> {
+  const caCert = o.pgCaCert === undefined ? undefined : readCaCertFile(o.pgCaCert);
+  return {
+    host: o.host,
+    database: o.database,
+    username: o.user,
+    ...(o.port === undefined ? {} : { port: o.port }),
+    ...(o.sslmode === undefined ? {} : { sslmode: o.sslmode }),
+    ...(caCert === undefined ? {} : { ca_cert: caCert }),
+    ...(o.mode === undefined ? {} : { mode: o.mode }),
+    ...(o.admin === undefined ? {} : { admin: o.admin }),
+    ...(o.rotateEvery === undefined ? {} : { rotate_every: o.rotateEvery }),
+  };
+}
+
+interface SetOptions extends ConnectionOptions {
   passwordStdin?: boolean;
   passwordFile?: string;
 }
 
-/** The --pg-ca-cert file, checked here so that a wrong file is named before anything is sent. (Also provision's.) */
-export function readCaCertFile(file: string): string {
+/** The --pg-ca-cert file, checked here so that a wrong file is named before anything is sent. */
+function readCaCertFile(file: string): string {
   let pem: string;
   try {
     pem = readFileSync(file, 'utf8');
