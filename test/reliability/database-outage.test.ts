@@ -69,13 +69,17 @@ describe('a PostgreSQL outage under load [postgres]', { skip: PG_CLUSTER_SKIP },
     await cluster?.destroy();
   });
 
-  /** One request to `op` that reaches the database when it answers: the admin's token, and a body for public routes. */
+  /**
+   * One request to `op` that reaches the database when it answers: the admin's token, a body for public routes, and
+   * the service's bearer token for forward-auth (public, but its check is validate's).
+   */
   const call = (op: ApiOperation): Promise<ApiResponse> => {
     const body = op.access === 'public' ? publicBody(op.key, serviceToken) : undefined;
+    const token = op.key === 'GET /v1/auth/forward' ? serviceToken : op.access === 'public' ? undefined : adminToken;
     return api.send({
       method: op.method,
       path: fillPath(op.path, PARAMS),
-      ...(op.access === 'public' ? {} : { token: adminToken }),
+      ...(token === undefined ? {} : { token }),
       ...(body === undefined ? {} : { body }),
     });
   };

@@ -1,4 +1,4 @@
-import { X509Certificate, createHash } from 'node:crypto';
+import { X509Certificate, createHash, timingSafeEqual } from 'node:crypto';
 import { STATUS_CODES, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { Agent, request, type AgentOptions, type RequestOptions } from 'node:https';
 import { isIP } from 'node:net';
@@ -189,7 +189,8 @@ function pinMatches(socket: TLSSocket, pins: readonly Pin[]): boolean {
   const cert = new X509Certificate(raw);
   const spki = createHash('sha256').update(cert.publicKey.export({ type: 'spki', format: 'der' })).digest();
   const whole = createHash('sha256').update(raw).digest();
-  return pins.some((p) => (p.of === 'spki' ? spki : whole).equals(p.digest));
+  // Both sides are SHA-256 digests (parsePins admits only 32 bytes), compared the project's one way (no Buffer#equals).
+  return pins.some((p) => timingSafeEqual(p.of === 'spki' ? spki : whole, p.digest));
 }
 
 /**
