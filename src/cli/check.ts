@@ -104,8 +104,10 @@ async function checkDatabase(storage: Config['storage'], masterKey: Buffer | und
     try {
       await database.ping();
     } catch (error) {
-      // Name the failure, not the connection string (it may hold a password).
-      throw new Error(`storage: cannot reach the database: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+      // Name the failure, not the connection string (it may hold a password): the driver's own error, which the store
+      // carries as the cause of its `unavailable`.
+      const cause = (isMciasError(error) && error.code === 'unavailable' ? error.cause : error) as NodeJS.ErrnoException;
+      throw new Error(`storage: cannot reach the database: ${cause.code ?? cause.message}`);
     }
     // A database not migrated yet (no digest_keys) has nothing to check the key against until serve migrates it.
     const tables = await database.db.introspection.getTables();
