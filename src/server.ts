@@ -61,7 +61,7 @@ export async function createRuntime(
   const masterKey = options.masterKey ?? loadMasterKey(config);
   // Before the database opens: an admin URL or CA file it cannot honour stops the start, naming the entry.
   const pgAdmin = options.pgAdmin ?? new PostgresAdmin(config.pgAdmin);
-  const database = await openMigratedDatabase(config.storage);
+  const database = await openMigratedDatabase(config.storage, { tokenCheckCacheMs: config.tokens.checkCacheMs });
   const logger = options.logger;
   if (logger !== undefined) database.store.onAuditCommitted((records) => records.forEach((record) => logAuditEvent(logger, record)));
   const hasher = new PasswordHasher(config.passwords.scrypt, {

@@ -50,7 +50,8 @@ export interface Config {
   };
   readonly tls: { readonly certFile: string; readonly keyFile: string; readonly minVersion: 'TLSv1.2' | 'TLSv1.3' };
   readonly storage: StorageConfig;
-  readonly tokens: TokenSettings;
+  /** `checkCacheMs`: how long the token check's read may be reused (SECURITY.md §51); 0: not at all. */
+  readonly tokens: TokenSettings & { readonly checkCacheMs: number };
   readonly passwords: {
     readonly scrypt: ScryptParams;
     readonly maxConcurrentHashes: number;
@@ -191,6 +192,8 @@ export function resolveConfig(
       userTtlMs: duration('tokens.user_ttl', file.tokens.user_ttl),
       serviceTtlMs: duration('tokens.service_ttl', file.tokens.service_ttl),
       maxSessionAgeMs: duration('tokens.max_session_age', file.tokens.max_session_age),
+      // The cross-instance bound of revocation and role changes (SECURITY.md §51): short, and never unbounded.
+      checkCacheMs: bounded('tokens.check_cache', file.tokens.check_cache, [0, '0s'], [MAX_CHECK_CACHE_MS, '10s'], duration, problem),
     },
     passwords: {
       scrypt: { ln: file.passwords.scrypt_ln, r: file.passwords.scrypt_r, p: file.passwords.scrypt_p },
@@ -266,6 +269,9 @@ function resolveWeb(web: ConfigFile['web'], problem: (setting: string, message: 
   }
   return { enabled: web.enabled, cookieDomain: domain === '' ? undefined : domain, allowedRedirectOrigins: origins };
 }
+
+/** The longest `tokens.check_cache`: another instance's revocation must not wait longer than a person notices. */
+const MAX_CHECK_CACHE_MS = 10_000;
 
 /** The shortest retention: pruning is for keeping the table's size in check, not for erasing recent history. */
 const MIN_RETENTION_MS = 86_400_000;

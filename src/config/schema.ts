@@ -57,6 +57,10 @@ export const ConfigFileSchema = Type.Object(
       user_ttl: Duration('30d', 'lifetime of a human session token'),
       service_ttl: Duration('30d', 'lifetime of a system account token'),
       max_session_age: Duration('30d', 'how long after their password login a person may keep renewing'),
+      check_cache: Duration(
+        '1s',
+        "how long a token check's database read may be reused (SECURITY.md §51): the most another instance's change can be late; 0s turns it off",
+      ),
     }),
     passwords: section({
       scrypt_ln: Type.Integer({ default: DEFAULT_SCRYPT.ln, minimum: 1, maximum: 22, description: 'log2 of the scrypt cost N' }),

@@ -139,7 +139,11 @@ export interface TokenWithAccount {
 
 export interface TokenStore {
   insert(token: TokenRecord): Promise<void>;
-  /** The token, its account and grants; undefined also when the key that signed it no longer exists. */
+  /**
+   * The token, its account and grants; undefined also when the key that signed it no longer exists. The token
+   * check's read: it may answer from a short-lived cache (SECURITY.md §51), which every write this instance commits
+   * empties before the write's caller goes on; another instance's writes show within `[tokens] check_cache`.
+   */
   findWithAccount(jti: string): Promise<TokenWithAccount | undefined>;
   find(jti: string): Promise<TokenInfo | undefined>;
   /** The account's unexpired, unrevoked tokens, oldest first. */

@@ -29,6 +29,7 @@ import { KyselyRoleStore } from './roles.ts';
 import { KyselySealedValueStore } from './sealed-columns.ts';
 import type { DB } from './schema.ts';
 import { KyselyKeyStore } from './signing-keys.ts';
+import type { TokenCheckCache } from './token-check-cache.ts';
 import { KyselyTokenStore } from './tokens.ts';
 
 /** Told of audit rows once their transaction has committed (the structured log line, SECURITY.md §30). */
@@ -54,15 +55,24 @@ export class KyselyStore implements Store {
   readonly #caps: DialectCapabilities;
   readonly #listeners: AuditListener[];
 
-  /** `pending`: inside a transaction, the audit events it has written so far, appended to the chain at its end. */
-  constructor(db: Executor, caps: DialectCapabilities, listeners: AuditListener[] = [], pending?: AuditEvent[]) {
+  /**
+   * `tokenCheckCache`: where the token check's read is remembered (SECURITY.md §51); the root store's only (a
+   * transaction's store gets none: it reads its own writes). `pending`: inside a transaction, the audit events it
+   * has written so far, appended to the chain at its end.
+   */
+  constructor(
+    db: Executor,
+    caps: DialectCapabilities,
+    options: { readonly tokenCheckCache?: TokenCheckCache | undefined; readonly listeners?: AuditListener[]; readonly pending?: AuditEvent[] } = {},
+  ) {
+    const pending = options.pending;
     this.#db = db;
     this.#caps = caps;
-    this.#listeners = listeners;
+    this.#listeners = options.listeners ?? [];
     this.accounts = new KyselyAccountStore(db);
     this.credentials = new KyselyCredentialStore(db);
     this.roles = new KyselyRoleStore(db);
-    this.tokens = new KyselyTokenStore(db);
+    this.tokens = new KyselyTokenStore(db, options.tokenCheckCache);
     this.keys = new KyselyKeyStore(db);
     this.audit = new KyselyAuditStore(db, pending === undefined ? { outside: (e) => this.transaction((tx) => tx.audit.insert(e)) } : { pending });
     this.pgcreds = new KyselyPgCredentialStore(db);
@@ -77,7 +87,7 @@ export class KyselyStore implements Store {
     const pending: AuditEvent[] = [];
     let appended: AuditRecord[] = [];
     const result = await (this.#db as Kysely<DB>).transaction().execute(async (tx) => {
-      const value = await work(new KyselyStore(tx, this.#caps, this.#listeners, pending));
+      const value = await work(new KyselyStore(tx, this.#caps, { listeners: this.#listeners, pending }));
       // Last, so the audit lock is the last one a transaction takes (no lock-order deadlock) and is held only to commit.
       appended = await appendToChain(tx, pending);
       return value;

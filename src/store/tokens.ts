@@ -4,6 +4,7 @@ import type { TokenStore, TokenWithAccount } from '../domain/ports.ts';
 import { ACCOUNT_COLUMNS, toAccount, type AccountRow } from './accounts.ts';
 import type { Executor } from './executor.ts';
 import type { TokensTable } from './schema.ts';
+import type { TokenCheckCache } from './token-check-cache.ts';
 
 function toToken(row: Selectable<TokensTable>): TokenRecord {
   return {
@@ -36,9 +37,12 @@ function toTokenInfo(row: Selectable<TokensTable> & { username: string; issued_b
 
 export class KyselyTokenStore implements TokenStore {
   readonly #db: Executor;
+  readonly #cache: TokenCheckCache | undefined;
   #findWithAccount: CompiledQuery<FindWithAccountRow> | undefined;
-  constructor(db: Executor) {
+  /** `cache`: remember `findWithAccount` reads there (SECURITY.md §51); never inside a transaction. */
+  constructor(db: Executor, cache?: TokenCheckCache) {
     this.#db = db;
+    this.#cache = cache;
   }
 
   async insert(t: TokenRecord): Promise<void> {
@@ -62,9 +66,14 @@ export class KyselyTokenStore implements TokenStore {
   /**
    * The hot path of every authenticated request and every validation: one query by primary key, joined to the
    * account, its roles and their permissions, and to the signing key (a token whose key was deleted finds nothing).
-   * Compiled once: building the SQL costs more than running it on SQLite.
+   * Compiled once: building the SQL costs more than running it on SQLite. With a cache, a read of the last moment
+   * may answer instead (SECURITY.md §51): emptied by every write this instance commits, at most its TTL old otherwise.
    */
-  async findWithAccount(jti: string): Promise<TokenWithAccount | undefined> {
+  findWithAccount(jti: string): Promise<TokenWithAccount | undefined> {
+    return this.#cache === undefined ? this.#readWithAccount(jti) : this.#cache.read(jti, (id) => this.#readWithAccount(id));
+  }
+
+  async #readWithAccount(jti: string): Promise<TokenWithAccount | undefined> {
     this.#findWithAccount ??= this.#db
       .selectFrom('tokens')
       .innerJoin('accounts', 'accounts.id', 'tokens.account_id')

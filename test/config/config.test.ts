@@ -77,6 +77,7 @@ describe('configuration', () => {
       userTtlMs: 30 * DAY_MS,
       serviceTtlMs: 30 * DAY_MS,
       maxSessionAgeMs: 30 * DAY_MS,
+      checkCacheMs: 1_000,
     });
     assert.deepEqual(config.passwords.scrypt, { ln: 17, r: 8, p: 1 });
     assert.equal(config.passwords.minLength, 15);
@@ -159,6 +160,17 @@ describe('configuration', () => {
     assert.equal(ok({}).pgcreds.leaseMs, 120_000, 'the rotation lease: 2m by default');
     assert.equal(ok({}, { MCIAS_PGCREDS_LEASE: '30s' }).pgcreds.leaseMs, 30_000);
     assert.deepEqual(problems({ pgcreds: { lease: '10s' } }), ['pgcreds.lease: must be between 30s and 1h'], 'shorter than the admin connection may take');
+  });
+
+  test('[tokens] check_cache (SECURITY.md §51): 1s, 0s turns it off, at most 10s, from the file or MCIAS_TOKENS_CHECK_CACHE', () => {
+    assert.equal(ok({}).tokens.checkCacheMs, 1_000);
+    assert.equal(ok({ tokens: { check_cache: '0s' } }).tokens.checkCacheMs, 0, 'off');
+    assert.equal(ok({ tokens: { check_cache: '250ms' } }).tokens.checkCacheMs, 250);
+    assert.equal(ok({}, { MCIAS_TOKENS_CHECK_CACHE: '10s' }).tokens.checkCacheMs, 10_000);
+    for (const bad of ['11s', '1m']) {
+      assert.deepEqual(problems({ tokens: { check_cache: bad } }), ['tokens.check_cache: must be between 0s and 10s'], bad);
+    }
+    assert.equal(problems({ tokens: { check_cache: '0' } }).length, 1, 'a number without its unit is no duration');
   });
 
   test('the per-client share of the hash queue (SECURITY.md §37): derived from the queue, or set, from file or environment', () => {

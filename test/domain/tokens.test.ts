@@ -5,7 +5,7 @@ import { SignJWT, createLocalJWKSet, decodeJwt, decodeProtectedHeader, exportJWK
 import { isMciasError } from '../../src/domain/errors.ts';
 import { createRuntime, type Runtime } from '../../src/server.ts';
 import { DIALECTS } from '../support/databases.ts';
-import { USER_PASSWORD, createHarness, type Harness } from '../support/harness.ts';
+import { USER_PASSWORD, createHarness, waitOutCheckCache, type Harness } from '../support/harness.ts';
 import { forgedTokens } from '../support/forged-tokens.ts';
 import { issueToken } from '../support/inspect.ts';
 
@@ -281,7 +281,7 @@ for (const dialect of DIALECTS) {
     });
   });
 
-  describe(`two instances on one database share revocation and roles [${dialect}]`, () => {
+  describe(`two instances on one database share revocation and roles, within tokens.check_cache [${dialect}]`, () => {
     let h: Harness;
     let second: Runtime;
     const onSecond = (token: string) => second.services.tokens.authenticate(token);
@@ -301,11 +301,16 @@ for (const dialect of DIALECTS) {
       assert.equal((await onSecond(token)).account.username, 'ivy');
     });
 
-    test('a logout on one instance is seen by the other at once', async () => {
+    // SECURITY.md §51: each instance remembers a token check for `[tokens] check_cache`; its own writes empty it at
+    // once, another instance's show when the entry expires.
+    test('a logout on one instance is seen by it at once, and by the other within tokens.check_cache', async () => {
       const token = await h.login('ivy', USER_PASSWORD);
       await onSecond(token);
+      await h.principal(token);
       assert.equal((await h.request({ method: 'POST', url: '/v1/auth/logout', token })).statusCode, 204);
-      await assert.rejects(onSecond(token), (error) => isMciasError(error, 'unauthenticated'));
+      await assert.rejects(h.principal(token), (error) => isMciasError(error, 'unauthenticated'), 'on the instance that logged out');
+      await waitOutCheckCache(h.config.tokens.checkCacheMs);
+      await assert.rejects(onSecond(token), (error) => isMciasError(error, 'unauthenticated'), 'on the other instance');
     });
 
     test("a password change through the other instance revokes this instance's other tokens", async () => {
@@ -320,12 +325,39 @@ for (const dialect of DIALECTS) {
       assert.equal((await h.principal(kept)).account.username, 'ivy');
     });
 
-    test('a role granted and a status changed on one instance are what the other sees next', async () => {
+    test('a role granted and a status changed on one instance are what the other sees within tokens.check_cache', async () => {
       const token = await issueToken(h, 'ivy');
+      await onSecond(token);
       assert.equal((await h.request({ method: 'PUT', url: '/v1/accounts/ivy/roles/admin', token: h.adminToken })).statusCode, 204);
+      assert.deepEqual((await h.principal(token)).account.roles, ['admin'], 'on the instance that granted it, at once');
+      await waitOutCheckCache(h.config.tokens.checkCacheMs);
       assert.deepEqual((await onSecond(token)).account.roles, ['admin']);
       assert.equal((await h.request({ method: 'PATCH', url: '/v1/accounts/ivy', token: h.adminToken, body: { status: 'disabled' } })).statusCode, 200);
+      await assert.rejects(h.principal(token), (error) => isMciasError(error, 'unauthenticated'), 'on the instance that disabled it, at once');
+      await waitOutCheckCache(h.config.tokens.checkCacheMs);
       await assert.rejects(onSecond(token), (error) => isMciasError(error, 'unauthenticated'));
+    });
+  });
+
+  describe(`with tokens.check_cache = 0s, another instance sees a change at once [${dialect}]`, () => {
+    let h: Harness;
+    let second: Runtime;
+
+    before(async () => {
+      h = await createHarness(dialect, { config: { tokens: { check_cache: '0s' } } });
+      second = await createRuntime(h.config, { clock: h.clock, masterKey: h.masterKey });
+      await h.createAccount('otto');
+    });
+    after(async () => {
+      await second.close();
+      await h.close();
+    });
+
+    test('a logout on one instance is seen by the next check on the other, with no wait', async () => {
+      const token = await h.login('otto', USER_PASSWORD);
+      assert.equal((await second.services.tokens.authenticate(token)).account.username, 'otto');
+      assert.equal((await h.request({ method: 'POST', url: '/v1/auth/logout', token })).statusCode, 204);
+      await assert.rejects(second.services.tokens.authenticate(token), (error) => isMciasError(error, 'unauthenticated'));
     });
   });
 }

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import type { Logger } from 'pino';
 import { resolveConfig, type Config } from '../../src/config/load.ts';
@@ -21,6 +22,20 @@ export const TEST_SCRYPT = { scrypt_ln: 4, scrypt_r: 8, scrypt_p: 1 } as const;
 export const TEST_THROTTLE = { free_failures: 1_000_000, address_lockout_failures: 1_000_000 } as const;
 export const ADMIN_PASSWORD = 'correct horse battery staple for tests';
 export const USER_PASSWORD = 'a sufficiently long test password';
+
+/** The default `[tokens] check_cache`: how long after a change another instance may still answer as before (SECURITY.md §51). */
+export const DEFAULT_CHECK_CACHE_MS = (() => {
+  const { config, problems } = resolveConfig({}, { baseDir: '/nonexistent', env: {} });
+  if (config === undefined) throw new Error(problems.join('; '));
+  return config.tokens.checkCacheMs;
+})();
+/** Late timers on a loaded machine, and one database read in flight when the change committed. */
+const CHECK_CACHE_MARGIN_MS = 250;
+
+/** Waits until a change made through another instance must show on this one: the token-check cache's TTL and a margin. */
+export async function waitOutCheckCache(ttlMs = DEFAULT_CHECK_CACHE_MS): Promise<void> {
+  await delay(ttlMs + CHECK_CACHE_MARGIN_MS);
+}
 
 export function testConfig(db: TestDatabase, raw: Record<string, unknown> = {}): Config {
   const passwords = { ...TEST_SCRYPT, ...((raw['passwords'] as object | undefined) ?? {}) };
