@@ -1,3 +1,4 @@
+import { isIPv4 } from 'node:net';
 import ipaddr from 'ipaddr.js';
 
 /**
@@ -8,6 +9,9 @@ import ipaddr from 'ipaddr.js';
  */
 export function addressKey(ip: string | null): string {
   if (ip === null || ip === '') return 'unknown';
+  // A dotted quad in the one spelling Node's isIPv4 accepts (no leading zeros, no other radix) is already its own key,
+  // the string ipaddr.js would give back: every request from a socket's IPv4 peer skips the parse (issue 12).
+  if (isIPv4(ip)) return ip;
   if (!ipaddr.isValid(ip)) return `other:${ip}`;
   const address = ipaddr.process(ip);
   if (address.kind() === 'ipv4') return address.toString();

@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { hash, randomUUID } from 'node:crypto';
 import { checkTokenRules, isCanonicalToken, stillUnexpired, type TokenClaims } from '@mcias/client/token-rules';
 import { SignJWT } from 'jose';
 import { LRUCache } from 'lru-cache';
@@ -105,7 +105,7 @@ export class TokenService {
   async verify(token: string): Promise<{ ok: true; claims: VerifiedClaims } | { ok: false; reason: TokenFailure }> {
     if (!isCanonicalToken(token)) return { ok: false, reason: 'malformed' };
     const now = this.#clock.now();
-    const digest = createHash('sha256').update(token).digest('base64url');
+    const digest = hash('sha256', token, 'base64url');
     const cached = this.#verified.get(digest);
     if (cached !== undefined) return stillUnexpired(cached, now) ? { ok: true, claims: cached } : { ok: false, reason: 'expired' };
     // The rules the SDK's offline verify applies too (SECURITY.md §53): one module, so they cannot drift apart.

@@ -57,11 +57,8 @@ export const accessControl = fp(
         throw new Error(`route ${route.method} ${route.url} does not declare config.access`);
       }
     });
-    // Before the body is read: an unauthenticated caller learns nothing from validation errors.
-    app.addHook('onRequest', async (request) => {
-      if (request.is404) return;
-      const access = request.routeOptions.config.access ?? 'admin';
-      if (access === 'public') return;
+    /** The caller of a route that needs a token, or the refusal. */
+    const admit = async (request: FastifyRequest, access: Exclude<Access, 'public'>): Promise<void> => {
       const token = bearerToken(request);
       if (token === undefined) throw new MciasError('unauthenticated', 'a bearer token is required');
       const principal = await deps.tokens.authenticate(token);
@@ -72,6 +69,13 @@ export const accessControl = fp(
       if (access === 'human' && principal.account.kind !== 'human') fail('forbidden', 'this route is for human accounts');
       if (access === 'admin' && !isAdmin(principal.account)) fail('forbidden', 'this route needs the admin role');
       request.principal = principal;
+    };
+    // Before the body is read: an unauthenticated caller learns nothing from validation errors. Callback form, so a
+    // public route (validate, login, JWKS) pays no promise for a check it does not make.
+    app.addHook('onRequest', (request, _reply, done) => {
+      const access = request.routeOptions.config.access ?? 'admin';
+      if (request.is404 || access === 'public') done();
+      else admit(request, access).then(() => done(), done);
     });
   },
   { name: 'mcias-access-control' },

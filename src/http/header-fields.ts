@@ -14,9 +14,10 @@ export function refuseBadHeaderFields(request: FastifyRequest, reply: FastifyRep
   let host = 0;
   const fields = raw.rawHeaders;
   for (let i = 0; i < fields.length; i += 2) {
-    const name = (fields[i] as string).toLowerCase();
-    if (name === 'authorization') authorization++;
-    else if (name === 'host') host++;
+    const name = fields[i] as string;
+    // Only a name of the right length can be one of the two: the others are not lower-cased (one copy per field).
+    if (name.length === 13 && name.toLowerCase() === 'authorization') authorization++;
+    else if (name.length === 4 && name.toLowerCase() === 'host') host++;
   }
   if (authorization > 1) refuse(reply, 'the request carries more than one Authorization header');
   if (host > 1) refuse(reply, 'the request carries more than one Host header');
