@@ -1,4 +1,6 @@
+import { readFileSync, readdirSync } from 'node:fs';
 import type { Server as HttpsServer } from 'node:https';
+import { getPriority, setPriority } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { loadMasterKey } from './config/files.ts';
@@ -159,6 +161,33 @@ export interface RunningServer {
 }
 
 /**
+ * How much nicer than the event loop libuv's thread pool runs, where every password hash runs (SECURITY.md §56): on a
+ * busy machine the scheduler gives the event loop, which answers token checks and health probes, the CPU before a
+ * hash. Hashes still get every cycle nothing else wants, so an idle server logs people in as fast as before.
+ */
+export const THREAD_POOL_NICE_INCREMENT = 10;
+/** The largest nice value Linux has. */
+const NICEST = 19;
+
+/**
+ * Lowers the pool threads' priority, once they exist (the start-up dummy hash has created them). Linux only: there
+ * `setpriority` on a thread id applies to that thread alone. Elsewhere, or where it is refused, the server runs as
+ * before and says so.
+ */
+function deprioritizeThreadPool(logger: Logger): void {
+  if (process.platform !== 'linux') return;
+  try {
+    for (const tid of readdirSync('/proc/self/task')) {
+      if (readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim() !== 'libuv-worker') continue;
+      // Relative to what the service was started with (a unit's `Nice=`): raising a priority would need privileges.
+      setPriority(Number(tid), Math.min(NICEST, getPriority(Number(tid)) + THREAD_POOL_NICE_INCREMENT));
+    }
+  } catch (error) {
+    logger.warn({ err: error }, 'could not lower the priority of the password-hash threads');
+  }
+}
+
+/**
  * Serves the API over HTTPS only (SECURITY.md §27): there is no plain-HTTP listener for it, not even for redirects.
  * The metrics, unless off, have a listener of their own on a loopback address (SECURITY.md §48).
  */
@@ -173,6 +202,7 @@ export async function startServer(config: Config, logger: Logger, options: { clo
     onError: (error) => logger.error({ err: error }, 'could not write the failure summaries'),
   });
   metrics?.watchHashing(runtime.hashLoad);
+  deprioritizeThreadPool(logger);
   const app = await buildApp(runtime.services, {
     https,
     logger,
