@@ -74,8 +74,16 @@ export interface ServerProcess {
  * Initialises a data directory with `mciassrv init` (no terminal, password from a file) and starts
  * `mciassrv serve` on a free loopback port, over real TLS with the generated self-signed certificate.
  */
+export interface ServeOptions {
+  /**
+   * false: stop reading the server's log once it is serving (`logs` then ends with the start-up lines). The bench
+   * does, so that parsing one access-log line per request does not take CPU from the load generator beside it.
+   */
+  readonly keepLogs?: boolean;
+}
+
 export async function startServerProcess(
-  options: { storageUrl?: string; env?: Record<string, string>; initArgs?: string[] } = {},
+  options: { storageUrl?: string; env?: Record<string, string>; initArgs?: string[] } & ServeOptions = {},
 ): Promise<ServerProcess> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'mcias-e2e-'));
   const passwordFile = path.join(dataDir, 'admin-password');
@@ -93,11 +101,16 @@ export async function startServerProcess(
   ], { env: options.env ?? {} });
   if (init.code !== 0) throw new Error(`mciassrv init failed: ${init.stderr}`);
   rmSync(passwordFile);
-  return serveDataDir(dataDir, options.env);
+  return serveDataDir(dataDir, options.env, [], options);
 }
 
 /** Starts `mciassrv serve` (plus `args`, e.g. `--listen`) on a data directory and waits until it listens. */
-export async function serveDataDir(dataDir: string, env: Record<string, string> = {}, args: readonly string[] = []): Promise<ServerProcess> {
+export async function serveDataDir(
+  dataDir: string,
+  env: Record<string, string> = {},
+  args: readonly string[] = [],
+  options: ServeOptions = {},
+): Promise<ServerProcess> {
   const child = spawn(process.execPath, [MCIASSRV, 'serve', '--data-dir', dataDir, ...args], {
     cwd: ROOT,
     env: { ...process.env, ...TEST_PROCESS_ENV, ...RELAXED_THROTTLE_ENV, ...env },
@@ -106,8 +119,8 @@ export async function serveDataDir(dataDir: string, env: Record<string, string> 
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = once(child, 'exit') as Promise<[number | null]>;
+  const lines = createInterface({ input: child.stdout });
   const serving = await new Promise<{ url: string; metrics?: string }>((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout });
     lines.on('line', (line) => {
       logs.push(line);
       try {
@@ -119,6 +132,12 @@ export async function serveDataDir(dataDir: string, env: Record<string, string> 
     });
     void exited.then(([code]) => reject(new Error(`mciassrv serve exited with ${code}: ${stderr}`)));
   });
+  if (options.keepLogs === false) {
+    // From here on the output is drained unread: closing the reader pauses the stream, and resuming it with no
+    // listener discards what arrives, so the server never blocks on a full pipe.
+    lines.close();
+    child.stdout.resume();
+  }
   const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
     if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
     child.kill(signal);
