@@ -19,9 +19,15 @@ export const TOKEN_CHECK_CACHE_SIZE = 10_000;
  *
  * Other instances' writes are seen when an entry expires: after at most the TTL. A token that was not found is not
  * remembered. Entries are frozen, since every request that hits one shares it.
+ *
+ * Checks of one token that miss at the same moment (an app's requests when its entry has just expired) share one
+ * read instead of each sending its own; a check that begins after an invalidation never joins a read that began
+ * before it, so the rule above holds for it too.
  */
 export class TokenCheckCache {
   readonly #entries: LRUCache<string, TokenWithAccount>;
+  /** The read of each token id now on its way, with the generation it began in. */
+  readonly #inFlight = new Map<string, { readonly generation: number; readonly read: Promise<TokenWithAccount | undefined> }>();
   #generation = 0;
 
   constructor(options: { readonly ttlMs: number; readonly max?: number }) {
@@ -29,19 +35,37 @@ export class TokenCheckCache {
   }
 
   /** The remembered read of `jti`, or `load(jti)`, remembered unless an invalidation happened while it ran. */
-  async read(jti: string, load: (jti: string) => Promise<TokenWithAccount | undefined>): Promise<TokenWithAccount | undefined> {
+  read(jti: string, load: (jti: string) => Promise<TokenWithAccount | undefined>): Promise<TokenWithAccount | undefined> {
     const hit = this.#entries.get(jti);
-    if (hit !== undefined) return hit;
+    if (hit !== undefined) return Promise.resolve(hit);
     const generation = this.#generation;
+    const pending = this.#inFlight.get(jti);
+    if (pending !== undefined && pending.generation === generation) return pending.read;
+    const read = this.#load(jti, generation, load);
+    const entry = { generation, read };
+    this.#inFlight.set(jti, entry);
+    // Gone once settled, unless a later read has taken its place.
+    const settled = () => {
+      if (this.#inFlight.get(jti) === entry) this.#inFlight.delete(jti);
+    };
+    read.then(settled, settled);
+    return read;
+  }
+
+  async #load(jti: string, generation: number, load: (jti: string) => Promise<TokenWithAccount | undefined>): Promise<TokenWithAccount | undefined> {
     const found = await load(jti);
-    if (found !== undefined && generation === this.#generation) this.#entries.set(jti, freeze(found));
-    return found;
+    if (found === undefined) return undefined;
+    // Its callers share the answer: frozen whether or not it is remembered.
+    const shared = freeze(found);
+    if (generation === this.#generation) this.#entries.set(jti, shared);
+    return shared;
   }
 
   /** Forgets everything, and every read now in flight. */
   invalidate(): void {
     this.#generation += 1;
     this.#entries.clear();
+    this.#inFlight.clear();
   }
 
   /** How many reads are remembered (for tests and diagnostics). */

@@ -70,6 +70,41 @@ describe('the token-check cache', () => {
     assert.equal(after?.account.status, 'disabled', 'the next read goes to the database, not to the stale answer');
   });
 
+  test('checks of one token that miss together share one read', async () => {
+    const cache = new TokenCheckCache({ ttlMs: 60_000 });
+    const releases: ((value: TokenWithAccount) => void)[] = [];
+    const load = () => new Promise<TokenWithAccount>((resolve) => releases.push(resolve));
+    const reads = Array.from({ length: 16 }, () => cache.read('t1', load));
+    const other = cache.read('t2', async (jti) => found(jti));
+    const loads = releases.length;
+    for (const release of releases) release(found('t1'));
+    assert.equal(loads, 1, 'sixteen checks, one read');
+    const answers = await Promise.all(reads);
+    assert.ok(answers.every((a) => a === answers[0] && a?.account.status === 'active'));
+    assert.equal((await other)?.token.jti, 't2', 'another token has its own read');
+  });
+
+  test('a check that begins after a write does not join a read that began before it', async () => {
+    const cache = new TokenCheckCache({ ttlMs: 60_000 });
+    let releaseOld: (value: TokenWithAccount) => void = () => {};
+    const before = cache.read('t1', () => new Promise<TokenWithAccount>((resolve) => (releaseOld = resolve)));
+    cache.invalidate(); // the account is disabled and the write commits while that read is on its way
+    const afterWrite = cache.read('t1', async () => found('t1', 'disabled'));
+    releaseOld(found('t1', 'active'));
+    assert.equal((await before)?.account.status, 'active');
+    assert.equal((await afterWrite)?.account.status, 'disabled', 'read again, not the answer from before the write');
+    assert.equal((await cache.read('t1', async () => found('t1', 'active')))?.account.status, 'disabled', 'and that read is remembered');
+  });
+
+  test('a failed read fails every check that shared it, and the next check reads again', async () => {
+    const cache = new TokenCheckCache({ ttlMs: 60_000 });
+    let fail: (error: Error) => void = () => {};
+    const reads = [1, 2, 3].map(() => cache.read('t1', () => new Promise<TokenWithAccount>((_resolve, reject) => (fail = reject))));
+    fail(new Error('database unavailable'));
+    for (const read of reads) await assert.rejects(read, /database unavailable/);
+    assert.equal((await cache.read('t1', async (jti) => found(jti)))?.token.jti, 't1');
+  });
+
   test('a token that was not found is not remembered', async () => {
     const cache = new TokenCheckCache({ ttlMs: 60_000 });
     const loader = counting(() => undefined);
