@@ -8,10 +8,9 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { writeTokenFile } from '@mcias/client';
 import { decodeJwt } from 'jose';
-import pg from 'pg';
 import { useClientFixture } from '../support/client.ts';
-import { PG_ADMIN_URL } from '../support/databases.ts';
 import { USER_PASSWORD } from '../support/harness.ts';
+import { useLocalLoginRole } from '../support/pgcreds.ts';
 import { ROOT } from '../support/server-process.ts';
 
 /**
@@ -98,26 +97,7 @@ describe('the examples against a real server', () => {
   describe('examples/service', () => {
     const role = `mcias_example_${process.pid}`;
     const password = 'example service database password';
-    const superuser = () => new pg.Client({ connectionString: PG_ADMIN_URL });
-
-    before(async () => {
-      const admin = superuser();
-      await admin.connect();
-      try {
-        await admin.query(`create role ${role} login password '${password}'`);
-      } finally {
-        await admin.end();
-      }
-    });
-    after(async () => {
-      const admin = superuser();
-      await admin.connect();
-      try {
-        await admin.query(`drop role if exists ${role}`);
-      } finally {
-        await admin.end();
-      }
-    });
+    useLocalLoginRole(role, password);
 
     test('the keeper loads the token file and the pool connects with the credentials MCIAS hands out', async () => {
       await f.admin.createAccount({ username: 'notes-svc', kind: 'system' });

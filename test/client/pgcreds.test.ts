@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import pg from 'pg';
 import { MciasClient, pgClientConfig, type NewPgCredentials, type PgClientConfig, type PgCredentialsWithPassword } from '@mcias/client';
 import { apiError, useClientFixture } from '../support/client.ts';
-import { PG_ADMIN_URL } from '../support/databases.ts';
 import { PG_CLUSTER_SKIP, usePgCluster } from '../support/pg-cluster.ts';
+import { useLocalLoginRole } from '../support/pgcreds.ts';
 
 /**
  * The SDK's pgcreds(): what a service calls to get its database credentials, and proof that what it returns really
@@ -77,29 +77,13 @@ describe('MciasClient.pgcreds against a real mciassrv and real PostgreSQL', () =
   let service: MciasClient;
   let other: MciasClient;
   const role = `mcias_sdk_${randomBytes(4).toString('hex')}`;
-  const superuser = () => new pg.Client({ connectionString: PG_ADMIN_URL });
+  // The local server trusts every connection, so the password is not checked here (the cluster below checks it).
+  useLocalLoginRole(role, PASSWORD);
 
   before(async () => {
     for (const name of ['wiki', 'billing']) await fx.admin.createAccount({ username: name, kind: 'system' });
     service = fx.anonymous.withToken((await fx.admin.issueServiceToken('wiki')).token);
     other = fx.anonymous.withToken((await fx.admin.issueServiceToken('billing')).token);
-    const admin = superuser();
-    await admin.connect();
-    try {
-      // The local server trusts every connection, so the password is not checked here (the cluster below checks it).
-      await admin.query(`create role ${role} login password '${PASSWORD.replaceAll("'", "''")}'`);
-    } finally {
-      await admin.end();
-    }
-  });
-  after(async () => {
-    const admin = superuser();
-    await admin.connect();
-    try {
-      await admin.query(`drop role if exists ${role}`);
-    } finally {
-      await admin.end();
-    }
   });
 
   test("the service's own token gets a configuration that connects as the stored role", async () => {
