@@ -1,6 +1,5 @@
 import { chmodSync, closeSync, openSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import type BetterSqlite3 from 'better-sqlite3';
+import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect, sql, type CreateTableBuilder, type Dialect } from 'kysely';
 import type pg from 'pg';
 import type { StorageConfig } from '../config/load.ts';
@@ -44,21 +43,13 @@ export function openDialect(storage: StorageConfig): OpenedDialect {
   return storage.kind === 'sqlite' ? openSqlite(storage) : openPostgres(storage);
 }
 
-/**
- * Each driver is loaded when a database of its kind is opened: a server on PostgreSQL never loads better-sqlite3 (a
- * native addon, about 2 MB resident), as one on SQLite never loads pg (below). A require, because opening is
- * synchronous.
- */
-const requireDriver = createRequire(import.meta.url);
-
 function openSqlite(storage: Extract<StorageConfig, { kind: 'sqlite' }>): OpenedDialect {
-  const BetterSqlite3Database = requireDriver('better-sqlite3') as typeof BetterSqlite3;
   if (storage.path !== ':memory:') {
     // The database holds password hashes and sealed secrets: create it readable by the owner only.
     closeSync(openSync(storage.path, 'a', 0o600));
     chmodSync(storage.path, 0o600);
   }
-  const database = new BetterSqlite3Database(storage.path, { timeout: storage.busyTimeoutMs });
+  const database = new BetterSqlite3(storage.path, { timeout: storage.busyTimeoutMs });
   database.pragma('journal_mode = WAL');
   database.pragma('synchronous = NORMAL');
   database.pragma('foreign_keys = ON');
