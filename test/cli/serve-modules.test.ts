@@ -75,6 +75,10 @@ for (const dialect of DIALECTS) {
       for (const unneeded of ['@peculiar/x509', '@zxcvbn-ts/language-common']) assert.ok(!packages.has(unneeded), unneeded);
     });
 
+    test("not TypeBox's Value module (the configuration is checked with Ajv, which Fastify loads anyway)", () => {
+      assert.deepEqual(loaded.files.filter((f) => f.includes('/node_modules/typebox/build/value/')), []);
+    });
+
     test(
       "not Node's bundled undici (fetch, WebSocket), which an ES import of node:http loads",
       { todo: 'src/http/metrics.ts still imports createServer from node:http as an ES module' },
