@@ -4,7 +4,7 @@ import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import path from 'node:path';
 import { TomlError, parse as parseToml } from 'smol-toml';
-import Value from 'typebox/value';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { ScryptParams } from '../domain/password.ts';
 import type { ThrottleSettings } from '../domain/throttle.ts';
 import type { TokenSettings } from '../domain/tokens.ts';
@@ -284,37 +284,60 @@ function resolveRetention(text: string, duration: (name: string, text: string) =
 }
 
 /**
- * Checks the settings against the schema, reporting each invalid value and then dropping it (so its default
- * applies) and checking again: every problem is reported, not just the first few (TypeBox buffers at most
- * `maxErrors` errors per pass), and the later semantic checks still run on the valid rest.
+ * The schema check, compiled on first use: Ajv (Fastify's validator, loaded anyway to serve) applies the defaults as
+ * it checks (`useDefaults`) and reports every error of a pass (`allErrors`). Not TypeBox's Value module: that module
+ * and the schema engine under it stay resident once loaded, about 2.5 MB of heap for one check at start-up (issue 12).
  */
-function checkSchema(merged: Record<string, unknown>, problem: (setting: string, message: string) => void): ConfigFile | undefined {
-  let value = Value.Default(ConfigFileSchema, merged) as Record<string, unknown>;
+let configFileValidator: ValidateFunction | undefined;
+
+function validateConfigFile(value: unknown): ErrorObject[] {
+  configFileValidator ??= new Ajv({ allErrors: true, useDefaults: true, strict: false }).compile(ConfigFileSchema);
+  return configFileValidator(value) ? [] : (configFileValidator.errors ?? []);
+}
+
+const escapePointerToken = (token: string) => token.replaceAll('~', '~0').replaceAll('/', '~1');
+
+/** Removes the value at a JSON pointer: an array element is spliced out, an object property deleted. */
+function deleteAt(value: Record<string, unknown>, pointer: string): void {
+  const tokens = pointer.slice(1).split('/').map((t) => t.replaceAll('~1', '/').replaceAll('~0', '~'));
+  const last = tokens.pop() as string;
+  let parent: unknown = value;
+  for (const token of tokens) parent = (parent as Record<string, unknown> | undefined)?.[token];
+  if (Array.isArray(parent) && /^(0|[1-9]\d*)$/.test(last)) parent.splice(Number(last), 1);
+  else if (typeof parent === 'object' && parent !== null) delete (parent as Record<string, unknown>)[last];
+}
+
+/**
+ * Checks the settings against the schema (filling in defaults), reporting each invalid value and then dropping it (so
+ * its default applies) and checking again, until nothing is left to drop: the later semantic checks then still run on
+ * the valid rest.
+ */
+function checkSchema(value: Record<string, unknown>, problem: (setting: string, message: string) => void): ConfigFile | undefined {
   const dropped = new Set<string>();
   for (;;) {
-    const errors = Value.Errors(ConfigFileSchema, value);
+    const errors = validateConfigFile(value);
     if (errors.length === 0) return value as ConfigFile;
-    const byPointer = new Map<string, typeof errors>();
+    const byPointer = new Map<string, string[]>();
+    const add = (pointer: string, message: string) => byPointer.set(pointer, [...(byPointer.get(pointer) ?? []), message]);
     for (const error of errors) {
-      // The property itself is reported through its own `boolean` error (`additionalProperties: false`).
-      if (error.keyword === 'additionalProperties') continue;
-      byPointer.set(error.instancePath, [...(byPointer.get(error.instancePath) ?? []), error]);
+      // A setting the schema does not have (`additionalProperties: false`) is reported at its section: name it.
+      if (error.keyword === 'additionalProperties') add(`${error.instancePath}/${escapePointerToken(String(error.params['additionalProperty']))}`, 'unknown setting');
+      else add(error.instancePath, error.message ?? 'is not valid');
     }
     // No progress possible (the document itself is wrong, or a dropped value's default is still invalid).
-    if (byPointer.size === 0 || [...byPointer.keys()].some((p) => p === '' || dropped.has(p))) break;
-    for (const [pointer, pointerErrors] of byPointer) {
+    if ([...byPointer.keys()].some((p) => p === '' || dropped.has(p))) break;
+    for (const [pointer, pointerMessages] of byPointer) {
       const where = pointer.slice(1).replaceAll('/', '.');
       const allowed = allowedValues(pointer);
-      const messages = pointerErrors.some((e) => e.keyword === 'boolean')
+      const messages = pointerMessages.includes('unknown setting')
         ? ['unknown setting']
         : allowed !== undefined
           ? [`must be one of ${allowed.map((v) => JSON.stringify(v)).join(', ')}`]
-          : pointerErrors.map((e) => e.message);
+          : pointerMessages;
       for (const message of new Set(messages)) problem(where, message);
-      Value.Pointer.Delete(value, pointer);
+      deleteAt(value, pointer);
       dropped.add(pointer);
     }
-    value = Value.Default(ConfigFileSchema, value) as Record<string, unknown>;
   }
   return undefined;
 }

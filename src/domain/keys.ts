@@ -1,6 +1,8 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { TOKEN_ALGORITHM } from '@mcias/client/token-rules';
-import { calculateJwkThumbprint, type JWK } from 'jose';
+import type { JWK } from 'jose';
+// jose's narrow entry points: its root module loads every JOSE feature (JWE, JWKS fetching, ...), which stays resident.
+import { calculateJwkThumbprint } from 'jose/jwk/thumbprint';
 import { auditEvent } from './audit.ts';
 import type { Clock } from './clock.ts';
 import { assertSealerCurrent } from './master-key.ts';

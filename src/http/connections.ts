@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { STATUS_CODES, type ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import type { Server as HttpsServer, ServerOptions as HttpsServerOptions } from 'node:https';
 import { BlockList, isIPv4, isIPv6, type Socket } from 'node:net';
 import type { FastifyBaseLogger, FastifyServerOptions } from 'fastify';
 import type { ConnectionLimits } from '../config/load.ts';
 import type { ErrorCode } from '../domain/errors.ts';
 import { SECURITY_HEADERS } from './headers.ts';
-import { PROBLEM_CONTENT_TYPE, buildProblem } from './problem.ts';
+import { PROBLEM_CONTENT_TYPE, STATUS_CODES, buildProblem } from './problem.ts';
 
 /**
  * Bounds on connections (SECURITY.md §36): a client cannot hold the server's sockets, memory or file descriptors by

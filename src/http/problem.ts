@@ -1,6 +1,13 @@
-import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { MciasError, type ErrorCode } from '../domain/errors.ts';
+
+/**
+ * HTTP's reason phrases, from node:http taken with process.getBuiltinModule rather than an ES import (import only its
+ * types): an ES import of node:http makes Node read every one of its exports, and the WebSocket, CloseEvent and
+ * MessageEvent getters among them load the bundled undici (fetch, WebSocket), which the server never uses and which
+ * would stay resident (issue 12, idle memory). Fastify's own require('node:http') reads none of them.
+ */
+export const { STATUS_CODES } = process.getBuiltinModule('node:http');
 
 /** The single place where an error code becomes an HTTP status. */
 export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {

@@ -285,6 +285,26 @@ describe('configuration', () => {
     hasProblem(list, 'storage.url');
   });
 
+  test('every schema problem is reported with its message, the defaults fill the rest, and a bad list element is named', () => {
+    const list = problems({
+      server: { body_limit: 10, max_connections: 1.5, trusted_proxies: ['10.0.0.1', 5] },
+      tls: { min_version: '1.1' },
+      tokens: { audience: '' },
+      a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8, i: 9, j: 10,
+    });
+    for (const expected of [
+      'server.body_limit: must be >= 1024',
+      'server.max_connections: must be integer',
+      'server.trusted_proxies.1: must be string',
+      'tls.min_version: must be one of "1.2", "1.3"',
+      'tokens.audience: must NOT have fewer than 1 characters',
+      ...'abcdefghij'.split('').map((key) => `${key}: unknown setting`),
+    ]) {
+      assert.ok(list.includes(expected), `${expected} not in:\n  ${list.join('\n  ')}`);
+    }
+    assert.equal(list.length, 15, list.join('\n'));
+  });
+
   test('a master key in the config file is refused, without repeating it', () => {
     const key = randomBytes(32).toString('base64');
     const list = problems({ master_key: key });

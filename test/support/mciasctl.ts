@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, afterEach, before, beforeEach } from 'node:test';
 import { USER_PASSWORD } from './harness.ts';
-import { TEST_PROCESS_ENV, MCIASCTL, ROOT, run, startServerProcess, type CommandResult, type ServerProcess } from './server-process.ts';
+import { TEST_PROCESS_ENV, MCIASCTL, ROOT, nodeArgs, run, startServerProcess, type CommandResult, type ServerProcess } from './server-process.ts';
 import { required } from './fixture.ts';
 
 /**
@@ -53,7 +53,7 @@ export async function inTerminal(
   timeoutMs = 20_000,
 ): Promise<{ code: number | null; output: string }> {
   const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
-  const command = [process.execPath, MCIASCTL, ...args].map(quote).join(' ');
+  const command = [process.execPath, ...nodeArgs(MCIASCTL, args)].map(quote).join(' ');
   const child = spawn('script', ['-qfec', command, '/dev/null'], { cwd: ROOT, env: { ...process.env, ...TEST_PROCESS_ENV, ...env } });
   let output = '';
   let next = 0;

@@ -5,7 +5,7 @@ import { request } from 'node:https';
 import path from 'node:path';
 import { connect } from 'node:tls';
 import { promisify } from 'node:util';
-import { TEST_PROCESS_ENV, ROOT, type CommandResult, type ServerProcess } from './server-process.ts';
+import { TEST_PROCESS_ENV, ROOT, nodeArgs, type CommandResult, type ServerProcess } from './server-process.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -20,7 +20,7 @@ export async function runBounded(
 ): Promise<CommandResult & { timedOut: boolean }> {
   const env: Record<string, string | undefined> = { ...process.env, ...TEST_PROCESS_ENV, ...options.env };
   for (const [name, value] of Object.entries(env)) if (value === undefined) delete env[name];
-  const child = spawn(process.execPath, [script, ...args], { cwd: options.cwd ?? ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, nodeArgs(script, args), { cwd: options.cwd ?? ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

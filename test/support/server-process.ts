@@ -1,6 +1,6 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -11,6 +11,22 @@ import { ADMIN_PASSWORD } from './harness.ts';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const MCIASSRV = path.join(ROOT, 'bin', 'mciassrv.js');
 export const MCIASCTL = path.join(ROOT, 'bin', 'mciasctl.js');
+
+/**
+ * The Node.js options on a program's shebang line (`#!/usr/bin/env -S node OPTIONS`): bin/mciassrv.js carries its
+ * young-generation size there, and that line is the one place it is set, for every way the program is started.
+ */
+export function shebangNodeOptions(script: string): string[] {
+  const first = readFileSync(script, 'utf8').split('\n', 1)[0] ?? '';
+  const shebang = /^#!\/usr\/bin\/env (?:-S )?node((?: +\S+)*) *$/.exec(first);
+  if (!shebang) throw new Error(`${script} does not start with a "#!/usr/bin/env [-S] node" line: ${first}`);
+  return shebang[1]!.split(' ').filter((option) => option !== '');
+}
+
+/** The arguments after the Node.js executable that run `script` as its shebang line runs it, as an installed bin. */
+export function nodeArgs(script: string, args: readonly string[]): string[] {
+  return [...shebangNodeOptions(script), script, ...args];
+}
 
 /**
  * The environment of every spawned program: cheap scrypt (the production default stays ln=17), and the metrics
@@ -35,13 +51,13 @@ export interface CommandResult {
   readonly stderr: string;
 }
 
-/** Runs one of the programs to completion with Node 24 (the runtime running the tests). */
+/** Runs one of the programs to completion with Node 24 (the runtime running the tests), with its shebang's options. */
 export async function run(
   script: string,
   args: readonly string[],
   options: { env?: Record<string, string>; input?: string; cwd?: string } = {},
 ): Promise<CommandResult> {
-  const child = spawn(process.execPath, [script, ...args], {
+  const child = spawn(process.execPath, nodeArgs(script, args), {
     cwd: options.cwd ?? ROOT,
     env: { ...process.env, ...TEST_PROCESS_ENV, ...options.env },
   });
@@ -111,7 +127,7 @@ export async function serveDataDir(
   args: readonly string[] = [],
   options: ServeOptions = {},
 ): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [MCIASSRV, 'serve', '--data-dir', dataDir, ...args], {
+  const child = spawn(process.execPath, nodeArgs(MCIASSRV, ['serve', '--data-dir', dataDir, ...args]), {
     cwd: ROOT,
     env: { ...process.env, ...TEST_PROCESS_ENV, ...RELAXED_THROTTLE_ENV, ...env },
   });

@@ -1,4 +1,8 @@
-import { decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
+import type { JWTPayload } from 'jose';
+// jose's narrow entry points: its root module loads every JOSE feature (JWE, JWKS fetching, ...), which stays resident
+// in the server and in every service that verifies tokens.
+import { decodeProtectedHeader } from 'jose/decode/protected_header';
+import { jwtVerify } from 'jose/jwt/verify';
 import type { KeyObject } from 'node:crypto';
 
 /**
