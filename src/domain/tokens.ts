@@ -1,6 +1,6 @@
 import { hash, randomUUID } from 'node:crypto';
 import { checkTokenRules, isCanonicalToken, stillUnexpired, type TokenClaims } from '@mcias/client/token-rules';
-import { SignJWT } from 'jose';
+import { SignJWT } from 'jose/jwt/sign';
 import { LRUCache } from 'lru-cache';
 import { epochSeconds, type Clock } from './clock.ts';
 import { MciasError } from './errors.ts';

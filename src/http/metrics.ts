@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
@@ -6,6 +6,9 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { ERROR_CODES } from '../domain/errors.ts';
 import type { Observer } from '../domain/ports.ts';
 import { TOKEN_FAILURES } from '../domain/tokens.ts';
+
+/** Through process.getBuiltinModule, not an ES import, which would load Node's bundled undici (src/http/problem.ts says why). */
+const { createServer } = process.getBuiltinModule('node:http');
 
 /**
  * The server's Prometheus metrics (SECURITY.md §48, docs/operations.md says what each means). One registry per
