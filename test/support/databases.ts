@@ -32,6 +32,17 @@ export interface TestDatabase {
 }
 
 /** A fresh, empty database of the given dialect, for one test file or test. */
+/** Runs one statement as the superuser of the local PostgreSQL, on a connection of its own. */
+export async function asSuperuser(sql: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
+  await admin.connect();
+  try {
+    await admin.query(sql);
+  } finally {
+    await admin.end();
+  }
+}
+
 export async function createTestDatabase(dialect: TestDialect): Promise<TestDatabase> {
   if (dialect === 'sqlite') {
     const dir = mkdtempSync(path.join(tmpdir(), 'mcias-test-'));
@@ -44,28 +55,14 @@ export async function createTestDatabase(dialect: TestDialect): Promise<TestData
     };
   }
   const name = `mcias_test_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
-  await admin.connect();
-  try {
-    await admin.query(`create database ${name}`);
-  } finally {
-    await admin.end();
-  }
+  await asSuperuser(`create database ${name}`);
   const url = new URL(PG_ADMIN_URL);
   url.pathname = `/${name}`;
   return {
     dialect,
     location: url.toString(),
     storage: { kind: 'postgres', url: url.toString(), caFile: undefined, poolSize: 5 },
-    drop: async () => {
-      const client = new pg.Client({ connectionString: PG_ADMIN_URL });
-      await client.connect();
-      try {
-        await client.query(`drop database if exists ${name} with (force)`);
-      } finally {
-        await client.end();
-      }
-    },
+    drop: () => asSuperuser(`drop database if exists ${name} with (force)`),
   };
 }
 

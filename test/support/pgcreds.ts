@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
-import pg from 'pg';
-import { PG_ADMIN_URL } from './databases.ts';
+import { asSuperuser } from './databases.ts';
 import type { Harness } from './harness.ts';
 
 /** A valid PUT /v1/accounts/{username}/pgcreds body: the required fields only (the rest take their defaults). */
@@ -18,17 +17,6 @@ export async function storePgCredentials(h: Harness, service: string, overrides:
   const response = await h.request({ method: 'PUT', url: `/v1/accounts/${service}/pgcreds`, token: h.adminToken, body });
   assert.equal(response.statusCode, 200, response.body);
   return body;
-}
-
-/** Runs one statement as the superuser of the local PostgreSQL. */
-async function asSuperuser(sql: string): Promise<void> {
-  const admin = new pg.Client({ connectionString: PG_ADMIN_URL });
-  await admin.connect();
-  try {
-    await admin.query(sql);
-  } finally {
-    await admin.end();
-  }
 }
 
 /**
