@@ -4,7 +4,7 @@
 // spawn helper (test/support/server-process.ts reads them from this line). `gc`, for the one collection serve runs
 // once it has started, keeps the idle server's resident memory down; 4 MB young-generation semi-spaces (Node's
 // default grows to 16 MB) bound what load adds to it (docs/operations.md, "Memory and in-process caches"). Change
-// them here only.
-import { main } from '../dist/src/cli/mciassrv.js';
+// them here only. What it runs is the server's bundle, dist/mciassrv/, which `npm run build` writes (scripts/bundle.mjs).
+import { main } from '../dist/mciassrv/mciassrv.js';
 
 await main(process.argv);

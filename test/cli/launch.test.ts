@@ -117,11 +117,13 @@ describe('mciassrv is launched with the Node.js options on its shebang line', ()
   });
 
   test("serve collects start-up's garbage before it reports serving, which --expose-gc makes possible", async () => {
-    const heapUsed = (samples: Sample[]) => valueOf(samples, 'nodejs_heap_size_used_bytes');
-    const collected = heapUsed((await serveWith(dataDir, MCIASSRV, [])).samples);
+    // The heap V8 holds, used or pooled for reuse: what the collection gives back is mostly pages grown for start-up's
+    // garbage and kept (the heap in use differs by about 1 MB, since the server runs from a bundle).
+    const heapTotal = (samples: Sample[]) => valueOf(samples, 'nodejs_heap_size_total_bytes');
+    const collected = heapTotal((await serveWith(dataDir, MCIASSRV, [])).samples);
     const withoutGc = shebangNodeOptions(MCIASSRV).filter((o) => o !== '--expose-gc');
-    const uncollected = heapUsed((await serveWith(dataDir, process.execPath, [...withoutGc, MCIASSRV])).samples);
-    // About 28 MB against 40 MB at the time of writing: start-up leaves megabytes of garbage behind.
-    assert.ok(collected > 0 && collected < uncollected - 4 * 1024 * 1024, `heap used ${collected} bytes collected, ${uncollected} not`);
+    const uncollected = heapTotal((await serveWith(dataDir, process.execPath, [...withoutGc, MCIASSRV])).samples);
+    // About 22 MB against 31 MB at the time of writing.
+    assert.ok(collected > 0 && collected < uncollected - 4 * 1024 * 1024, `heap ${collected} bytes collected, ${uncollected} not`);
   });
 });

@@ -2,15 +2,18 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { DIALECTS, createTestDatabase, type TestDatabase } from '../support/databases.ts';
 import { login } from '../support/process-tools.ts';
-import { startServerProcess } from '../support/server-process.ts';
+import { ROOT, startServerProcess } from '../support/server-process.ts';
 
 /**
  * Issue 12 (idle RSS ≤ 90 MB): what a serving mciassrv never needs, it never loads, since nothing loaded is ever
- * unloaded. A real server (the spawn helper's, as installed) records every file it loads and Node's list of its own
- * modules when it exits; it has started, logged a person in and been stopped.
+ * unloaded. A real server (the spawn helper's, as installed: the bundle scripts/bundle.mjs writes to dist/mciassrv/)
+ * records every file it loads and Node's list of its own modules when it exits; it has started, logged a person in
+ * and been stopped. The bundle's chunks are mapped back to the source and package files in them through the build's
+ * metafile, so "loaded" means "in a chunk the server loaded" (or loaded from node_modules, for what is not bundled).
  */
 
 /** Preloaded through NODE_OPTIONS: records the files loaded (import and require alike) and writes them at exit. */
@@ -47,24 +50,57 @@ async function loadedByServe(testDb: TestDatabase): Promise<Loaded> {
   }
 }
 
-const packageOf = (file: string) => /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(file)?.[1];
+const packageOf = (file: string) => /(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(file)?.[1];
+
+/**
+ * The bundle's output files and the inputs whose code each holds, as scripts/bundle.mjs's metafile records them (an
+ * input the bundler shook out entirely left no code behind, and costs a serving process nothing).
+ */
+function bundleInputs(): Map<string, string[]> {
+  const meta = JSON.parse(readFileSync(path.join(ROOT, 'dist', 'mciassrv', 'meta.json'), 'utf8')) as {
+    outputs: Record<string, { inputs: Record<string, { bytesInOutput: number }> }>;
+  };
+  return new Map(
+    Object.entries(meta.outputs).map(([output, { inputs }]) => [
+      path.join(ROOT, output),
+      Object.entries(inputs)
+        .filter(([, { bytesInOutput }]) => bytesInOutput > 0)
+        .map(([input]) => input),
+    ]),
+  );
+}
+
+/** Every file a server loaded, with each bundle chunk replaced by the files in it (paths relative to the repository). */
+function filesIn(loaded: Loaded): string[] {
+  const chunks = bundleInputs();
+  return loaded.files.flatMap((url) => {
+    const file = fileURLToPath(url);
+    return chunks.get(file) ?? [path.relative(ROOT, file)];
+  });
+}
 
 for (const dialect of DIALECTS) {
   describe(`mciassrv serve on ${dialect} loads only what serving needs`, () => {
     let testDb: TestDatabase;
     let loaded: Loaded;
+    let files: string[];
     let packages: Set<string>;
     before(async () => {
       testDb = await createTestDatabase(dialect);
       loaded = await loadedByServe(testDb);
-      packages = new Set(loaded.files.map(packageOf).filter((p) => p !== undefined));
+      files = filesIn(loaded);
+      packages = new Set(files.map(packageOf).filter((p) => p !== undefined));
     });
     after(async () => testDb.drop());
 
-    test('the recorder saw the server load its code', () => {
+    test('the recorder saw the server load its code, from the bundle', () => {
       // Guards the other tests: an empty list would pass them all.
       for (const expected of ['fastify', 'kysely', dialect === 'sqlite' ? 'better-sqlite3' : 'pg']) assert.ok(packages.has(expected), expected);
+      assert.ok(files.includes('src/server.ts'));
       assert.ok(loaded.builtins.includes('NativeModule tls'));
+      // Nothing of the project's own comes from dist/src (the tsc output mciasctl runs) or node_modules' copies of what
+      // is bundled: the bundle is what runs (scripts/bundle.mjs).
+      assert.deepEqual(loaded.files.filter((url) => url.includes('/dist/src/') || url.includes('/node_modules/fastify/')), []);
     });
 
     if (dialect === 'sqlite') {
@@ -76,11 +112,11 @@ for (const dialect of DIALECTS) {
     });
 
     test("not TypeBox's Value module (the configuration is checked with Ajv, which Fastify loads anyway)", () => {
-      assert.deepEqual(loaded.files.filter((f) => f.includes('/node_modules/typebox/build/value/')), []);
+      assert.deepEqual(files.filter((f) => f.includes('node_modules/typebox/build/value/')), []);
     });
 
     test("not jose's root module, which loads every JOSE feature (JWE, remote JWKS, ...)", () => {
-      assert.deepEqual(loaded.files.filter((f) => f.endsWith('/node_modules/jose/dist/webapi/index.js')), []);
+      assert.deepEqual(files.filter((f) => f.endsWith('node_modules/jose/dist/webapi/index.js')), []);
     });
 
     test("not Node's bundled undici (fetch, WebSocket), which an ES import of node:http loads", () => {
