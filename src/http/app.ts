@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import type { Server as HttpsServer, ServerOptions as HttpsServerOptions } from 'node:https';
-import cookie from '@fastify/cookie';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -187,8 +186,6 @@ export async function buildApp(services: AppServices, options: AppOptions): Prom
     else limitRequests.call(app, request, reply).then(() => done(), done);
   });
   await app.register(accessControl, { tokens: services.tokens });
-  // Cookies are read by forward-auth and the login page (the mcias_token cookie); no other route looks at them.
-  await app.register(cookie);
   await app.register(publicRoutes, services);
   await app.register(authRoutes, services);
   await app.register(meRoutes, services);

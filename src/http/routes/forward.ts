@@ -1,3 +1,4 @@
+import cookie from '@fastify/cookie';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
@@ -44,6 +45,9 @@ function originalUrl(request: FastifyRequest): { url: string | undefined; nginx:
  * validation's.
  */
 export const forwardRoutes: FastifyPluginAsyncTypebox<{ services: AppServices; web: WebSettings | undefined }> = async (app, { services, web }) => {
+  // The mcias_token cookie is read here and by the login page (src/http/web/pages.ts) only: each registers the cookie
+  // plugin in its own context, so no other request pays for its hooks (issue 12's hot path).
+  await app.register(cookie);
   app.get(
     '/v1/auth/forward',
     {

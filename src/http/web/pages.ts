@@ -1,3 +1,4 @@
+import cookie from '@fastify/cookie';
 import csrfProtection from '@fastify/csrf-protection';
 import formbody from '@fastify/formbody';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
@@ -80,6 +81,8 @@ export const webPages: FastifyPluginAsyncTypebox<{ services: AppServices; web: W
   // Forms only: the API's JSON parser is not for these routes.
   app.removeContentTypeParser('application/json');
   await app.register(formbody);
+  // Cookies (the session's and the CSRF secret's) in this context only; forward-auth registers its own.
+  await app.register(cookie);
   await app.register(csrfProtection, {
     cookieKey: CSRF_COOKIE,
     cookieOpts: { path: '/', sameSite: 'strict', httpOnly: true, secure: true },
